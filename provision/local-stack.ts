@@ -1,0 +1,177 @@
+// The embedded default: a Temporal dev server and two real PostgreSQL clusters ("old" and "new"),
+// started together and stopped together. The dev stack, the demo and the test run all use it.
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { dataDir } from './project-paths';
+import { isPortFree } from './ports';
+import { startEmbeddedCluster, type EmbeddedCluster, type PostgresMajor } from './postgres';
+import { findOrInstallTemporalCli, type TemporalCli } from './temporal-cli';
+import { startTemporalDevServer, type TemporalDevServer } from './temporal-server';
+
+export interface LocalStackOptions {
+  /** Folder for this stack's data: .data/stack, .data/demo, .data/test. */
+  root: string;
+  /** Keep data, ports and password across runs (dev stack); otherwise start empty and delete on stop. */
+  persistent: boolean;
+  oldMajor: PostgresMajor;
+  newMajor: PostgresMajor;
+  temporalPort?: number;
+  temporalUiPort?: number;
+  postgresSettings?: Record<string, string>;
+  log: (message: string) => void;
+}
+
+export interface LocalStack {
+  cli: TemporalCli;
+  temporal: TemporalDevServer;
+  old: EmbeddedCluster;
+  new: EmbeddedCluster;
+  /** The environment a worker or the CLI needs to reach this stack. */
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+interface SavedState {
+  password: string;
+  oldPort: number;
+  newPort: number;
+}
+
+/** What a running dev stack publishes for `migrate` commands started in another terminal. */
+export interface RunningStackFile {
+  pid: number;
+  env: Record<string, string>;
+  uiUrl?: string;
+}
+
+/** The dev stack's folder; MIGRATE_STACK_DIR moves it (the tests run a second stack beside yours). */
+export const devStackRoot = process.env.MIGRATE_STACK_DIR ?? path.join(dataDir, 'stack');
+const RUNNING_FILE = 'running.json';
+
+async function choosePort(saved: number | undefined): Promise<number | undefined> {
+  return saved !== undefined && (await isPortFree(saved)) ? saved : undefined;
+}
+
+function readState(file: string): Partial<SavedState> {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Partial<SavedState>;
+  } catch {
+    return {};
+  }
+}
+
+function writePrivateJson(file: string, value: unknown): void {
+  writeFileSync(file, JSON.stringify(value, null, 2), { mode: 0o600 });
+  chmodSync(file, 0o600);
+}
+
+export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
+  const { root, log } = options;
+  if (!options.persistent) rmSync(root, { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+  const stateFile = path.join(root, 'state.json');
+  const saved = options.persistent ? readState(stateFile) : {};
+  const password = saved.password ?? randomBytes(18).toString('base64url');
+
+  const started: { label: string; stop(): Promise<void> }[] = [];
+  const stopAll = async () => {
+    for (const part of started.reverse()) {
+      try {
+        await part.stop();
+        log(`${part.label}: stopped`);
+      } catch (err) {
+        log(`${part.label}: did not stop cleanly: ${(err as Error).message}`);
+      }
+    }
+    started.length = 0;
+  };
+  try {
+    const cli = await findOrInstallTemporalCli({ log });
+    log(
+      `temporal: starting the dev server${options.persistent ? ` with ${path.join(root, 'temporal.sqlite')}` : ''}`,
+    );
+    const temporal = await startTemporalDevServer({
+      cliPath: cli.path,
+      ...(options.temporalPort !== undefined && { port: options.temporalPort }),
+      ...(options.temporalUiPort !== undefined && { uiPort: options.temporalUiPort }),
+      ...(options.persistent && { dbFilename: path.join(root, 'temporal.sqlite') }),
+    });
+    started.push({ label: 'temporal', stop: () => temporal.stop() });
+    log(
+      `temporal: dev server ready at ${temporal.address}${temporal.uiUrl ? `, Web UI at ${temporal.uiUrl}` : ''}`,
+    );
+
+    const onLeftover = options.persistent ? 'fail' : 'stop';
+    const clusterOptions = { password, onLeftover, log, settings: options.postgresSettings } as const;
+    const [oldCluster, newCluster] = await Promise.all([
+      startEmbeddedCluster({
+        ...clusterOptions,
+        name: 'old',
+        major: options.oldMajor,
+        dataDir: path.join(root, `old-pg${options.oldMajor}`),
+        port: await choosePort(saved.oldPort),
+      }),
+      startEmbeddedCluster({
+        ...clusterOptions,
+        name: 'new',
+        major: options.newMajor,
+        dataDir: path.join(root, `new-pg${options.newMajor}`),
+        port: await choosePort(saved.newPort),
+      }),
+    ]);
+    started.push(
+      { label: 'old', stop: () => oldCluster.stop() },
+      { label: 'new', stop: () => newCluster.stop() },
+    );
+    if (options.persistent) {
+      writePrivateJson(stateFile, { password, oldPort: oldCluster.port, newPort: newCluster.port });
+    }
+    const env = {
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_NAMESPACE: temporal.namespace,
+      OLD_DATABASE_URL: oldCluster.url,
+      NEW_DATABASE_URL: newCluster.url,
+    };
+    return {
+      cli,
+      temporal,
+      old: oldCluster,
+      new: newCluster,
+      env,
+      async stop() {
+        await stopAll();
+        if (!options.persistent) rmSync(root, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+export function publishRunningStack(root: string, stack: LocalStack): void {
+  const file: RunningStackFile = {
+    pid: process.pid,
+    env: stack.env,
+    ...(stack.temporal.uiUrl !== undefined && { uiUrl: stack.temporal.uiUrl }),
+  };
+  writePrivateJson(path.join(root, RUNNING_FILE), file);
+}
+
+export function unpublishRunningStack(root: string): void {
+  rmSync(path.join(root, RUNNING_FILE), { force: true });
+}
+
+/** The environment of the dev stack running from this checkout, if one is running. */
+export function readRunningStack(root = devStackRoot): RunningStackFile | undefined {
+  const file = path.join(root, RUNNING_FILE);
+  if (!existsSync(file)) return undefined;
+  try {
+    const running = JSON.parse(readFileSync(file, 'utf8')) as RunningStackFile;
+    process.kill(running.pid, 0);
+    return running;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,95 @@
+// Config validation: defaults, and errors that name the field and what is wrong.
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { resolveConnection } from '../../config/connections';
+import { OperatorError } from '../../config/errors';
+import { loadMigrationConfig, parseMigrationConfig, parseSiteConfig } from '../../config/load';
+import { qualifiedTableName } from '../../config/schema';
+
+function rejection(document: unknown): string {
+  try {
+    parseMigrationConfig(document, 'migration.yaml');
+  } catch (err) {
+    assert.ok(err instanceof OperatorError);
+    return err.message;
+  }
+  assert.fail('the config was accepted');
+}
+
+describe('migration config', () => {
+  it('fills in defaults: chunk size 1000, connections from OLD_/NEW_DATABASE_URL', () => {
+    const config = parseMigrationConfig({ name: 'orders-move', tables: ['orders'] });
+    assert.equal(config.chunkSize, 1000);
+    assert.equal(config.concurrency, 4);
+    assert.deepEqual(config.old, { urlEnv: 'OLD_DATABASE_URL' });
+    assert.deepEqual(config.new, { urlEnv: 'NEW_DATABASE_URL' });
+    assert.equal(config.temporal.taskQueue, 'pg-live-migrate');
+    assert.deepEqual(qualifiedTableName('orders'), { schema: 'public', table: 'orders' });
+    assert.deepEqual(qualifiedTableName({ name: 'sales.Orders' }), { schema: 'sales', table: 'Orders' });
+  });
+
+  it('names the field and the problem for bad values', () => {
+    assert.match(rejection({ name: 'x', tables: ['orders'], chunkSize: 0 }), /chunkSize: .*>=\s*1/);
+    assert.match(
+      rejection({ name: 'x', tables: ['orders'], chunkSize: 2.5 }),
+      /chunkSize: must be a whole number/,
+    );
+    assert.match(rejection({ name: 'x', tables: [] }), /tables: must list at least one table/);
+    assert.match(rejection({ name: 'Bad Name!', tables: ['t'] }), /name: must be 1-63 lowercase/);
+    assert.match(rejection({ name: 'x', tables: ['a.b.c'] }), /tables\.0: must be a table name/);
+    assert.match(rejection({ name: 'x', tables: ['t'], concurency: 3 }), /concurency|Unrecognized key/);
+    assert.match(rejection({ tables: ['t'] }), /name: /);
+  });
+
+  it('refuses a password written into the config file, without repeating it', () => {
+    const message = rejection({
+      name: 'x',
+      tables: ['t'],
+      old: { url: 'postgres://app:hunter2@db:5432/app' },
+    });
+    assert.match(message, /old\.url: contains a password; .*urlEnv/);
+    assert.doesNotMatch(message, /hunter2/);
+  });
+
+  it('asks for exactly one of url and urlEnv', () => {
+    assert.match(
+      rejection({ name: 'x', tables: ['t'], new: {} }),
+      /new: set exactly one of urlEnv \(recommended\) or url/,
+    );
+  });
+
+  it('reads YAML files and says when the file is missing or broken', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'config-test-'));
+    const good = path.join(dir, 'good.yaml');
+    writeFileSync(good, 'name: orders-move\ntables: [public.orders]\nchunkSize: 500\n');
+    assert.equal(loadMigrationConfig(good).chunkSize, 500);
+    const broken = path.join(dir, 'broken.yaml');
+    writeFileSync(broken, 'name: [unclosed\n');
+    assert.throws(() => loadMigrationConfig(broken), /is not valid YAML or JSON/);
+    assert.throws(() => loadMigrationConfig(path.join(dir, 'missing.yaml')), /missing\.yaml does not exist/);
+  });
+
+  it('resolves a connection from the environment and hides its password in the display form', () => {
+    const site = parseSiteConfig({});
+    const resolved = resolveConnection('old', site.old, {
+      OLD_DATABASE_URL: 'postgres://app:s3cret@db:5432/app',
+    });
+    assert.equal(resolved.connectionString, 'postgres://app:s3cret@db:5432/app');
+    assert.equal(resolved.display, 'postgres://app@db:5432/app');
+    assert.equal(resolved.source, 'OLD_DATABASE_URL');
+    assert.throws(() => resolveConnection('new', site.new, {}), /set NEW_DATABASE_URL/);
+  });
+
+  it('adds a password from passwordEnv to a URL that has none', () => {
+    const resolved = resolveConnection(
+      'new',
+      { url: 'postgres://app@db/app', passwordEnv: 'NEW_PW' },
+      { NEW_PW: 'p@ss' },
+    );
+    assert.equal(new URL(resolved.connectionString).password, 'p%40ss');
+    assert.equal(resolved.display, 'postgres://app@db/app');
+  });
+});

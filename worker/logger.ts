@@ -1,0 +1,86 @@
+// The project's one logger: pino, JSON by default, pretty on a terminal, every string scrubbed of
+// passwords before it is written. Also adapts pino to Temporal's Logger for Runtime.install.
+import pino from 'pino';
+import type { LogLevel, LogMetadata, Logger as TemporalLogger } from '@temporalio/common';
+import { redactSecrets } from '../config/redact';
+
+export type Logger = pino.Logger;
+
+const MAX_DEPTH = 6;
+
+/** Copies a log argument with every string passed through redactSecrets. */
+export function redactDeep(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return redactSecrets(value);
+  if (depth >= MAX_DEPTH || value === null || typeof value !== 'object') return value;
+  if (value instanceof Error) {
+    const copy: Record<string, unknown> = { type: value.name, message: redactSecrets(value.message) };
+    if (value.stack !== undefined) copy.stack = redactSecrets(value.stack);
+    const code = (value as { code?: unknown }).code;
+    if (code !== undefined) copy.code = code;
+    return copy;
+  }
+  if (Array.isArray(value)) return value.map((item) => redactDeep(item, depth + 1));
+  if (Buffer.isBuffer(value) || value instanceof Date) return value;
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, redactDeep(item, depth + 1)]));
+}
+
+export interface LoggerOptions {
+  name: string;
+  level?: string;
+  /** Pretty output for people; defaults to whether stdout is a terminal. LOG_FORMAT=json forces JSON. */
+  pretty?: boolean;
+  destination?: pino.DestinationStream;
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const pretty =
+    options.pretty ??
+    (process.stdout.isTTY === true && process.env.LOG_FORMAT !== 'json' && !options.destination);
+  const pinoOptions: pino.LoggerOptions = {
+    name: options.name,
+    level: options.level ?? process.env.LOG_LEVEL ?? 'info',
+    redact: { paths: ['password', '*.password', 'connectionString', '*.connectionString'], censor: '***' },
+    hooks: {
+      logMethod(args, method) {
+        method.apply(this, args.map((arg) => redactDeep(arg)) as Parameters<typeof method>);
+      },
+    },
+  };
+  if (pretty) {
+    return pino({ ...pinoOptions, transport: { target: 'pino-pretty', options: { colorize: true } } });
+  }
+  // Synchronous writes keep log lines in order with plain stdout writes and complete before exit.
+  return pino(pinoOptions, options.destination ?? pino.destination({ dest: 1, sync: true }));
+}
+
+const TEMPORAL_TO_PINO: Record<LogLevel, pino.Level> = {
+  TRACE: 'trace',
+  DEBUG: 'debug',
+  INFO: 'info',
+  WARN: 'warn',
+  ERROR: 'error',
+};
+
+/** Temporal's Logger interface, writing through pino. */
+export class PinoTemporalLogger implements TemporalLogger {
+  constructor(private readonly logger: Logger) {}
+
+  log(level: LogLevel, message: string, meta?: LogMetadata): void {
+    this.logger[TEMPORAL_TO_PINO[level]](meta ?? {}, message);
+  }
+  trace(message: string, meta?: LogMetadata): void {
+    this.log('TRACE', message, meta);
+  }
+  debug(message: string, meta?: LogMetadata): void {
+    this.log('DEBUG', message, meta);
+  }
+  info(message: string, meta?: LogMetadata): void {
+    this.log('INFO', message, meta);
+  }
+  warn(message: string, meta?: LogMetadata): void {
+    this.log('WARN', message, meta);
+  }
+  error(message: string, meta?: LogMetadata): void {
+    this.log('ERROR', message, meta);
+  }
+}
