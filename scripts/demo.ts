@@ -34,7 +34,12 @@ async function main(): Promise<number> {
   installRuntime(logger, []);
   const rows = rowsFromEnv();
   let stack: LocalStack | undefined;
-  const stop = () => void stack?.stop().then(() => process.exit(130));
+  let interrupted = false;
+  const stop = () => {
+    interrupted = true;
+    // While the servers are still starting, main() stops them as soon as they are up.
+    if (stack !== undefined) void stack.stop().then(() => process.exit(130));
+  };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
@@ -45,6 +50,7 @@ async function main(): Promise<number> {
       newMajor: parsePostgresMajor(process.env.NEW_PG_MAJOR, 17, 'NEW_PG_MAJOR'),
       log: (message) => logger.info(message),
     });
+    if (interrupted) return 130;
     const env = { ...process.env, ...stack.env };
     const site = parseSiteConfig({ temporal: { taskQueue: 'demo' } });
     const pools = new ConnectionPools(resolveConnections(site, env));

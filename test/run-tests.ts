@@ -83,9 +83,10 @@ async function main(): Promise<number> {
       TEST_NEW_PG_MAJOR: String(stack.new.major),
       MIGRATE_IGNORE_DEV_STACK: '1',
     };
+    // The timeout only guards against a hang; no test measures time.
     const runner = spawn(
       process.execPath,
-      ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
+      ['--test', '--test-concurrency=1', '--test-timeout=600000', '--test-reporter=spec', ...files],
       {
         env,
         stdio: ['ignore', 'pipe', 'inherit'],

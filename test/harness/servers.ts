@@ -7,9 +7,6 @@ import type { SiteConfig } from '../../config/schema';
 import { createLogger } from '../../worker/logger';
 import { installRuntime } from '../../worker/runtime';
 
-// Test files log the SDK's warnings and errors only, so the runner's report stays readable.
-installRuntime(createLogger({ name: 'test', level: 'warn', pretty: false }), []);
-
 function required(name: string): string {
   const value = process.env[name];
   if (value === undefined || value === '') {
@@ -59,4 +56,12 @@ export function databasePools(): { old: pg.Pool; new: pg.Pool; end(): Promise<vo
       await Promise.all([oldPool.end(), newPool.end()]);
     },
   };
+}
+
+/**
+ * For test files that run workers: the SDK logs warnings and errors only, so the runner's report
+ * stays readable. Only there: an installed Runtime that no worker uses keeps the process alive.
+ */
+export function installQuietRuntime(): void {
+  installRuntime(createLogger({ name: 'test', level: 'warn', pretty: false }), []);
 }

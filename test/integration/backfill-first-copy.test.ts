@@ -10,8 +10,10 @@ import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { createMigrationWorker } from '../../worker/create-worker';
 import { backfillTableWorkflow } from '../../workflows';
 import { backfillProgressQuery } from '../../workflows/messages';
-import { databasePools, temporalClient, testSite } from '../harness/servers';
+import { databasePools, installQuietRuntime, temporalClient, testSite } from '../harness/servers';
 import { workflowsPath } from '../harness/workflow-histories';
+
+installQuietRuntime();
 
 describe('backfill: first copy of a table from old to new through Temporal', () => {
   const pools = databasePools();
