@@ -106,6 +106,8 @@ export const migrationSchema = siteSchema.extend({
   tables: z.array(tableSchema).min(1, 'must list at least one table'),
   chunkSize: z.number().int('must be a whole number').min(1).max(100_000).default(1000),
   concurrency: z.number().int('must be a whole number').min(1).max(64).default(4),
+  /** Create a table on new from old's definition when new does not have it. */
+  createTables: z.boolean().default(false),
 });
 export type MigrationConfig = z.infer<typeof migrationSchema>;
 

@@ -3,6 +3,7 @@
 // counters only, never rows.
 import {
   continueAsNew,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -21,6 +22,8 @@ export interface BackfillTableInput {
   target: ConnectionName;
   table: TableRef;
   chunkSize: number;
+  /** Create the table on the target from the source's definition when it does not exist. */
+  createTargetTable?: boolean;
   /** Carried across continue-as-new. */
   resume?: { primaryKey: string[]; after: string[] | null; rowsCopied: number; chunksDone: number };
 }
@@ -30,7 +33,7 @@ export interface BackfillTableResult {
   chunksDone: number;
 }
 
-const { describeTable } = proxyActivities<Activities>({
+const { describeTable, prepareTargetTable } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { maximumInterval: '30 seconds' },
 });
@@ -41,9 +44,7 @@ const { copyChunk } = proxyActivities<Activities>({
 
 export async function backfillTableWorkflow(input: BackfillTableInput): Promise<BackfillTableResult> {
   const tableName = `${input.table.schema}.${input.table.table}`;
-  const primaryKey =
-    input.resume?.primaryKey ??
-    (await describeTable({ connection: input.source, table: input.table })).primaryKey;
+  const primaryKey = input.resume?.primaryKey ?? (await inspectTables(input)).primaryKey;
   const progress: BackfillProgress = {
     table: tableName,
     rowsCopied: input.resume?.rowsCopied ?? 0,
@@ -88,4 +89,18 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
   progress.done = true;
   upsertSearchAttributes([{ key: MIGRATION_PHASE, value: 'backfill-done' }]);
   return { rowsCopied: progress.rowsCopied, chunksDone: progress.chunksDone };
+}
+
+/** Before any row moves: the target must take the source's rows faithfully (hazard 10). */
+async function inspectTables(input: BackfillTableInput) {
+  // Histories recorded before the target check existed only described the source.
+  if (!patched('prepare-target-table')) {
+    return describeTable({ connection: input.source, table: input.table });
+  }
+  return prepareTargetTable({
+    source: input.source,
+    target: input.target,
+    table: input.table,
+    createIfMissing: input.createTargetTable ?? false,
+  });
 }

@@ -7,10 +7,8 @@ import { Worker } from '@temporalio/worker';
 import { compareTables } from '../../activities/verifier';
 import { quoteTable } from '../../activities/sql';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
-import { createMigrationWorker } from '../../worker/create-worker';
-import { backfillTableWorkflow } from '../../workflows';
-import { backfillProgressQuery } from '../../workflows/messages';
-import { databasePools, installQuietRuntime, temporalClient, testSite } from '../harness/servers';
+import { refusalMessage, runBackfill } from '../harness/backfill';
+import { databasePools, installQuietRuntime } from '../harness/servers';
 import { workflowsPath } from '../harness/workflow-histories';
 
 installQuietRuntime();
@@ -28,29 +26,6 @@ describe('backfill: first copy of a table from old to new through Temporal', () 
     return table;
   }
 
-  async function backfill(table: { schema: string; table: string }, chunkSize: number) {
-    const taskQueue = `test-backfill-${randomUUID()}`;
-    const worker = await createMigrationWorker(testSite(taskQueue), process.env);
-    const client = await temporalClient();
-    try {
-      return await worker.runUntil(
-        (async () => {
-          const handle = await client.workflow.start(backfillTableWorkflow, {
-            taskQueue,
-            workflowId: `backfill-${table.table}`,
-            args: [{ migration: 'test', source: 'old', target: 'new', table, chunkSize }],
-          });
-          const result = await handle.result();
-          const progress = await handle.query(backfillProgressQuery);
-          const history = await handle.fetchHistory();
-          return { result, progress, history, workflowId: handle.workflowId };
-        })(),
-      );
-    } finally {
-      await client.connection.close();
-    }
-  }
-
   let table: { schema: string; table: string };
   before(async () => {
     table = await createOnBothSides('orders');
@@ -59,7 +34,7 @@ describe('backfill: first copy of a table from old to new through Temporal', () 
   });
 
   it('copies every row with every column equal, in 1000-row chunks', async () => {
-    const { result, progress } = await backfill(table, 1000);
+    const { result, progress } = await runBackfill(table, 1000);
     assert.equal(result.rowsCopied, 2345);
     assert.equal(result.chunksDone, 3);
     assert.equal(progress.done, true);
@@ -75,7 +50,7 @@ describe('backfill: first copy of a table from old to new through Temporal', () 
     await pools.new
       .query(`INSERT INTO ${quoteTable(other)} SELECT * FROM (VALUES (7::bigint)) v(id) CROSS JOIN LATERAL (
       SELECT 1::bigint, 'newer', 1.00::numeric, 'USD', NULL::text[], NULL::jsonb, NULL::bytea, 'written on new', now(), now()) r`);
-    const { result } = await backfill(other, 20);
+    const { result } = await runBackfill(other, 20);
     assert.equal(result.rowsCopied, 49);
     const { rows } = await pools.new.query<{ status: string }>(
       `SELECT status FROM ${quoteTable(other)} WHERE id = 7`,
@@ -85,23 +60,22 @@ describe('backfill: first copy of a table from old to new through Temporal', () 
 
   it('copies an empty table as zero rows and finishes', async () => {
     const empty = await createOnBothSides('empty');
-    const { result } = await backfill(empty, 1000);
+    const { result } = await runBackfill(empty, 1000);
     assert.deepEqual(result, { rowsCopied: 0, chunksDone: 0 });
   });
 
   it('produces a history that replays deterministically', async () => {
     const replayed = await createOnBothSides('replayed');
     await seedSampleRows(pools.old, replayed, 30);
-    const { history, workflowId } = await backfill(replayed, 10);
+    const { history, workflowId } = await runBackfill(replayed, 10);
     await Worker.runReplayHistory({ workflowsPath }, history, workflowId);
   });
 
   it('refuses a table without a primary key, naming the table and the fix', async () => {
     const bare = { schema: 'public', table: `nokey_${suffix}` };
     await pools.old.query(`CREATE TABLE ${quoteTable(bare)} (id bigint, v text)`);
-    await assert.rejects(backfill(bare, 1000), (err: Error) => {
-      const cause = (err.cause as Error | undefined)?.cause as Error | undefined;
-      assert.match(cause?.message ?? '', new RegExp(`${bare.table}.*has no primary key.*add a primary key`));
+    await assert.rejects(runBackfill(bare, 1000), (err: Error) => {
+      assert.match(refusalMessage(err), new RegExp(`${bare.table}.*has no primary key.*add a primary key`));
       return true;
     });
   });
