@@ -1,60 +1,185 @@
-// Copier: moves one chunk of rows, chosen by keyset (the next N keys after a given key), from the
-// source connection to the target. Keys travel as text; rows never leave the activity.
+// Copier: copies one chunk (a fixed key range) from the source to the target. Rows stream as binary
+// COPY into a staging table on the target; one transaction there inserts the rows that the target
+// does not have yet (a row already there came from a newer write and wins; a tombstoned key was
+// deleted after this chunk was read and stays deleted) and records the chunk as done. A retried or
+// duplicated attempt finds the marker and changes nothing.
+import { createHash } from 'node:crypto';
+import { Context, log } from '@temporalio/activity';
+import type pg from 'pg';
 import type { ConnectionName } from '../config/connections';
-import type { TableRef } from './inspector';
+import { lockForChunkInsert } from './apply-locks';
+import { HELPER_SCHEMA } from './helper-schema';
+import type { TableRef, TableShape } from './inspector';
+import { keyRangeWhere, type KeyRange } from './key-ranges';
 import type { ConnectionPools } from './pools';
-import { quoteIdent, quoteList, quoteTable } from './sql';
+import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
+import { copyRowsAcross, ensureStaging } from './staging';
+import type { TableShapes } from './table-shapes';
 
 export interface CopyChunkInput {
+  migration: string;
   source: ConnectionName;
   target: ConnectionName;
   table: TableRef;
-  primaryKey: string[];
-  /** The last key copied (text form of each key column), or null to start at the smallest key. */
-  after: string[] | null;
-  limit: number;
+  range: KeyRange;
+  /** Only rows matching this condition (the hot-rows pass); the main pass copies every row. */
+  predicate?: string;
 }
 
 export interface CopyChunkResult {
   rowsRead: number;
-  rowsWritten: number;
-  /** The largest key of this chunk, or null when the chunk was empty. */
-  lastKey: string[] | null;
+  rowsCopied: number;
+  /** An earlier attempt already committed this chunk; nothing was copied this time. */
+  alreadyDone: boolean;
 }
 
-export function createCopier(pools: ConnectionPools) {
+/** Test seams: let a test act between the read and the write of a chunk (hazards 1 and 2), or watch. */
+export interface CopierHooks {
+  /** Slow path only, after the rows are staged and before they are inserted. */
+  afterChunkStaged?: (chunk: CopyChunkInput) => Promise<void>;
+  /** After a chunk committed (either path). */
+  afterChunkCommitted?: (chunk: CopyChunkInput, result: CopyChunkResult) => void;
+}
+
+function chunkId(input: CopyChunkInput): string {
+  return createHash('sha256')
+    .update(JSON.stringify([input.table.schema, input.table.table, input.predicate ?? null, input.range]))
+    .digest('hex');
+}
+
+async function findMarker(
+  client: pg.ClientBase,
+  migration: string,
+  id: string,
+): Promise<CopyChunkResult | undefined> {
+  const found = await client.query<{ rows_read: number; rows_copied: number }>(
+    `SELECT rows_read, rows_copied FROM ${HELPER_SCHEMA}.backfill_chunks WHERE migration = $1 AND chunk_id = $2`,
+    [migration, id],
+  );
+  const row = found.rows[0];
+  return row && { rowsRead: row.rows_read, rowsCopied: row.rows_copied, alreadyDone: true };
+}
+
+function insertMissingRowsSql(shape: TableShape, staging: string): string {
+  const columns = quoteList(shape.copyColumns);
+  return `INSERT INTO ${quoteTable(shape.table)} (${columns})
+          ${shape.identityAlways ? 'OVERRIDING SYSTEM VALUE' : ''}
+          SELECT ${columns} FROM ${staging} AS s
+           WHERE NOT EXISTS (
+             SELECT 1 FROM ${HELPER_SCHEMA}.tombstones AS t
+              WHERE t.table_schema = $1 AND t.table_name = $2 AND t.key = ${keyTextArray(shape.primaryKey, 's')})
+          ON CONFLICT (${quoteList(shape.primaryKey)}) DO NOTHING`;
+}
+
+/** True when the target holds neither a row nor a tombstone in the chunk's key range. */
+function rangeIsClearSql(shape: TableShape, range: KeyRange): string {
+  const tombstoneKey = `(${shape.primaryKeyTypes.map((type, i) => `tb.key[${i + 1}]::${type}`).join(', ')})`;
+  const tombstoneRange = [`${tombstoneKey} <= ${keyLiteral(range.upper, shape.primaryKeyTypes)}`];
+  if (range.lower !== null) {
+    tombstoneRange.push(`${tombstoneKey} > ${keyLiteral(range.lower, shape.primaryKeyTypes)}`);
+  }
+  return `SELECT NOT EXISTS (SELECT 1 FROM ${quoteTable(shape.table)} WHERE ${keyRangeWhere(shape, range)})
+             AND NOT EXISTS (SELECT 1 FROM ${HELPER_SCHEMA}.tombstones AS tb
+                              WHERE tb.table_schema = $1 AND tb.table_name = $2 AND ${tombstoneRange.join(' AND ')}) AS clear`;
+}
+
+export function createCopier(pools: ConnectionPools, shapes: TableShapes, hooks: CopierHooks = {}) {
+  /** Opens the chunk's transaction; returns the chunk's result when an earlier attempt committed it. */
+  async function begin(target: pg.ClientBase, input: CopyChunkInput, id: string) {
+    await target.query('BEGIN');
+    const done = await findMarker(target, input.migration, id);
+    if (done !== undefined) {
+      await target.query('COMMIT');
+      log.debug('chunk already done', { chunk: id, rowsRead: done.rowsRead });
+    }
+    return done;
+  }
+
+  /** Records the chunk as done and commits it with its rows, unless another attempt got there first. */
+  async function markAndCommit(
+    target: pg.ClientBase,
+    input: CopyChunkInput,
+    id: string,
+    rowsRead: number,
+    rowsCopied: number,
+  ): Promise<CopyChunkResult> {
+    const marked = await target.query(
+      `INSERT INTO ${HELPER_SCHEMA}.backfill_chunks
+         (migration, chunk_id, table_schema, table_name, lower_key, upper_key, rows_read, rows_copied, attempt)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (migration, chunk_id) DO NOTHING`,
+      [
+        input.migration,
+        id,
+        input.table.schema,
+        input.table.table,
+        input.range.lower,
+        input.range.upper,
+        rowsRead,
+        rowsCopied,
+        Context.current().info.attempt,
+      ],
+    );
+    if (marked.rowCount === 0) {
+      // A concurrent attempt of this chunk committed first: its rows stand, this one's go.
+      await target.query('ROLLBACK');
+      return (
+        (await findMarker(target, input.migration, id)) ?? { rowsRead, rowsCopied: 0, alreadyDone: true }
+      );
+    }
+    await target.query('COMMIT');
+    log.debug('chunk copied', { chunk: id, rowsRead, rowsCopied });
+    const result = { rowsRead, rowsCopied, alreadyDone: false };
+    hooks.afterChunkCommitted?.(input, result);
+    return result;
+  }
+
   return {
-    async copyChunk(input: CopyChunkInput): Promise<CopyChunkResult> {
-      const table = quoteTable(input.table);
-      const keyList = quoteList(input.primaryKey);
-      const keyText = input.primaryKey.map((column) => `${quoteIdent(column)}::text`).join(', ');
-      const params: unknown[] = [];
-      let where = '';
-      if (input.after !== null) {
-        params.push(...input.after);
-        where = `WHERE (${keyList}) > (${input.after.map((_, i) => `$${i + 1}`).join(', ')})`;
+    copyChunk: async (input: CopyChunkInput): Promise<CopyChunkResult> => {
+      const shape = await shapes.get(input.source, input.table);
+      const id = chunkId(input);
+      const source = pools.get(input.source);
+      const selectSql = `SELECT ${quoteList(shape.copyColumns)} FROM ${quoteTable(input.table)}
+                          WHERE ${keyRangeWhere(shape, input.range, input.predicate)}`;
+      const tableParams = [input.table.schema, input.table.table];
+      const target = await pools.get(input.target).connect();
+      let broken: Error | undefined;
+      try {
+        let done = await begin(target, input, id);
+        if (done !== undefined) return done;
+
+        // Fast path: under the lock no sync can touch the table; when the range holds no row and
+        // no tombstone, the rows stream straight into the table (the common case of a first copy).
+        await lockForChunkInsert(target, input.table);
+        const clear = await target.query<{ clear: boolean }>(
+          rangeIsClearSql(shape, input.range),
+          tableParams,
+        );
+        if (clear.rows[0]?.clear === true) {
+          const rows = await copyRowsAcross(source, target, quoteTable(input.table), shape, selectSql);
+          Context.current().heartbeat();
+          return await markAndCommit(target, input, id, rows, rows);
+        }
+        // Slow path: something already wrote in this range. Stage the rows without holding the lock,
+        // then insert only the keys the target has neither as a row nor as a tombstone.
+        await target.query('ROLLBACK');
+        const staging = await ensureStaging(target, shape);
+        done = await begin(target, input, id);
+        if (done !== undefined) return done;
+        const rowsRead = await copyRowsAcross(source, target, staging, shape, selectSql);
+        Context.current().heartbeat();
+        log.debug('chunk staged', { chunk: id, rowsRead });
+        await hooks.afterChunkStaged?.(input);
+        await lockForChunkInsert(target, input.table);
+        const inserted = await target.query(insertMissingRowsSql(shape, staging), tableParams);
+        return await markAndCommit(target, input, id, rowsRead, inserted.rowCount ?? 0);
+      } catch (err) {
+        broken = err as Error;
+        throw err;
+      } finally {
+        // A session that failed mid-transaction is not reused (its transaction dies with it).
+        target.release(broken);
       }
-      params.push(input.limit);
-      const read = await pools.get(input.source).query<{ row: unknown; key: string[] }>(
-        `SELECT to_jsonb(t) AS row, ARRAY[${keyText}] AS key
-           FROM ${table} AS t ${where}
-          ORDER BY ${keyList}
-          LIMIT $${params.length}`,
-        params,
-      );
-      if (read.rows.length === 0) return { rowsRead: 0, rowsWritten: 0, lastKey: null };
-      // A key already on the target was written there by something newer than this read: keep it.
-      const written = await pools.get(input.target).query(
-        `INSERT INTO ${table}
-         SELECT * FROM jsonb_populate_recordset(NULL::${table}, $1::jsonb)
-         ON CONFLICT (${keyList}) DO NOTHING`,
-        [JSON.stringify(read.rows.map((r) => r.row))],
-      );
-      return {
-        rowsRead: read.rows.length,
-        rowsWritten: written.rowCount ?? 0,
-        lastKey: read.rows[read.rows.length - 1]?.key ?? null,
-      };
     },
   };
 }

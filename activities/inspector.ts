@@ -3,6 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import type { ConnectionName } from '../config/connections';
+import { ensureHelperSchema } from './helper-schema';
 import type { ConnectionPools } from './pools';
 import { quoteIdent, quoteList, quoteTable } from './sql';
 
@@ -16,6 +17,8 @@ export interface ColumnShape {
   /** format_type() of the column, e.g. "numeric(12,2)" or "text[]". */
   type: string;
   notNull: boolean;
+  /** A generated column: computed on each side, never copied. */
+  generated?: boolean;
 }
 
 export interface TableShape {
@@ -23,6 +26,12 @@ export interface TableShape {
   columns: ColumnShape[];
   /** Primary key columns, in key order. */
   primaryKey: string[];
+  /** format_type() of each primary key column, in key order: keys travel as text and are cast back. */
+  primaryKeyTypes: string[];
+  /** Columns that rows are copied by (every column but generated ones), in the table's order. */
+  copyColumns: string[];
+  /** The table has a GENERATED ALWAYS identity column: inserts of copied values must override it. */
+  identityAlways: boolean;
   estimatedRows: number;
   totalBytes: number;
 }
@@ -57,44 +66,62 @@ export function createTableSql(shape: TableShape): string {
   ].join(', ')})`;
 }
 
+/** Reads a table's shape from the catalog; refuses a missing table or one without a primary key. */
+export async function readTableShape(
+  pool: pg.Pool,
+  table: TableRef,
+  side: { name: ConnectionName; display: string },
+): Promise<TableShape> {
+  const name = quoteTable(table);
+  const found = await findTable(pool, table);
+  if (found === undefined) {
+    throw refuse(`table ${name} does not exist on the ${side.name} database (${side.display})`);
+  }
+  const columns = await pool.query<ColumnShape & { identity: string }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS "notNull",
+            a.attgenerated <> '' AS generated, a.attidentity AS identity
+       FROM pg_attribute a
+      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [found.oid],
+  );
+  const key = await pool.query<{ name: string; type: string }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+       FROM pg_index i
+       CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indrelid = $1 AND i.indisprimary
+      ORDER BY k.position`,
+    [found.oid],
+  );
+  if (key.rows.length === 0) {
+    throw refuse(
+      `table ${name} on the ${side.name} database has no primary key; rows cannot be matched between old and new without one: add a primary key, then start again`,
+    );
+  }
+  return {
+    table,
+    columns: columns.rows.map(({ name: column, type, notNull, generated }) => ({
+      name: column,
+      type,
+      notNull,
+      ...(generated === true && { generated }),
+    })),
+    primaryKey: key.rows.map((row) => row.name),
+    primaryKeyTypes: key.rows.map((row) => row.type),
+    copyColumns: columns.rows.filter((column) => column.generated !== true).map((column) => column.name),
+    identityAlways: columns.rows.some((column) => column.identity === 'a'),
+    estimatedRows: Number(found.estimated_rows),
+    totalBytes: Number(found.total_bytes),
+  };
+}
+
 export function createInspector(pools: ConnectionPools) {
-  async function describeTable(input: { connection: ConnectionName; table: TableRef }): Promise<TableShape> {
-    const pool = pools.get(input.connection);
-    const name = quoteTable(input.table);
-    const table = await findTable(pool, input.table);
-    if (table === undefined) {
-      throw refuse(
-        `table ${name} does not exist on the ${input.connection} database (${pools.display(input.connection)})`,
-      );
-    }
-    const columns = await pool.query<ColumnShape>(
-      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS "notNull"
-         FROM pg_attribute a
-        WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY a.attnum`,
-      [table.oid],
-    );
-    const key = await pool.query<{ name: string }>(
-      `SELECT a.attname AS name
-         FROM pg_index i
-         CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-        WHERE i.indrelid = $1 AND i.indisprimary
-        ORDER BY k.position`,
-      [table.oid],
-    );
-    if (key.rows.length === 0) {
-      throw refuse(
-        `table ${name} on the ${input.connection} database has no primary key; rows cannot be matched between old and new without one: add a primary key, then start again`,
-      );
-    }
-    return {
-      table: input.table,
-      columns: columns.rows,
-      primaryKey: key.rows.map((row) => row.name),
-      estimatedRows: Number(table.estimated_rows),
-      totalBytes: Number(table.total_bytes),
-    };
+  function describeTable(input: { connection: ConnectionName; table: TableRef }): Promise<TableShape> {
+    return readTableShape(pools.get(input.connection), input.table, {
+      name: input.connection,
+      display: pools.display(input.connection),
+    });
   }
 
   return {
@@ -105,12 +132,12 @@ export function createInspector(pools: ConnectionPools) {
      * creates it from the source's definition when asked and it does not exist. Returns the
      * source's shape. Refuses (non-retryable) with the list of differences otherwise.
      */
-    async prepareTargetTable(input: {
+    prepareTargetTable: async (input: {
       source: ConnectionName;
       target: ConnectionName;
       table: TableRef;
       createIfMissing: boolean;
-    }): Promise<TableShape> {
+    }): Promise<TableShape> => {
       const sourceShape = await describeTable({ connection: input.source, table: input.table });
       const targetPool = pools.get(input.target);
       if ((await findTable(targetPool, input.table)) === undefined) {
@@ -131,6 +158,7 @@ export function createInspector(pools: ConnectionPools) {
       const targetShape = await describeTable({ connection: input.target, table: input.table });
       const differences = compareTableShapes(sourceShape, targetShape);
       if (differences.length > 0) throw refuse(describeDifferences(input.table, differences));
+      await ensureHelperSchema(targetPool);
       return sourceShape;
     },
   };
@@ -157,6 +185,12 @@ export function compareTableShapes(oldShape: TableShape, newShape: TableShape): 
     newColumns.delete(column.name);
     if (other.type !== column.type) {
       differences.push({ column: column.name, problem: `type ${column.type} on old, ${other.type} on new` });
+    }
+    if ((other.generated ?? false) !== (column.generated ?? false)) {
+      differences.push({
+        column: column.name,
+        problem: column.generated ? 'generated on old, a plain column on new' : 'generated on new only',
+      });
     }
     if (other.notNull && !column.notNull) {
       differences.push({ column: column.name, problem: 'NOT NULL on new but nullable on old' });

@@ -2,6 +2,13 @@
 import pg from 'pg';
 import type { ConnectionName, ResolvedConnection } from '../config/connections';
 
+/**
+ * Every session of the migration sees keys and values in one text form (UTC, ISO dates, exact
+ * floats): keys travel between activities as text and must compare equal whichever session wrote them.
+ */
+const SESSION_OPTIONS =
+  '-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3';
+
 export class ConnectionPools {
   private readonly pools = new Map<ConnectionName, pg.Pool>();
 
@@ -17,9 +24,11 @@ export class ConnectionPools {
         connectionString: this.connections[name].connectionString,
         max: this.poolSize,
         application_name: `pg-live-migrate ${name}`,
+        options: SESSION_OPTIONS,
       });
       // An idle client that loses its server must not crash the worker; the next query reconnects.
       pool.on('error', () => undefined);
+
       this.pools.set(name, pool);
     }
     return pool;
@@ -32,5 +41,24 @@ export class ConnectionPools {
   async end(): Promise<void> {
     await Promise.all([...this.pools.values()].map((pool) => pool.end()));
     this.pools.clear();
+  }
+}
+
+/** Runs `work` in one transaction on a session of `pool`: committed if it returns, rolled back if it throws. */
+export async function withTransaction<T>(
+  pool: pg.Pool,
+  work: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
   }
 }

@@ -1,6 +1,11 @@
 // The migration config file's shape, validated with zod: what an operator may write, with defaults.
 // Secrets never live here: a connection names an environment variable that holds them.
 import { z } from 'zod';
+import {
+  DEFAULT_CHUNKS_IN_FLIGHT,
+  DEFAULT_PARTITIONS,
+  DEFAULT_THROTTLE,
+} from '../workflows/throttle-settings';
 
 const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const IDENTIFIER = '[A-Za-z_][A-Za-z0-9_$]*';
@@ -92,8 +97,44 @@ export const tableSchema = z.union([
   z.string().regex(TABLE_NAME, 'must be a table name such as public.orders or orders'),
   z.strictObject({
     name: z.string().regex(TABLE_NAME, 'must be a table name such as public.orders or orders'),
+    /** Copy the rows matching this SQL condition first, e.g. "last_seen_at > now() - interval '7 days'". */
+    hotRowsWhere: z.string().trim().min(1, 'must be a SQL condition on the table').optional(),
   }),
 ]);
+
+const optionalLimit = (schema: z.ZodNumber, fallback: number | null) => schema.nullable().default(fallback);
+
+/** When the backfill slows down or waits; null switches a limit off. */
+export const throttleSchema = z.strictObject({
+  maxRowsPerSecond: optionalLimit(
+    z.number().positive('must be above 0 (or null for no limit)'),
+    DEFAULT_THROTTLE.maxRowsPerSecond,
+  ),
+  maxProbeLatencyMs: optionalLimit(
+    z.number().positive('must be above 0 ms (or null to switch the probe off)'),
+    DEFAULT_THROTTLE.maxProbeLatencyMs,
+  ),
+  maxActiveConnections: optionalLimit(
+    z.number().int('must be a whole number').min(1, 'must be at least 1 (or null)'),
+    DEFAULT_THROTTLE.maxActiveConnections,
+  ),
+  maxReplicaLagSeconds: optionalLimit(
+    z.number().positive('must be above 0 s (or null)'),
+    DEFAULT_THROTTLE.maxReplicaLagSeconds,
+  ),
+  checkIntervalMs: z
+    .number()
+    .int('must be a whole number')
+    .min(100)
+    .max(60_000)
+    .default(DEFAULT_THROTTLE.checkIntervalMs),
+  backoffMs: z
+    .number()
+    .int('must be a whole number')
+    .min(100)
+    .max(600_000)
+    .default(DEFAULT_THROTTLE.backoffMs),
+});
 
 /** A whole migration: the site plus what to move and how fast. */
 export const migrationSchema = siteSchema.extend({
@@ -105,7 +146,11 @@ export const migrationSchema = siteSchema.extend({
     ),
   tables: z.array(tableSchema).min(1, 'must list at least one table'),
   chunkSize: z.number().int('must be a whole number').min(1).max(100_000).default(1000),
-  concurrency: z.number().int('must be a whole number').min(1).max(64).default(4),
+  /** Key ranges of each table copied side by side, each a child workflow. */
+  partitions: z.number().int('must be a whole number').min(1).max(256).default(DEFAULT_PARTITIONS),
+  /** Chunk activities in flight in each partition. */
+  chunksInFlight: z.number().int('must be a whole number').min(1).max(64).default(DEFAULT_CHUNKS_IN_FLIGHT),
+  throttle: throttleSchema.default(() => throttleSchema.parse({})),
   /** Create a table on new from old's definition when new does not have it. */
   createTables: z.boolean().default(false),
 });

@@ -19,6 +19,8 @@ export interface LocalStackOptions {
   temporalPort?: number;
   temporalUiPort?: number;
   postgresSettings?: Record<string, string>;
+  /** Temporal server dynamic config (the tests make continue-as-new come early). */
+  temporalDynamicConfig?: Record<string, string | number | boolean>;
   log: (message: string) => void;
 }
 
@@ -76,7 +78,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
 
   const started: { label: string; stop(): Promise<void> }[] = [];
   const stopAll = async () => {
-    for (const part of started.reverse()) {
+    for (const part of [...started].reverse()) {
       try {
         await part.stop();
         log(`${part.label}: stopped`);
@@ -96,6 +98,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       ...(options.temporalPort !== undefined && { port: options.temporalPort }),
       ...(options.temporalUiPort !== undefined && { uiPort: options.temporalUiPort }),
       ...(options.persistent && { dbFilename: path.join(root, 'temporal.sqlite') }),
+      ...(options.temporalDynamicConfig !== undefined && { dynamicConfig: options.temporalDynamicConfig }),
     });
     started.push({ label: 'temporal', stop: () => temporal.stop() });
     log(
@@ -133,15 +136,20 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       OLD_DATABASE_URL: oldCluster.url,
       NEW_DATABASE_URL: newCluster.url,
     };
+    // A signal handler and a finally block may both stop the stack: both wait for the one stop.
+    let stopping: Promise<void> | undefined;
     return {
       cli,
       temporal,
       old: oldCluster,
       new: newCluster,
       env,
-      async stop() {
-        await stopAll();
-        if (!options.persistent) rmSync(root, { recursive: true, force: true });
+      stop() {
+        stopping ??= (async () => {
+          await stopAll();
+          if (!options.persistent) rmSync(root, { recursive: true, force: true });
+        })();
+        return stopping;
       },
     };
   } catch (err) {

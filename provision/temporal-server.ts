@@ -11,6 +11,8 @@ export interface TemporalDevServerOptions {
   /** Persist to this SQLite file; in memory when unset. */
   dbFilename?: string;
   namespace?: string;
+  /** Server dynamic config, e.g. { 'limit.historyCount.suggestContinueAsNew': 200 } in tests. */
+  dynamicConfig?: Record<string, string | number | boolean>;
 }
 
 export interface TemporalDevServer {
@@ -30,7 +32,13 @@ export async function startTemporalDevServer(options: TemporalDevServerOptions):
       namespace,
       searchAttributes: SEARCH_ATTRIBUTES,
       log: { format: 'json', level: 'warn' },
-      extraArgs: ['--ui-disable-news-fetch'],
+      extraArgs: [
+        '--ui-disable-news-fetch',
+        ...Object.entries(options.dynamicConfig ?? {}).flatMap(([key, value]) => [
+          '--dynamic-config-value',
+          `${key}=${JSON.stringify(value)}`,
+        ]),
+      ],
       ...(options.port !== undefined && { port: options.port }),
       ...(options.uiPort !== undefined && { ui: true, uiPort: options.uiPort }),
       ...(options.dbFilename !== undefined && { dbFilename: options.dbFilename }),

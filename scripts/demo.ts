@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // `npm run demo`: the main job on the embedded default. Starts a throwaway Temporal dev server and
-// two real PostgreSQL clusters (15 as old, 17 as new), seeds a sample table on old, copies it to
-// new through the backfill workflow and a worker, checks that new equals old row for row, and
-// stops everything. DEMO_ROWS sets the table size (default 20000).
+// two real PostgreSQL clusters (15 as old, 17 as new), seeds a sample table on old, and copies it to
+// new live: writers keep inserting, updating and deleting rows on old (straight, as a cron job
+// would) while the backfill workflow copies the table and the reconciliation workflow carries their
+// changes over. Then the writers stop, the change log drains, and new must equal old row for row.
+// DEMO_ROWS sets the table size (default 20000).
 import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { ConnectionPools } from '../activities/pools';
@@ -15,10 +17,12 @@ import { startLocalStack, type LocalStack } from '../provision/local-stack';
 import { parsePostgresMajor } from '../provision/postgres';
 import { dataDir } from '../provision/project-paths';
 import { sampleTableDdl, seedSampleRows } from '../provision/sample-table';
+import { startWriteLoad } from '../provision/write-load';
 import { createMigrationWorker } from '../worker/create-worker';
 import { createLogger } from '../worker/logger';
 import { installRuntime } from '../worker/runtime';
-import { backfillTableWorkflow } from '../workflows';
+import { backfillTableWorkflow, reconciliationWorkflow } from '../workflows';
+import { drainAndStopSignal } from '../workflows/messages';
 
 const logger = createLogger({ name: 'demo' });
 
@@ -63,20 +67,46 @@ async function main(): Promise<number> {
 
       const worker = await createMigrationWorker(site, env);
       const client = new Client({ connection: stack.temporal.environment.connection });
-      const started = Date.now();
-      const result = await worker.runUntil(
-        client.workflow.execute(backfillTableWorkflow, {
-          taskQueue: worker.taskQueue,
-          workflowId: 'demo-backfill-orders',
-          args: [{ migration: 'demo', source: 'old', target: 'new', table, chunkSize: 1000 }],
-        }),
-      );
-      const seconds = (Date.now() - started) / 1000;
+      const writers = startWriteLoad(pools.get('old'), table, {
+        writers: 2,
+        maxId: rows * 3,
+        seed: 1,
+        pauseMs: 5,
+      });
+      let result: { rowsCopied: number; chunksDone: number };
+      let seconds = 0;
+      let reconciled: { entriesApplied: number; keysSynced: number };
+      try {
+        [result, reconciled] = await worker.runUntil(
+          (async () => {
+            const reconciliation = await client.workflow.start(reconciliationWorkflow, {
+              taskQueue: worker.taskQueue,
+              workflowId: 'demo-reconciliation',
+              args: [{ migration: 'demo', from: 'old', to: 'new' }],
+            });
+            const started = Date.now();
+            const copied = await client.workflow.execute(backfillTableWorkflow, {
+              taskQueue: worker.taskQueue,
+              workflowId: 'demo-backfill-orders',
+              args: [{ migration: 'demo', source: 'old', target: 'new', table, chunkSize: 1000 }],
+            });
+            seconds = (Date.now() - started) / 1000;
+            const counts = await writers.stop();
+            logger.info(
+              `writers on old during the copy: ${counts.inserts} inserts, ${counts.updates} updates, ${counts.deletes} deletes, ${counts.rolledBack} rolled back`,
+            );
+            await reconciliation.signal(drainAndStopSignal);
+            return [copied, await reconciliation.result()] as const;
+          })(),
+        );
+      } finally {
+        await writers.stop();
+      }
       logger.info(
-        `backfill copied ${result.rowsCopied} rows in ${result.chunksDone} chunks in ${seconds.toFixed(1)} s (${Math.round(result.rowsCopied / Math.max(seconds, 0.001))} rows/s)`,
+        `backfill copied ${result.rowsCopied} rows in ${result.chunksDone} chunks in ${seconds.toFixed(1)} s (${Math.round(result.rowsCopied / Math.max(seconds, 0.001))} rows/s); reconciliation applied ${reconciled.entriesApplied} captured changes (${reconciled.keysSynced} keys)`,
       );
       const comparison = await compareTables(pools.get('old'), pools.get('new'), table, ['id']);
-      if (comparison.differenceCount > 0 || comparison.rowsNew !== rows) {
+      if (comparison.differenceCount > 0 || comparison.rowsNew !== comparison.rowsOld) {
         logger.error({ comparison }, `new differs from old in ${comparison.differenceCount} rows`);
         return 1;
       }

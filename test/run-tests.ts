@@ -15,6 +15,7 @@ import { installRuntime } from '../worker/runtime';
 
 const logger = createLogger({ name: 'test-run', pretty: false });
 const compiledTests = __dirname;
+const TEST_SUGGEST_CONTINUE_AS_NEW = 300;
 
 function testFiles(dir: string): string[] {
   if (statSync(dir).isFile()) return dir.endsWith('.test.js') ? [dir] : [];
@@ -69,6 +70,9 @@ async function main(): Promise<number> {
         full_page_writes: 'off',
         max_connections: '300',
       },
+      // Continue-as-new is suggested after a few hundred events instead of thousands, so the
+      // tests cross it (in partitions, under load, across kills) rather than only the benchmark.
+      temporalDynamicConfig: { 'limit.historyCount.suggestContinueAsNew': TEST_SUGGEST_CONTINUE_AS_NEW },
       log: (message) => logger.info(message),
     });
     logger.info(

@@ -2,6 +2,7 @@
 // process's environment, and registers the workflows and activities.
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import type { CopierHooks } from '../activities/copier';
 import { ConnectionPools } from '../activities/pools';
 import { resolveConnections } from '../config/connections';
 import type { SiteConfig } from '../config/schema';
@@ -19,7 +20,7 @@ export interface MigrationWorker {
 export async function createMigrationWorker(
   site: SiteConfig,
   env: NodeJS.ProcessEnv,
-  overrides: { taskQueue?: string } = {},
+  overrides: { taskQueue?: string; copierHooks?: CopierHooks } = {},
 ): Promise<MigrationWorker> {
   const temporal = resolveTemporalSettings(site, env);
   const pools = new ConnectionPools(resolveConnections(site, env));
@@ -35,7 +36,10 @@ export async function createMigrationWorker(
       namespace: temporal.namespace,
       taskQueue,
       workflowsPath: require.resolve('../workflows'),
-      activities: createActivities({ pools }),
+      activities: createActivities({
+        pools,
+        ...(overrides.copierHooks !== undefined && { copierHooks: overrides.copierHooks }),
+      }),
       shutdownGraceTime: site.worker.shutdownGraceTime as `${number}s`,
       ...(site.worker.maxConcurrentActivityTaskExecutions !== undefined && {
         maxConcurrentActivityTaskExecutions: site.worker.maxConcurrentActivityTaskExecutions,

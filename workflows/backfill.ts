@@ -1,20 +1,36 @@
-// Backfill of one table: walks the primary key in chunks (keyset, never integer arithmetic), one
-// activity per chunk, and continues as new before the history grows large. It carries keys and
-// counters only, never rows.
+// Backfill of one table: checks both sides, installs change capture on the source (so every write
+// from now on reaches the target through reconciliation), splits the key space into partitions and
+// copies them as child workflows, hot rows first when a predicate is given. Carries key ranges and
+// counters only, never rows. Pause, resume and throttle signals are passed on to the partitions.
 import {
-  continueAsNew,
-  patched,
+  ParentClosePolicy,
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  startChild,
   upsertSearchAttributes,
   workflowInfo,
+  type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { TableRef } from '../activities/inspector';
+import type { KeyRange } from '../activities/key-ranges';
 import type { ConnectionName } from '../config/connections';
-import { backfillProgressQuery, type BackfillProgress } from './messages';
+import { backfillPartitionWorkflow, type BackfillPartitionResult } from './backfill-partition';
+import {
+  backfillProgressQuery,
+  pauseSignal,
+  resumeSignal,
+  throttleSignal,
+  type BackfillProgress,
+} from './messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_ROWS_COPIED, MIGRATION_TABLE } from './search-attributes';
+import {
+  DEFAULT_CHUNKS_IN_FLIGHT,
+  DEFAULT_PARTITIONS,
+  DEFAULT_THROTTLE,
+  type ThrottleSettings,
+} from './throttle-settings';
 
 export interface BackfillTableInput {
   migration: string;
@@ -24,8 +40,13 @@ export interface BackfillTableInput {
   chunkSize: number;
   /** Create the table on the target from the source's definition when it does not exist. */
   createTargetTable?: boolean;
-  /** Carried across continue-as-new. */
-  resume?: { primaryKey: string[]; after: string[] | null; rowsCopied: number; chunksDone: number };
+  /** Key ranges copied side by side, each a child workflow (default 4; fewer for small tables). */
+  partitions?: number;
+  /** Chunk activities in flight per partition (default 2). */
+  chunksInFlight?: number;
+  /** Copy the rows matching this SQL condition first (e.g. recently active customers). */
+  hotRowsWhere?: string;
+  throttle?: ThrottleSettings;
 }
 
 export interface BackfillTableResult {
@@ -33,74 +54,132 @@ export interface BackfillTableResult {
   chunksDone: number;
 }
 
-const { describeTable, prepareTargetTable } = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { maximumInterval: '30 seconds' },
-});
-const { copyChunk } = proxyActivities<Activities>({
-  startToCloseTimeout: '5 minutes',
-  retry: { maximumInterval: '30 seconds' },
-});
+const { prepareTargetTable, installChangeCapture, planPartitions, checkRowPredicate } =
+  proxyActivities<Activities>({
+    startToCloseTimeout: '5 minutes',
+    retry: { maximumInterval: '30 seconds' },
+  });
 
 export async function backfillTableWorkflow(input: BackfillTableInput): Promise<BackfillTableResult> {
   const tableName = `${input.table.schema}.${input.table.table}`;
-  const primaryKey = input.resume?.primaryKey ?? (await inspectTables(input)).primaryKey;
   const progress: BackfillProgress = {
     table: tableName,
-    rowsCopied: input.resume?.rowsCopied ?? 0,
-    chunksDone: input.resume?.chunksDone ?? 0,
-    lastKey: input.resume?.after ?? null,
-    done: false,
+    phase: 'preparing',
+    estimatedRows: 0,
+    paused: false,
+    maxRowsPerSecond: input.throttle?.maxRowsPerSecond ?? DEFAULT_THROTTLE.maxRowsPerSecond,
+    partitions: [],
+    finished: { rowsCopied: 0, chunksDone: 0 },
+  };
+  const running = new Map<string, ChildWorkflowHandle<typeof backfillPartitionWorkflow>>();
+  // The table's row rate is shared evenly by the partitions of the pass being copied.
+  let partitionsInPass = 1;
+  const share = () =>
+    progress.maxRowsPerSecond === null ? null : progress.maxRowsPerSecond / partitionsInPass;
+  const tell = (send: (child: ChildWorkflowHandle<typeof backfillPartitionWorkflow>) => Promise<void>) => {
+    // A partition that just finished no longer takes signals; nothing is lost.
+    for (const child of running.values()) void send(child).catch(() => undefined);
   };
   setHandler(backfillProgressQuery, () => progress);
+  setHandler(pauseSignal, () => {
+    progress.paused = true;
+    tell((child) => child.signal(pauseSignal));
+  });
+  setHandler(resumeSignal, () => {
+    progress.paused = false;
+    tell((child) => child.signal(resumeSignal));
+  });
+  setHandler(throttleSignal, ({ maxRowsPerSecond }) => {
+    progress.maxRowsPerSecond = maxRowsPerSecond;
+    const perPartition = share();
+    tell((child) => child.signal(throttleSignal, { maxRowsPerSecond: perPartition }));
+  });
   upsertSearchAttributes([
     { key: MIGRATION_NAME, value: input.migration },
     { key: MIGRATION_TABLE, value: tableName },
-    { key: MIGRATION_PHASE, value: 'backfill' },
+    { key: MIGRATION_PHASE, value: 'backfill-preparing' },
   ]);
 
-  for (;;) {
-    const chunk = await copyChunk({
-      source: input.source,
-      target: input.target,
-      table: input.table,
-      primaryKey,
-      after: progress.lastKey,
-      limit: input.chunkSize,
-    });
-    progress.rowsCopied += chunk.rowsWritten;
-    if (chunk.rowsRead > 0) progress.chunksDone += 1;
-    if (chunk.lastKey !== null) progress.lastKey = chunk.lastKey;
-    upsertSearchAttributes([{ key: MIGRATION_ROWS_COPIED, value: progress.rowsCopied }]);
-    setCurrentDetails(`${tableName}: ${progress.rowsCopied} rows copied in ${progress.chunksDone} chunks`);
-    if (chunk.rowsRead < input.chunkSize) break;
-    if (workflowInfo().continueAsNewSuggested) {
-      await continueAsNew<typeof backfillTableWorkflow>({
-        ...input,
-        resume: {
-          primaryKey,
-          after: progress.lastKey,
-          rowsCopied: progress.rowsCopied,
-          chunksDone: progress.chunksDone,
-        },
-      });
-    }
-  }
-  progress.done = true;
-  upsertSearchAttributes([{ key: MIGRATION_PHASE, value: 'backfill-done' }]);
-  return { rowsCopied: progress.rowsCopied, chunksDone: progress.chunksDone };
-}
-
-/** Before any row moves: the target must take the source's rows faithfully (hazard 10). */
-async function inspectTables(input: BackfillTableInput) {
-  // Histories recorded before the target check existed only described the source.
-  if (!patched('prepare-target-table')) {
-    return describeTable({ connection: input.source, table: input.table });
-  }
-  return prepareTargetTable({
+  // Refusals (hazard 10) come before anything is written on either side.
+  const shape = await prepareTargetTable({
     source: input.source,
     target: input.target,
     table: input.table,
     createIfMissing: input.createTargetTable ?? false,
   });
+  progress.estimatedRows = shape.estimatedRows;
+  if (input.hotRowsWhere !== undefined) {
+    await checkRowPredicate({ connection: input.source, table: input.table, predicate: input.hotRowsWhere });
+  }
+  // Capture first, plan second: every row written after the plan is in the change log.
+  await installChangeCapture({ connection: input.source, tables: [input.table] });
+  const plan = await planPartitions({
+    connection: input.source,
+    table: input.table,
+    partitions: input.partitions ?? DEFAULT_PARTITIONS,
+    chunkSize: input.chunkSize,
+  });
+
+  const copy = async (pass: 'hot' | 'main', ranges: KeyRange[], predicate?: string) => {
+    partitionsInPass = Math.max(1, ranges.length);
+    const children = await Promise.all(
+      ranges.map(async (range, i) => {
+        const workflowId = `${workflowInfo().workflowId}/${pass}-${i + 1}`;
+        const child = await startChild(backfillPartitionWorkflow, {
+          workflowId,
+          parentClosePolicy: ParentClosePolicy.TERMINATE,
+          args: [
+            {
+              migration: input.migration,
+              source: input.source,
+              target: input.target,
+              table: input.table,
+              pass,
+              range,
+              ...(predicate !== undefined && { predicate }),
+              chunkSize: input.chunkSize,
+              chunksInFlight: input.chunksInFlight ?? DEFAULT_CHUNKS_IN_FLIGHT,
+              ...(input.throttle !== undefined && { throttle: input.throttle }),
+              maxRowsPerSecond: share(),
+              paused: progress.paused,
+            },
+          ],
+        });
+        // Listed once it exists, so whoever queries the list can query the partition.
+        progress.partitions.push({ workflowId, pass, range, done: false });
+        running.set(workflowId, child);
+        return child;
+      }),
+    );
+    await Promise.all(
+      children.map(async (child) => {
+        const result: BackfillPartitionResult = await child.result();
+        running.delete(child.workflowId);
+        const entry = progress.partitions.find((p) => p.workflowId === child.workflowId);
+        if (entry !== undefined) entry.done = true;
+        progress.finished.rowsCopied += result.rowsCopied;
+        progress.finished.chunksDone += result.chunksDone;
+        setCurrentDetails(
+          `${tableName}: ${progress.partitions.filter((p) => p.done).length}/${progress.partitions.length} partitions done, ${progress.finished.rowsCopied} rows copied`,
+        );
+      }),
+    );
+  };
+
+  if (plan.maxKey !== null) {
+    if (input.hotRowsWhere !== undefined) {
+      progress.phase = 'hot-rows';
+      upsertSearchAttributes([{ key: MIGRATION_PHASE, value: 'backfill-hot-rows' }]);
+      await copy('hot', [{ lower: null, upper: plan.maxKey }], input.hotRowsWhere);
+    }
+    progress.phase = 'copying';
+    upsertSearchAttributes([{ key: MIGRATION_PHASE, value: 'backfill' }]);
+    await copy('main', plan.partitions);
+  }
+  progress.phase = 'done';
+  upsertSearchAttributes([
+    { key: MIGRATION_PHASE, value: 'backfill-done' },
+    { key: MIGRATION_ROWS_COPIED, value: progress.finished.rowsCopied },
+  ]);
+  return { ...progress.finished };
 }

@@ -1,2 +1,4 @@
 // The workflow bundle's entry: every workflow type the worker registers.
 export { backfillTableWorkflow } from './backfill';
+export { backfillPartitionWorkflow } from './backfill-partition';
+export { reconciliationWorkflow } from './reconciliation';

@@ -1,21 +1,24 @@
 #!/usr/bin/env node
-// `npm run histories:record`: runs each workflow once on a throwaway local stack and saves its
-// history under test/histories/, for the replay test. Run it when a workflow changes on purpose.
-import { mkdirSync, writeFileSync } from 'node:fs';
+// `npm run histories:record`: runs each workflow once on a throwaway local stack and saves every run
+// of its history under test/histories/, for the replay test. Run it when a workflow changes on
+// purpose. Continue-as-new is made to come early here, so the saved runs include it.
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { ConnectionPools } from '../../activities/pools';
+import { quoteTable } from '../../activities/sql';
+import { resolveConnections } from '../../config/connections';
 import { parseSiteConfig } from '../../config/load';
 import { startLocalStack } from '../../provision/local-stack';
 import { dataDir } from '../../provision/project-paths';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
-import { ConnectionPools } from '../../activities/pools';
-import { resolveConnections } from '../../config/connections';
 import { createMigrationWorker } from '../../worker/create-worker';
 import { createLogger } from '../../worker/logger';
 import { installRuntime } from '../../worker/runtime';
-import { backfillTableWorkflow } from '../../workflows';
-import { historiesDir } from './workflow-histories';
+import { backfillTableWorkflow, reconciliationWorkflow } from '../../workflows';
+import { discrepancySignal, drainAndStopSignal, pauseSignal, resumeSignal } from '../../workflows/messages';
+import { historiesDir, historyFileName } from './workflow-histories';
 
 async function main(): Promise<void> {
   const logger = createLogger({ name: 'record-histories' });
@@ -25,6 +28,7 @@ async function main(): Promise<void> {
     persistent: false,
     oldMajor: 15,
     newMajor: 17,
+    temporalDynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 150 },
     log: (message) => logger.info(message),
   });
   try {
@@ -34,27 +38,61 @@ async function main(): Promise<void> {
     const table = { schema: 'public', table: 'orders' };
     await pools.get('old').query(sampleTableDdl(table));
     await pools.get('new').query(sampleTableDdl(table));
-    await seedSampleRows(pools.get('old'), table, 25);
-    await pools.end();
+    await seedSampleRows(pools.get('old'), table, 3000);
 
     const worker = await createMigrationWorker(site, env);
     const client = new Client({ connection: stack.temporal.environment.connection });
-    const histories = await worker.runUntil(
+    const workflowIds = await worker.runUntil(
       (async () => {
-        const handle = await client.workflow.start(backfillTableWorkflow, {
+        const reconciliation = await client.workflow.start(reconciliationWorkflow, {
           taskQueue: worker.taskQueue,
-          workflowId: 'backfill-orders-small-chunks',
-          args: [{ migration: 'record', source: 'old', target: 'new', table, chunkSize: 10 }],
+          workflowId: 'reconcile-record',
+          args: [{ migration: 'record', from: 'old', to: 'new', idlePollMs: 200 }],
         });
-        await handle.result();
-        return [{ id: handle.workflowId, history: await handle.fetchHistory() }];
+        const backfill = await client.workflow.start(backfillTableWorkflow, {
+          taskQueue: worker.taskQueue,
+          workflowId: 'backfill-orders',
+          args: [
+            {
+              migration: 'record',
+              source: 'old',
+              target: 'new',
+              table,
+              chunkSize: 50,
+              partitions: 2,
+              hotRowsWhere: `status = 'paid'`,
+              throttle: { maxRowsPerSecond: 5000 },
+            },
+          ],
+        });
+        await backfill.signal(pauseSignal);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        await backfill.signal(resumeSignal);
+        await pools.get('old').query(`UPDATE ${quoteTable(table)} SET status = 'live' WHERE id % 10 = 0`);
+        await pools.get('old').query(`DELETE FROM ${quoteTable(table)} WHERE id % 15 = 0`);
+        await backfill.result();
+        await reconciliation.signal(discrepancySignal, { table, keys: [['1'], ['2']] });
+        await reconciliation.signal(drainAndStopSignal);
+        await reconciliation.result();
+        const progress = await backfill.query('backfillProgress');
+        const children = (progress as { partitions: Array<{ workflowId: string }> }).partitions;
+        return [backfill.workflowId, reconciliation.workflowId, ...children.map((child) => child.workflowId)];
       })(),
     );
+    await pools.end();
+
     mkdirSync(historiesDir, { recursive: true });
-    for (const { id, history } of histories) {
-      const file = path.join(historiesDir, `${id}.json`);
-      writeFileSync(file, `${JSON.stringify(JSON.parse(historyToJSON(history)), null, 1)}\n`);
-      logger.info(`saved ${file}`);
+    for (const file of readdirSync(historiesDir)) rmSync(path.join(historiesDir, file));
+    for (const workflowId of workflowIds) {
+      const runs = [];
+      for await (const run of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) runs.push(run);
+      runs.sort((a, b) => a.startTime.getTime() - b.startTime.getTime());
+      for (const [index, run] of runs.entries()) {
+        const history = await client.workflow.getHandle(workflowId, run.runId).fetchHistory();
+        const file = path.join(historiesDir, historyFileName(workflowId, index + 1));
+        writeFileSync(file, `${JSON.stringify(JSON.parse(historyToJSON(history)), null, 1)}\n`);
+        logger.info(`saved ${file} (${history.events?.length ?? 0} events)`);
+      }
     }
   } finally {
     await stack.stop();

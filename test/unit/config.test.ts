@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { backfillInputFor } from '../../config/backfill-input';
 import { resolveConnection } from '../../config/connections';
 import { OperatorError } from '../../config/errors';
 import { loadMigrationConfig, parseMigrationConfig, parseSiteConfig } from '../../config/load';
@@ -23,7 +24,16 @@ describe('migration config', () => {
   it('fills in defaults: chunk size 1000, connections from OLD_/NEW_DATABASE_URL', () => {
     const config = parseMigrationConfig({ name: 'orders-move', tables: ['orders'] });
     assert.equal(config.chunkSize, 1000);
-    assert.equal(config.concurrency, 4);
+    assert.equal(config.partitions, 4);
+    assert.equal(config.chunksInFlight, 2);
+    assert.deepEqual(config.throttle, {
+      maxRowsPerSecond: null,
+      maxProbeLatencyMs: 50,
+      maxActiveConnections: 64,
+      maxReplicaLagSeconds: 10,
+      checkIntervalMs: 1000,
+      backoffMs: 2000,
+    });
     assert.deepEqual(config.old, { urlEnv: 'OLD_DATABASE_URL' });
     assert.deepEqual(config.new, { urlEnv: 'NEW_DATABASE_URL' });
     assert.equal(config.temporal.taskQueue, 'pg-live-migrate');
@@ -42,6 +52,49 @@ describe('migration config', () => {
     assert.match(rejection({ name: 'x', tables: ['a.b.c'] }), /tables\.0: must be a table name/);
     assert.match(rejection({ name: 'x', tables: ['t'], concurency: 3 }), /concurency|Unrecognized key/);
     assert.match(rejection({ tables: ['t'] }), /name: /);
+    assert.match(rejection({ name: 'x', tables: ['t'], partitions: 0 }), /partitions: .*>=\s*1/);
+    assert.match(
+      rejection({ name: 'x', tables: ['t'], chunksInFlight: 1.5 }),
+      /chunksInFlight: must be a whole number/,
+    );
+    assert.match(
+      rejection({ name: 'x', tables: ['t'], throttle: { maxRowsPerSecond: -5 } }),
+      /throttle\.maxRowsPerSecond: must be above 0 \(or null for no limit\)/,
+    );
+    assert.match(rejection({ name: 'x', tables: ['t'], throttle: { maxLag: 3 } }), /throttle: .*maxLag/);
+    assert.match(
+      rejection({ name: 'x', tables: [{ name: 't', hotRowsWhere: '  ' }] }),
+      /tables\.0\.hotRowsWhere: must be a SQL condition on the table/,
+    );
+  });
+
+  it('turns a table of the config into its backfill input: names and numbers, no secrets', () => {
+    const config = parseMigrationConfig({
+      name: 'orders-move',
+      tables: [{ name: 'sales.orders', hotRowsWhere: "status = 'open'" }],
+      old: { url: 'postgres://app@db:5432/app', passwordEnv: 'OLD_DB_PASSWORD' },
+      throttle: { maxRowsPerSecond: 5000, maxProbeLatencyMs: null },
+      partitions: 8,
+    });
+    const input = backfillInputFor(config, config.tables[0] ?? 'missing');
+    assert.deepEqual(
+      { ...input, throttle: undefined },
+      {
+        migration: 'orders-move',
+        source: 'old',
+        target: 'new',
+        table: { schema: 'sales', table: 'orders' },
+        chunkSize: 1000,
+        createTargetTable: false,
+        partitions: 8,
+        chunksInFlight: 2,
+        hotRowsWhere: "status = 'open'",
+        throttle: undefined,
+      },
+    );
+    assert.equal(input.throttle?.maxRowsPerSecond, 5000);
+    assert.equal(input.throttle?.maxProbeLatencyMs, null);
+    assert.doesNotMatch(JSON.stringify(input), /postgres:|PASSWORD/);
   });
 
   it('refuses a password written into the config file, without repeating it', () => {

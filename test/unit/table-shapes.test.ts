@@ -9,6 +9,9 @@ function shape(columns: [string, string, boolean][], primaryKey: string[]): Tabl
     table: { schema: 'public', table: 'orders' },
     columns: columns.map(([name, type, notNull]) => ({ name, type, notNull })),
     primaryKey,
+    primaryKeyTypes: primaryKey.map((key) => columns.find(([name]) => name === key)?.[1] ?? 'text'),
+    copyColumns: columns.map(([name]) => name),
+    identityAlways: false,
     estimatedRows: 0,
     totalBytes: 0,
   };

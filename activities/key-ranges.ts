@@ -1,0 +1,133 @@
+// Key ranges: how the backfill divides a table without ever doing arithmetic on keys. Partitions
+// come from a sample of the key column(s); chunks from walking the primary key index (the next N
+// keys). Works the same for bigint, uuid, text and composite keys, sparse or skewed.
+import { Context } from '@temporalio/activity';
+import type { ConnectionName } from '../config/connections';
+import { refuse, type TableRef, type TableShape } from './inspector';
+import type { ConnectionPools } from './pools';
+import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
+import type { TableShapes } from './table-shapes';
+
+/** A range of keys: after `lower` (exclusive; null = from the smallest) up to `upper` (inclusive). */
+export interface KeyRange {
+  lower: string[] | null;
+  upper: string[];
+}
+
+/** WHERE text selecting a key range, plus an optional row predicate (hot rows). */
+export function keyRangeWhere(shape: TableShape, range: KeyRange, predicate?: string): string {
+  const key = `(${quoteList(shape.primaryKey)})`;
+  const conditions = [`${key} <= ${keyLiteral(range.upper, shape.primaryKeyTypes)}`];
+  if (range.lower !== null) conditions.unshift(`${key} > ${keyLiteral(range.lower, shape.primaryKeyTypes)}`);
+  if (predicate !== undefined) conditions.push(`(${predicate})`);
+  return conditions.join(' AND ');
+}
+
+export interface PartitionPlan {
+  /** Partitions in key order; empty when the table has no rows. */
+  partitions: KeyRange[];
+  /** The largest key when planning: rows written above it later reach new through change capture. */
+  maxKey: string[] | null;
+}
+
+/** Sampled pages per partition: enough for even partitions, few enough for a billion-row table. */
+const SAMPLE_PAGES_PER_PARTITION = 32;
+/** Below this many pages a partition is not worth a workflow of its own (~32 pages: about a chunk of 200-byte rows). */
+const PAGES_PER_PARTITION_AT_LEAST = 32;
+
+export function createKeyRanges(pools: ConnectionPools, shapes: TableShapes) {
+  return {
+    /**
+     * Splits the table's keys into at most `partitions` ranges of similar row counts, from a
+     * TABLESAMPLE of its pages. Plan after change capture is installed: every row above maxKey
+     * (or anywhere, later) is then in the change log.
+     */
+    planPartitions: async (input: {
+      connection: ConnectionName;
+      table: TableRef;
+      partitions: number;
+      chunkSize: number;
+    }): Promise<PartitionPlan> => {
+      const shape = await shapes.get(input.connection, input.table);
+      const pool = pools.get(input.connection);
+      const table = quoteTable(input.table);
+      const keyOrder = quoteList(shape.primaryKey);
+      const max = await pool.query<{ key: string[] }>(
+        `SELECT ${keyTextArray(shape.primaryKey)} AS key FROM ${table}
+          ORDER BY ${shape.primaryKey.map((column) => `${quoteList([column])} DESC`).join(', ')} LIMIT 1`,
+      );
+      const maxKey = max.rows[0]?.key ?? null;
+      if (maxKey === null) return { partitions: [], maxKey };
+      const pages = await pool.query<{ pages: string }>(
+        `SELECT greatest(pg_relation_size($1::regclass) / current_setting('block_size')::bigint, 1) AS pages`,
+        [table],
+      );
+      const totalPages = Number(pages.rows[0]?.pages ?? 1);
+      // A table of a few chunks is one partition: splitting it only adds workflows.
+      const wanted = Math.min(
+        input.partitions,
+        Math.max(1, Math.floor(totalPages / PAGES_PER_PARTITION_AT_LEAST)),
+      );
+      if (wanted <= 1) return { partitions: [{ lower: null, upper: maxKey }], maxKey };
+      const percent = Math.min(100, (100 * SAMPLE_PAGES_PER_PARTITION * wanted) / totalPages);
+      const sample = await pool.query<{ key: string[] }>(
+        `SELECT ${keyTextArray(shape.primaryKey)} AS key FROM ${table} TABLESAMPLE SYSTEM ($1) ORDER BY ${keyOrder}`,
+        [percent],
+      );
+      const boundaries: string[][] = [];
+      for (let i = 1; i < wanted; i++) {
+        const key = sample.rows[Math.floor((i * sample.rows.length) / wanted)]?.key;
+        const previous = boundaries[boundaries.length - 1];
+        if (key !== undefined && JSON.stringify(key) !== JSON.stringify(previous)) boundaries.push(key);
+      }
+      const uppers = [...boundaries.filter((key) => JSON.stringify(key) !== JSON.stringify(maxKey)), maxKey];
+      return {
+        partitions: uppers.map((upper, i) => ({ lower: i === 0 ? null : (uppers[i - 1] ?? null), upper })),
+        maxKey,
+      };
+    },
+
+    /**
+     * The upper keys of the next `count` chunks of `chunkSize` rows after `range.lower`, within the
+     * range (and matching the predicate, if any), read from the primary key index. Fewer than
+     * `count` keys means the range ends within the next chunk.
+     */
+    findChunkBounds: async (input: {
+      connection: ConnectionName;
+      table: TableRef;
+      range: KeyRange;
+      chunkSize: number;
+      count: number;
+      predicate?: string;
+    }): Promise<string[][]> => {
+      const shape = await shapes.get(input.connection, input.table);
+      const keyOrder = quoteList(shape.primaryKey);
+      const found = await pools.get(input.connection).query<{ key: string[] }>(
+        `SELECT key FROM (
+           SELECT ${keyTextArray(shape.primaryKey)} AS key, row_number() OVER (ORDER BY ${keyOrder}) AS n
+             FROM (SELECT ${keyOrder} FROM ${quoteTable(input.table)}
+                    WHERE ${keyRangeWhere(shape, input.range, input.predicate)}
+                    ORDER BY ${keyOrder} LIMIT $1) AS walked
+         ) AS numbered
+         WHERE n % $2 = 0 ORDER BY n`,
+        [input.chunkSize * input.count, input.chunkSize],
+      );
+      Context.current().heartbeat();
+      return found.rows.map((row) => row.key);
+    },
+
+    /** Refuses a hot-rows predicate that does not parse or run on the table, before any row moves. */
+    checkRowPredicate: async (input: { connection: ConnectionName; table: TableRef; predicate: string }) => {
+      try {
+        // Parameters force the extended protocol: one statement, so the predicate cannot end it.
+        await pools
+          .get(input.connection)
+          .query(`EXPLAIN SELECT 1 FROM ${quoteTable(input.table)} WHERE (${input.predicate}) LIMIT $1`, [1]);
+      } catch (err) {
+        throw refuse(
+          `hotRowsWhere for ${quoteTable(input.table)} is not a valid condition on that table: ${(err as Error).message}`,
+        );
+      }
+    },
+  };
+}

@@ -1,0 +1,60 @@
+// Throttler: is the source hurting? Reads the signals an operator configured (a latency probe,
+// active connections, replica lag) and answers with the first limit crossed, in words, so the
+// backfill can wait and say why. The row rate and the operator's throttle are applied by the
+// workflow itself; this activity only looks at the server.
+import type { ConnectionName } from '../config/connections';
+import type { ThrottleSettings } from '../workflows/throttle-settings';
+import type { ConnectionPools } from './pools';
+
+/** The limits the throttler checks (the row rate is the workflow's). */
+export type SourceHealthLimits = Pick<
+  ThrottleSettings,
+  'maxProbeLatencyMs' | 'maxActiveConnections' | 'maxReplicaLagSeconds'
+>;
+
+export interface SourceHealth {
+  /** Why the backfill should wait now, or null when the source is fine. */
+  reason: string | null;
+  probeLatencyMs: number;
+  activeConnections: number;
+  replicaLagSeconds: number;
+}
+
+const PROBES = 3;
+
+export function createThrottler(pools: ConnectionPools) {
+  return {
+    checkSourceHealth: async (input: {
+      connection: ConnectionName;
+      limits: SourceHealthLimits;
+    }): Promise<SourceHealth> => {
+      const pool = pools.get(input.connection);
+      const latencies: number[] = [];
+      for (let i = 0; i < PROBES; i++) {
+        const started = process.hrtime.bigint();
+        await pool.query('SELECT 1');
+        latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+      }
+      latencies.sort((a, b) => a - b);
+      const probeLatencyMs = Math.round((latencies[Math.floor(PROBES / 2)] ?? 0) * 10) / 10;
+      const status = await pool.query<{ active: number; lag: number }>(
+        `SELECT (SELECT count(*)::int FROM pg_stat_activity
+                  WHERE state = 'active' AND backend_type = 'client backend'
+                    AND application_name NOT LIKE 'pg-live-migrate%') AS active,
+                (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication) AS lag`,
+      );
+      const activeConnections = status.rows[0]?.active ?? 0;
+      const replicaLagSeconds = status.rows[0]?.lag ?? 0;
+      const { maxProbeLatencyMs, maxActiveConnections, maxReplicaLagSeconds } = input.limits;
+      let reason: string | null = null;
+      if (maxProbeLatencyMs != null && probeLatencyMs > maxProbeLatencyMs) {
+        reason = `source latency probe ${probeLatencyMs} ms > ${maxProbeLatencyMs} ms`;
+      } else if (maxActiveConnections != null && activeConnections > maxActiveConnections) {
+        reason = `source has ${activeConnections} active connections > ${maxActiveConnections}`;
+      } else if (maxReplicaLagSeconds != null && replicaLagSeconds > maxReplicaLagSeconds) {
+        reason = `replica lag ${replicaLagSeconds.toFixed(1)} s > ${maxReplicaLagSeconds} s`;
+      }
+      return { reason, probeLatencyMs, activeConnections, replicaLagSeconds };
+    },
+  };
+}

@@ -1,0 +1,431 @@
+#!/usr/bin/env node
+// `npm run bench`: measures this project's backfill against the tools an operator would otherwise
+// use, in one run on one machine (a benchmark that prints figures, never a timed test).
+//
+// It starts a throwaway stack (Temporal dev server, two embedded PostgreSQL 15 servers with the same
+// settings), seeds `public.orders` on old (the sample table: 11 columns of awkward types, sparse
+// bigint keys), then:
+//
+//   BENCH_MODE=throughput (default): copies the table to new three ways, each into its own fresh
+//     database there, timing the copy only (wall clock, seeding and checks excluded):
+//       1. COPY binary: `COPY (SELECT ...) TO STDOUT (FORMAT binary)` on old piped into
+//          `COPY ... FROM STDIN (FORMAT binary)` on new (one stream, target table pre-created);
+//       2. pgcopydb: `pgcopydb clone` of that table only (Debian's package, PostgreSQL 15 client
+//          tools; it creates the table, copies, then builds the primary key and runs VACUUM ANALYZE,
+//          all inside its time); skipped with a message when `pgcopydb` is not on PATH;
+//       3. backfill: backfillTableWorkflow on an in-process worker, as `npm run demo` runs it.
+//     After each, new must equal old row for row: same count and same order-independent hash of
+//     every row's text form, computed on each server (see databases.ts). It prints rows/s, the
+//     ratios backfill/COPY and backfill/pgcopydb, and the largest workflow history of the backfill.
+//   BENCH_MODE=load: runs only the backfill, while a write load (single-row UPDATE/INSERT/DELETE by
+//     primary key at a fixed rate, from a worker thread) runs on old; prints the load's p50/p99
+//     latency before the backfill (idle) and during it, and their ratios.
+//
+// Settings (environment):
+//   BENCH_ROWS                   rows seeded on old (default 2000000)
+//   BENCH_MODE                   throughput | load (default throughput)
+//   BENCH_CHUNK_SIZE             backfill rows per chunk (default 1000)
+//   BENCH_PARTITIONS             backfill partitions; passed to the workflow only when set
+//   BENCH_CHUNKS_IN_FLIGHT       backfill chunks in flight; passed to the workflow only when set
+//   BENCH_METHODS                throughput mode: a subset of copy,pgcopydb,backfill (default all)
+//   BENCH_PGCOPYDB_JOBS          pgcopydb --table-jobs and --index-jobs (default 2)
+//   BENCH_PGCOPYDB_SPLIT         pgcopydb --split-tables-larger-than, e.g. 64MB (default off)
+//   BENCH_PG_BINDIR              client tools for pgcopydb (default /usr/lib/postgresql/15/bin)
+//   BENCH_LOAD_RATE              load mode: target writes per second (default 200)
+//   BENCH_LOAD_CLIENTS           load mode: connections writing (default 4)
+//   BENCH_LOAD_BASELINE_SECONDS  load mode: idle window measured before the backfill (default 10)
+// A bad value stops it with one line and exit code 2. A copy that differs from old, or a method that
+// fails, makes it exit 1 (the other methods still run and print). Ctrl-C or SIGTERM stops pgcopydb,
+// the load and the stack, and exits 130. pgcopydb's own output goes to .data/bench-pgcopydb.log.
+// Both servers and the worker share this machine's CPUs: compare ratios, not absolute figures.
+import path from 'node:path';
+import { Client } from '@temporalio/client';
+import pg from 'pg';
+import type { TableRef } from '../activities/inspector';
+import { quoteTable } from '../activities/sql';
+import { OperatorError } from '../config/errors';
+import { parseSiteConfig } from '../config/load';
+import { redactSecrets } from '../config/redact';
+import { startLocalStack, type LocalStack } from '../provision/local-stack';
+import { dataDir } from '../provision/project-paths';
+import { sampleTableDdl, seedSampleRows } from '../provision/sample-table';
+import { createMigrationWorker } from '../worker/create-worker';
+import { createLogger } from '../worker/logger';
+import { installRuntime } from '../worker/runtime';
+import {
+  backfillInput,
+  historyStats,
+  runBackfill,
+  type BackfillRun,
+  type HistoryStats,
+} from './benchmark/backfill';
+import { copyTableBinary } from './benchmark/copy-pipe';
+import {
+  checkpoint,
+  createFreshDatabase,
+  dropDatabase,
+  fingerprintTable,
+  measureTable,
+  sameFingerprint,
+  serverVersion,
+  settleTable,
+  withClient,
+  type TableFingerprint,
+} from './benchmark/databases';
+import { readBenchOptions, type BenchOptions, type CopyMethod } from './benchmark/options';
+import { findPgcopydb, pgcopydbArgs, runPgcopydbClone } from './benchmark/pgcopydb';
+import {
+  formatBytes,
+  formatCount,
+  loadReport,
+  rowsPerSecond,
+  throughputReport,
+  type MethodOutcome,
+  type SourceDescription,
+} from './benchmark/report';
+import { WriteLoad, type LoadResult } from './benchmark/write-load';
+
+const logger = createLogger({ name: 'bench' });
+
+const TABLE: TableRef = { schema: 'public', table: 'orders' };
+const MIGRATION = 'bench';
+/** Seeded keys are 3, 6, 9, ...: sparse, as real keys are. */
+const KEY_STEP = 3;
+const SEED_BATCH = 250_000;
+/** Load mode: writes before the idle window starts (connections warm, plans cached), not counted. */
+const LOAD_WARMUP_MS = 2000;
+/** The stack's folder, deleted when it stops; pgcopydb's work files go in there too. */
+const STACK_ROOT = path.join(dataDir, 'bench');
+const PGCOPYDB_LOG = path.join(dataDir, 'bench-pgcopydb.log');
+
+/**
+ * The same on both servers and for all three methods. Durability stays at PostgreSQL's defaults
+ * (fsync, synchronous_commit on), as on a production server; the buffers and WAL are sized so that
+ * a checkpoint does not land in the middle of a measurement.
+ */
+const POSTGRES_SETTINGS: Record<string, string> = {
+  shared_buffers: '1GB',
+  maintenance_work_mem: '256MB',
+  max_wal_size: '8GB',
+  checkpoint_timeout: '30min',
+  max_connections: '200',
+};
+
+interface Bench {
+  options: BenchOptions;
+  stack: LocalStack;
+  client: Client;
+  signal: AbortSignal;
+  oldFingerprint?: TableFingerprint;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Seeds old with the sample rows, then settles the table so that every method reads the same pages. */
+async function seedSource(bench: Bench): Promise<SourceDescription> {
+  const { rows } = bench.options;
+  const url = bench.stack.old.url;
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  try {
+    await pool.query(sampleTableDdl(TABLE));
+    const started = performance.now();
+    for (let first = 1; first <= rows; first += SEED_BATCH) {
+      const count = Math.min(SEED_BATCH, rows - first + 1);
+      await seedSampleRows(pool, TABLE, count, { first, step: KEY_STEP });
+      logger.info(`seeding old: ${formatCount(first + count - 1)} / ${formatCount(rows)} rows`);
+    }
+    logger.info(`seeded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  } finally {
+    await pool.end();
+  }
+  await settleTable(url, TABLE);
+  const size = await measureTable(url, TABLE);
+  const versions = `old PostgreSQL ${await serverVersion(url)}, new PostgreSQL ${await serverVersion(bench.stack.new.url)}`;
+  logger.info(
+    `old: ${quoteTable(TABLE)} has ${formatCount(size.rows)} rows, avg ${size.avgRowBytes.toFixed(1)} B/row (pg_column_size), heap ${formatBytes(size.heapBytes)}, ${formatBytes(size.totalBytes)} with its primary key`,
+  );
+  return { ...size, versions };
+}
+
+/** Checks the copy on `targetUrl` against old; logs the outcome. */
+async function verifyCopy(bench: Bench, method: CopyMethod, targetUrl: string): Promise<boolean> {
+  const [oldPrint, newPrint] = await Promise.all([
+    bench.oldFingerprint ?? fingerprintTable(bench.stack.old.url, TABLE),
+    fingerprintTable(targetUrl, TABLE),
+  ]);
+  bench.oldFingerprint = oldPrint;
+  if (sameFingerprint(oldPrint, newPrint)) {
+    logger.info(
+      `${method}: verified, new equals old (${formatCount(newPrint.rows)} rows, hash ${newPrint.hash})`,
+    );
+    return true;
+  }
+  logger.error(
+    `${method}: MISMATCH: old has ${formatCount(oldPrint.rows)} rows (hash ${oldPrint.hash}), new has ${formatCount(newPrint.rows)} rows (hash ${newPrint.hash})`,
+  );
+  return false;
+}
+
+async function copyWithBinaryPipe(bench: Bench, targetUrl: string): Promise<Omit<MethodOutcome, 'method'>> {
+  const started = performance.now();
+  const rows = await copyTableBinary(bench.stack.old.url, targetUrl, TABLE);
+  return {
+    rows,
+    seconds: (performance.now() - started) / 1000,
+    note: 'one binary COPY stream into the pre-created table',
+  };
+}
+
+async function copyWithPgcopydb(
+  bench: Bench,
+  targetUrl: string,
+  executable: string,
+): Promise<Omit<MethodOutcome, 'method'>> {
+  const settings = bench.options.pgcopydb;
+  logger.info(
+    `pgcopydb: ${executable} ${pgcopydbArgs(settings, '<work>', '<filters>').join(' ')} (client tools ${settings.clientBinDir}; log ${PGCOPYDB_LOG})`,
+  );
+  const run = await runPgcopydbClone({
+    executable,
+    settings,
+    sourceUrl: bench.stack.old.url,
+    targetUrl,
+    table: TABLE,
+    workDir: path.join(STACK_ROOT, 'pgcopydb'),
+    logFile: PGCOPYDB_LOG,
+    signal: bench.signal,
+  });
+  if (run.pgDump !== undefined) logger.info(`pgcopydb: ran ${run.pgDump}`);
+  for (const line of run.summary) logger.info(`pgcopydb: ${line}`);
+  const { rows } = await measureTable(targetUrl, TABLE);
+  return {
+    rows,
+    seconds: run.seconds,
+    note: `whole clone: schema, data, primary key built after the data, VACUUM ANALYZE; ${settings.jobs} jobs${settings.splitTablesLargerThan !== undefined ? `, split > ${settings.splitTablesLargerThan}` : ''}`,
+  };
+}
+
+/** An in-process worker whose "new" connection is `targetUrl`. */
+async function backfillWorker(bench: Bench, targetUrl: string) {
+  const env = { ...process.env, ...bench.stack.env, NEW_DATABASE_URL: targetUrl };
+  return createMigrationWorker(parseSiteConfig({ temporal: { taskQueue: 'bench' } }), env);
+}
+
+function backfillTuning(options: BenchOptions): string {
+  return [
+    `chunkSize ${options.chunkSize}`,
+    ...(options.partitions !== undefined ? [`partitions ${options.partitions}`] : []),
+    ...(options.chunksInFlight !== undefined ? [`chunksInFlight ${options.chunksInFlight}`] : []),
+  ].join(', ');
+}
+
+async function copyWithBackfill(bench: Bench, targetUrl: string): Promise<Omit<MethodOutcome, 'method'>> {
+  const worker = await backfillWorker(bench, targetUrl);
+  const input = backfillInput(MIGRATION, TABLE, bench.options.chunkSize, bench.options);
+  logger.info(`backfill: starting backfillTableWorkflow (${backfillTuning(bench.options)})`);
+  const run = await runBackfill(worker, bench.client, 'bench-backfill-orders', input);
+  return {
+    rows: run.result.rowsCopied,
+    seconds: run.seconds,
+    note: `${backfillTuning(bench.options)}; ${formatCount(run.result.chunksDone)} chunks`,
+  };
+}
+
+/** Runs one method into its own fresh database on new, then verifies and drops that database. */
+async function measureMethod(bench: Bench, method: CopyMethod): Promise<MethodOutcome> {
+  const pgcopydb = method === 'pgcopydb' ? findPgcopydb() : undefined;
+  if (method === 'pgcopydb' && pgcopydb === undefined) {
+    const skipped = 'pgcopydb is not on PATH (Debian: apt-get install pgcopydb)';
+    logger.warn(`pgcopydb: skipped, ${skipped}`);
+    return { method, skipped, note: '' };
+  }
+  const database = `bench_${method}`;
+  const targetUrl = await createFreshDatabase(bench.stack.new.url, database);
+  // pgcopydb creates the table itself; the others get it pre-created, primary key included.
+  if (method !== 'pgcopydb') await withClient(targetUrl, (client) => client.query(sampleTableDdl(TABLE)));
+  await Promise.all([checkpoint(bench.stack.old.url), checkpoint(targetUrl)]);
+
+  logger.info(`${method}: copying into database ${database} on new`);
+  let measured: Omit<MethodOutcome, 'method'>;
+  try {
+    measured =
+      method === 'copy'
+        ? await copyWithBinaryPipe(bench, targetUrl)
+        : method === 'pgcopydb'
+          ? await copyWithPgcopydb(bench, targetUrl, pgcopydb!)
+          : await copyWithBackfill(bench, targetUrl);
+  } catch (err) {
+    if (bench.signal.aborted) throw err;
+    // One method failing does not hide the figures of the others; the run still exits 1.
+    logger.error(`${method}: failed: ${redactSecrets((err as Error).message)}`);
+    return { method, failed: redactSecrets((err as Error).message.split('\n')[0]!), note: '' };
+  }
+  const outcome: MethodOutcome = { method, ...measured };
+  logger.info(
+    `${method}: ${formatCount(outcome.rows ?? 0)} rows in ${outcome.seconds?.toFixed(1)} s, ${formatCount(rowsPerSecond(outcome) ?? 0)} rows/s`,
+  );
+  await settleTable(targetUrl, TABLE);
+  outcome.verified = await verifyCopy(bench, method, targetUrl);
+  await dropDatabase(bench.stack.new.url, database);
+  return outcome;
+}
+
+async function backfillHistory(bench: Bench): Promise<HistoryStats | undefined> {
+  try {
+    return await historyStats(bench.client, MIGRATION);
+  } catch (err) {
+    logger.warn(`could not list the backfill's workflow executions: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+async function runThroughput(bench: Bench, source: SourceDescription): Promise<number> {
+  const outcomes: MethodOutcome[] = [];
+  for (const method of bench.options.methods) outcomes.push(await measureMethod(bench, method));
+  const history = bench.options.methods.includes('backfill') ? await backfillHistory(bench) : undefined;
+  process.stdout.write(`\n${throughputReport(source, outcomes, history)}\n\n`);
+  return outcomes.some((outcome) => outcome.verified === false || outcome.failed !== undefined) ? 1 : 0;
+}
+
+/** The backfill into `targetUrl` while the write load runs on old: idle window first, then the backfill. */
+async function backfillUnderLoad(
+  bench: Bench,
+  targetUrl: string,
+): Promise<{ run: BackfillRun; load: LoadResult }> {
+  const { load: loadOptions } = bench.options;
+  // Bundling the workflows takes CPU: done before the idle window, not inside it.
+  const worker = await backfillWorker(bench, targetUrl);
+  const input = backfillInput(MIGRATION, TABLE, bench.options.chunkSize, bench.options);
+  const load = await WriteLoad.start({
+    url: bench.stack.old.url,
+    table: quoteTable(TABLE),
+    seededRows: bench.options.rows,
+    keyStep: KEY_STEP,
+    rate: loadOptions.rate,
+    clients: loadOptions.clients,
+  });
+  const endLoad = () => void load.abort();
+  bench.signal.addEventListener('abort', endLoad, { once: true });
+  try {
+    logger.info(
+      `load: ${loadOptions.rate} writes/s over ${loadOptions.clients} connections on old; measuring ${loadOptions.baselineSeconds} s before the backfill`,
+    );
+    await sleep(LOAD_WARMUP_MS);
+    load.mark('idle');
+    await sleep(loadOptions.baselineSeconds * 1000);
+    logger.info(`backfill: starting backfillTableWorkflow under load (${backfillTuning(bench.options)})`);
+    let stoppedLoad: LoadResult | undefined;
+    const run = await runBackfill(worker, bench.client, 'bench-backfill-orders-under-load', input, {
+      reconcile: true,
+      onStart: () => load.mark('backfill'),
+      afterCopy: async () => {
+        load.mark('after');
+        stoppedLoad = await load.stop();
+      },
+    });
+    return { run, load: stoppedLoad ?? (await load.stop()) };
+  } catch (err) {
+    await load.abort();
+    throw err;
+  } finally {
+    bench.signal.removeEventListener('abort', endLoad);
+  }
+}
+
+async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<number> {
+  const targetUrl = await createFreshDatabase(bench.stack.new.url, 'bench_backfill');
+  await withClient(targetUrl, (client) => client.query(sampleTableDdl(TABLE)));
+  const { run, load } = await backfillUnderLoad(bench, targetUrl);
+  if (load.lastError !== undefined) logger.warn(`load: last write error: ${load.lastError}`);
+  const backfill: MethodOutcome = {
+    method: 'backfill',
+    rows: run.result.rowsCopied,
+    seconds: run.seconds,
+    note: backfillTuning(bench.options),
+  };
+  logger.info(
+    `backfill: ${formatCount(run.result.rowsCopied)} rows in ${run.seconds.toFixed(1)} s under load, ${formatCount(rowsPerSecond(backfill) ?? 0)} rows/s`,
+  );
+  // The load's writes reached new through the change log, which reconciliation drained after the
+  // load stopped: new must now equal old row for row.
+  logger.info(
+    `reconciliation: applied ${formatCount(run.reconciled?.entriesApplied ?? 0)} captured changes (${formatCount(run.reconciled?.keysSynced ?? 0)} keys)`,
+  );
+  await settleTable(targetUrl, TABLE);
+  const verified = await verifyCopy(bench, 'backfill', targetUrl);
+  const history = await backfillHistory(bench);
+  process.stdout.write(`\n${loadReport(source, bench.options.load, load.phases, backfill, history)}\n\n`);
+  return verified ? 0 : 1;
+}
+
+/** Aborted by SIGINT/SIGTERM: pgcopydb and the write load end, the stack stops, the exit code is 130. */
+const interruption = new AbortController();
+
+async function main(options: BenchOptions): Promise<number> {
+  installRuntime(logger, []);
+  let stack: LocalStack | undefined;
+  let stopped: Promise<void> | undefined;
+  // Once, whether the signal handler or the end of main() gets there first.
+  const stopStack = () => (stopped ??= stack?.stop() ?? Promise.resolve());
+  const onSignal = () => {
+    interruption.abort();
+    // While the servers are still starting, main() stops them as soon as they are up.
+    if (stack !== undefined) void stopStack().then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    logger.info(
+      `bench: mode ${options.mode}, ${formatCount(options.rows)} rows; PostgreSQL 15 on both sides with ${Object.entries(
+        POSTGRES_SETTINGS,
+      )
+        .map(([key, value]) => `${key}=${value}`)
+        .join(' ')}`,
+    );
+    stack = await startLocalStack({
+      root: STACK_ROOT,
+      persistent: false,
+      oldMajor: 15,
+      newMajor: 15,
+      postgresSettings: POSTGRES_SETTINGS,
+      log: (message) => logger.info(message),
+    });
+    if (interruption.signal.aborted) return 130;
+    const bench: Bench = {
+      options,
+      stack,
+      client: new Client({
+        connection: stack.temporal.environment.connection,
+        namespace: stack.temporal.namespace,
+      }),
+      signal: interruption.signal,
+    };
+    const source = await seedSource(bench);
+    return options.mode === 'load' ? await runUnderLoad(bench, source) : await runThroughput(bench, source);
+  } finally {
+    await stopStack();
+  }
+}
+
+function run(): void {
+  let options: BenchOptions;
+  try {
+    options = readBenchOptions();
+  } catch (err) {
+    logger.error((err as Error).message);
+    process.exit(2);
+  }
+  main(options).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      // Interrupted: what failed was cut off on purpose.
+      if (interruption.signal.aborted) process.exit(130);
+      logger.error(
+        err instanceof OperatorError ? err.message : `the benchmark failed: ${redactSecrets(String(err))}`,
+      );
+      process.exit(1);
+    },
+  );
+}
+
+run();

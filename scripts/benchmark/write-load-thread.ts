@@ -1,0 +1,106 @@
+// The write load's body, run in a worker thread so that the backfill's work on the main thread's
+// event loop (the Temporal worker, JSON of 1000-row chunks) does not delay it and pass for database
+// latency. Each client is one connection doing single-row autocommit writes by primary key on a
+// fixed schedule (open loop): 70% UPDATE of an existing row, 20% INSERT of a new key, 10% DELETE.
+// A write that starts late because the previous one overran is timed from its scheduled start,
+// so a stall shows in the latency instead of silently lowering the rate.
+import { parentPort, workerData } from 'node:worker_threads';
+import pg from 'pg';
+import { seededRandom } from '../../provision/write-load';
+
+export interface WriteLoadThreadData {
+  url: string;
+  /** Quoted schema-qualified table name. */
+  table: string;
+  /** Seeded keys are `g * keyStep` for g in 1..seededRows. */
+  seededRows: number;
+  keyStep: number;
+  rate: number;
+  clients: number;
+}
+
+export type ToLoadThread = { type: 'phase'; phase: string } | { type: 'stop' };
+export type FromLoadThread =
+  | { type: 'ready' }
+  | { type: 'failed'; message: string }
+  | { type: 'done'; latencies: Record<string, number[]>; errors: Record<string, number>; lastError?: string };
+
+const data = workerData as WriteLoadThreadData;
+const port = parentPort!;
+let phase = 'warmup';
+let stopping = false;
+const latencies: Record<string, number[]> = {};
+const errors: Record<string, number> = {};
+let lastError: string | undefined;
+
+function writeOperation(client: number, sequence: number, next: () => number): pg.QueryConfig {
+  const roll = next();
+  const existingKey = String((1 + Math.floor(next() * data.seededRows)) * data.keyStep);
+  if (roll < 0.7) {
+    return {
+      name: 'bench-update',
+      text: `UPDATE ${data.table} SET status = $2, amount = $3, updated_at = now() WHERE id = $1`,
+      values: [existingKey, next() < 0.5 ? 'paid' : 'shipped', (next() * 1000).toFixed(2)],
+    };
+  }
+  if (roll < 0.9) {
+    const newKey = String((data.seededRows + 1 + sequence * data.clients + client) * data.keyStep);
+    return {
+      name: 'bench-insert',
+      text: `INSERT INTO ${data.table} (id, customer_id, status, amount, created_at) VALUES ($1, $2, 'new', $3, now())`,
+      values: [newKey, Math.floor(next() * 100_000), (next() * 1000).toFixed(2)],
+    };
+  }
+  return { name: 'bench-delete', text: `DELETE FROM ${data.table} WHERE id = $1`, values: [existingKey] };
+}
+
+async function runClient(connection: pg.Client, client: number): Promise<void> {
+  const next = seededRandom(client + 1);
+  const interval = (1000 * data.clients) / data.rate;
+  let scheduled = performance.now() + (client * 1000) / data.rate;
+  for (let sequence = 0; !stopping; sequence += 1) {
+    const wait = scheduled - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (stopping) break;
+    const started = wait > 0 ? performance.now() : scheduled;
+    const current = phase;
+    try {
+      await connection.query(writeOperation(client, sequence, next));
+      (latencies[current] ??= []).push(performance.now() - started);
+    } catch (err) {
+      errors[current] = (errors[current] ?? 0) + 1;
+      lastError = (err as Error).message;
+    }
+    scheduled += interval;
+  }
+}
+
+async function main(): Promise<void> {
+  const connections = Array.from(
+    { length: data.clients },
+    () => new pg.Client({ connectionString: data.url, application_name: 'bench write load' }),
+  );
+  try {
+    await Promise.all(connections.map((connection) => connection.connect()));
+  } catch (err) {
+    port.postMessage({ type: 'failed', message: (err as Error).message } satisfies FromLoadThread);
+    await Promise.allSettled(connections.map((connection) => connection.end()));
+    return;
+  }
+  const running = connections.map((connection, client) => runClient(connection, client));
+  port.on('message', (message: ToLoadThread) => {
+    if (message.type === 'phase') phase = message.phase;
+    else stopping = true;
+  });
+  port.postMessage({ type: 'ready' } satisfies FromLoadThread);
+  await Promise.all(running);
+  await Promise.allSettled(connections.map((connection) => connection.end()));
+  port.postMessage({
+    type: 'done',
+    latencies,
+    errors,
+    ...(lastError !== undefined && { lastError }),
+  } satisfies FromLoadThread);
+}
+
+void main();

@@ -1,0 +1,99 @@
+// The concurrent write load of `BENCH_MODE=load`, seen from the main thread: starts the load thread
+// (write-load-thread.ts), labels the phases (idle, backfill, ...) whose latencies are kept apart,
+// and turns the samples into p50/p99 per phase.
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { FromLoadThread, ToLoadThread, WriteLoadThreadData } from './write-load-thread';
+
+export interface LatencySummary {
+  operations: number;
+  errors: number;
+  /** Achieved operations per second over the phase (below the target rate when writes stall). */
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface LoadResult {
+  phases: Record<string, LatencySummary>;
+  lastError?: string;
+}
+
+/** Nearest-rank percentile of ascending `sorted`. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(rank, 1)) - 1]!;
+}
+
+export function summarize(samples: readonly number[], errors: number, seconds: number): LatencySummary {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return {
+    operations: sorted.length,
+    errors,
+    perSecond: seconds > 0 ? sorted.length / seconds : Number.NaN,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted[sorted.length - 1] ?? Number.NaN,
+  };
+}
+
+export class WriteLoad {
+  private readonly phaseStarts: { phase: string; at: number }[] = [
+    { phase: 'warmup', at: performance.now() },
+  ];
+
+  private constructor(private readonly thread: Worker) {}
+
+  /** Starts the load and resolves once every client is connected and writing. */
+  static async start(data: WriteLoadThreadData): Promise<WriteLoad> {
+    const thread = new Worker(path.join(__dirname, 'write-load-thread.js'), { workerData: data });
+    await new Promise<void>((resolve, reject) => {
+      thread.once('error', reject);
+      thread.once('message', (message: FromLoadThread) => {
+        thread.removeListener('error', reject);
+        if (message.type === 'ready') resolve();
+        else
+          reject(
+            new Error(`the write load did not start: ${message.type === 'failed' ? message.message : ''}`),
+          );
+      });
+    });
+    return new WriteLoad(thread);
+  }
+
+  /** Writes from now on count toward `phase`. */
+  mark(phase: string): void {
+    this.phaseStarts.push({ phase, at: performance.now() });
+    this.thread.postMessage({ type: 'phase', phase } satisfies ToLoadThread);
+  }
+
+  /** Stops the writes and returns the latency of each phase. */
+  async stop(): Promise<LoadResult> {
+    const stoppedAt = performance.now();
+    const done = new Promise<Extract<FromLoadThread, { type: 'done' }>>((resolve, reject) => {
+      this.thread.once('error', reject);
+      this.thread.on('message', (message: FromLoadThread) => {
+        if (message.type === 'done') resolve(message);
+      });
+    });
+    this.thread.postMessage({ type: 'stop' } satisfies ToLoadThread);
+    try {
+      const { latencies, errors, lastError } = await done;
+      const phases: Record<string, LatencySummary> = {};
+      this.phaseStarts.forEach(({ phase, at }, i) => {
+        const end = this.phaseStarts[i + 1]?.at ?? stoppedAt;
+        phases[phase] = summarize(latencies[phase] ?? [], errors[phase] ?? 0, (end - at) / 1000);
+      });
+      return { phases, ...(lastError !== undefined && { lastError }) };
+    } finally {
+      await this.thread.terminate();
+    }
+  }
+
+  /** Ends the load at once, results unread (on interruption). */
+  async abort(): Promise<void> {
+    await this.thread.terminate();
+  }
+}

@@ -1,0 +1,16 @@
+// Waiting for a state in tests, never for a duration: the bound only turns a hang into a failure.
+
+export async function waitFor<T>(
+  what: string,
+  read: () => Promise<T>,
+  ok: (value: T) => boolean = Boolean,
+  attempts = 1200,
+): Promise<T> {
+  let last: T | undefined;
+  for (let i = 0; i < attempts; i++) {
+    last = await read();
+    if (ok(last)) return last;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`gave up waiting for ${what}; last seen ${JSON.stringify(last)}`);
+}

@@ -1,0 +1,155 @@
+// Operating a running backfill: pause and resume (no new chunk starts once paused; chunks in flight
+// finish), the operator's row rate throttle, a throttle from the source's health with its reason,
+// progress with rate and ETA, and hot rows copied before the rest.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { CopyChunkInput } from '../../activities/copier';
+import type { TableRef } from '../../activities/inspector';
+import { compareTables } from '../../activities/verifier';
+import { readBackfillProgress, type BackfillReport } from '../../client/backfill-progress';
+import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
+import { backfillTableWorkflow } from '../../workflows';
+import { pauseSignal, resumeSignal, throttleSignal } from '../../workflows/messages';
+import { backfillInput, startRunningWorker } from '../harness/backfill';
+import { waitFor } from '../harness/wait';
+import { databasePools, installQuietRuntime } from '../harness/servers';
+
+installQuietRuntime();
+
+describe('controlling a running backfill', () => {
+  const pools = databasePools();
+  const suffix = randomUUID().slice(0, 8);
+  const chunkOrder: CopyChunkInput[] = [];
+  let testWorker: Awaited<ReturnType<typeof startRunningWorker>>;
+
+  before(async () => {
+    testWorker = await startRunningWorker('control', {
+      afterChunkCommitted: (chunk) => {
+        if (chunk.table.table.startsWith('hot_')) chunkOrder.push(chunk);
+      },
+    });
+  });
+
+  after(async () => {
+    await testWorker.stop();
+    await pools.end();
+  });
+
+  async function seeded(prefix: string, rows: number): Promise<TableRef> {
+    const table = { schema: 'public', table: `${prefix}_${suffix}` };
+    await pools.old.query(sampleTableDdl(table));
+    await pools.new.query(sampleTableDdl(table));
+    await seedSampleRows(pools.old, table, rows);
+    await pools.old.query(`ANALYZE ${table.schema}.${table.table}`);
+    return table;
+  }
+
+  it('pauses (nothing new starts), reports progress and the throttle reason, resumes and finishes exact', async () => {
+    const table = await seeded('paused', 20_000);
+    const partitions = 2;
+    const chunksInFlight = 2;
+    const handle = await testWorker.client.workflow.start(backfillTableWorkflow, {
+      taskQueue: testWorker.taskQueue,
+      workflowId: `backfill-paused-${suffix}`,
+      args: [backfillInput(table, 100, { partitions, chunksInFlight, throttle: { maxRowsPerSecond: 4000 } })],
+    });
+    const progress = () => readBackfillProgress(testWorker.client, handle.workflowId);
+    const moving = await waitFor('some chunks', progress, (p) => p.chunksDone >= 6);
+    assert.equal(moving.estimatedRows, 20_000);
+    assert.ok(moving.rowsPerSecond > 0, 'a rate');
+    assert.notEqual(moving.etaSeconds, null, 'an ETA');
+
+    await handle.signal(pauseSignal);
+    const paused = await waitFor(
+      'every partition paused with nothing in flight',
+      progress,
+      (p: BackfillReport) => p.partitions.every((part) => part.paused) && p.chunksInFlight === 0,
+    );
+    assert.ok(
+      paused.chunksDone - moving.chunksDone <= partitions * chunksInFlight + 6,
+      `${paused.chunksDone - moving.chunksDone} chunks finished after the pause was seen`,
+    );
+    assert.deepEqual(paused.waitingFor, ['paused']);
+    // Paused means paused: a while later, still the same chunks.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const still = await progress();
+    assert.equal(still.chunksDone, paused.chunksDone);
+    assert.equal(still.phase, 'copying');
+
+    await handle.signal(throttleSignal, { maxRowsPerSecond: 400 });
+    await handle.signal(resumeSignal);
+    const throttled = await waitFor('the rate limit to show', progress, (p) =>
+      p.waitingFor.some((reason) => /row rate limit 200 rows\/s/.test(reason)),
+    );
+    assert.ok(throttled.partitions.some((part) => (part.throttled.rate ?? 0) > 0));
+    await handle.signal(throttleSignal, { maxRowsPerSecond: null });
+    const result = await handle.result();
+    assert.equal(result.rowsCopied, 20_000);
+    const done = await progress();
+    assert.equal(done.etaSeconds, 0);
+    const comparison = await compareTables(pools.old, pools.new, table, ['id']);
+    assert.deepEqual(comparison.differences, []);
+  });
+
+  it('waits while the source is hurting and says why', async () => {
+    const table = await seeded('hurting', 500);
+    const handle = await testWorker.client.workflow.start(backfillTableWorkflow, {
+      taskQueue: testWorker.taskQueue,
+      workflowId: `backfill-hurting-${suffix}`,
+      // A probe can never answer in 0 ms: the source always looks busy.
+      args: [backfillInput(table, 100, { throttle: { maxProbeLatencyMs: 0, backoffMs: 200 } })],
+    });
+    try {
+      const waiting = await waitFor(
+        'the throttle reason',
+        () => readBackfillProgress(testWorker.client, handle.workflowId),
+        (p) => p.waitingFor.length > 0,
+      );
+      assert.match(waiting.waitingFor[0] ?? '', /^source latency probe [\d.]+ ms > 0 ms$/);
+      assert.equal(waiting.chunksDone, 0);
+    } finally {
+      await handle.terminate('test done');
+    }
+  });
+
+  it('copies hot rows before the rest', async () => {
+    const table = await seeded('hot', 3000);
+    const handle = await testWorker.client.workflow.start(backfillTableWorkflow, {
+      taskQueue: testWorker.taskQueue,
+      workflowId: `backfill-hot-${suffix}`,
+      args: [backfillInput(table, 200, { hotRowsWhere: `status = 'paid'` })],
+    });
+    const result = await handle.result();
+    assert.equal(result.rowsCopied, 3000);
+    const firstMain = chunkOrder.findIndex((chunk) => chunk.predicate === undefined);
+    const lastHot = chunkOrder.map((chunk) => chunk.predicate !== undefined).lastIndexOf(true);
+    assert.ok(lastHot >= 0 && firstMain > lastHot, 'every hot chunk came before the first other chunk');
+    const comparison = await compareTables(pools.old, pools.new, table, ['id']);
+    assert.deepEqual(comparison.differences, []);
+  });
+
+  it('refuses a hot-rows condition that is not valid SQL for the table, before copying', async () => {
+    const table = await seeded('badhot', 10);
+    const handle = await testWorker.client.workflow.start(backfillTableWorkflow, {
+      taskQueue: testWorker.taskQueue,
+      workflowId: `backfill-badhot-${suffix}`,
+      args: [backfillInput(table, 200, { hotRowsWhere: `no_such_column > 1) TO STDOUT; DROP TABLE x; --` })],
+    });
+    await assert.rejects(handle.result(), (err: Error) => {
+      let cause: unknown = err;
+      while (cause instanceof Error && cause.cause instanceof Error) cause = cause.cause;
+      assert.match(
+        (cause as Error).message,
+        /hotRowsWhere for "public"."badhot_\w+" is not a valid condition/,
+      );
+      return true;
+    });
+    const copied = await pools.new.query(`SELECT 1 FROM public.badhot_${suffix}`);
+    assert.equal(copied.rowCount, 0, 'nothing was copied');
+    const capture = await pools.old.query(
+      `SELECT 1 FROM pg_trigger WHERE tgrelid = 'public.badhot_${suffix}'::regclass AND NOT tgisinternal`,
+    );
+    assert.equal(capture.rowCount, 0, 'no capture trigger was installed');
+  });
+});

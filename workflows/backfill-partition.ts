@@ -1,0 +1,216 @@
+// One partition of a table's backfill: a key range copied in fixed chunks, with a bounded number of
+// chunk activities in flight. Chunk bounds come from walking the key index ahead of the copy, so
+// chunks can run side by side; each chunk commits its rows and its done-marker together. Continues
+// as new when the history grows, carrying only the key it reached and counters.
+import {
+  condition,
+  continueAsNew,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { CopyChunkResult } from '../activities/copier';
+import type { TableRef } from '../activities/inspector';
+import type { KeyRange } from '../activities/key-ranges';
+import type { ConnectionName } from '../config/connections';
+import {
+  partitionProgressQuery,
+  pauseSignal,
+  resumeSignal,
+  throttleSignal,
+  type PartitionProgress,
+} from './messages';
+import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_ROWS_COPIED, MIGRATION_TABLE } from './search-attributes';
+import { ThrottleGate } from './throttle';
+import type { ThrottleSettings } from './throttle-settings';
+
+export interface BackfillPartitionInput {
+  migration: string;
+  source: ConnectionName;
+  target: ConnectionName;
+  table: TableRef;
+  pass: 'hot' | 'main';
+  range: KeyRange;
+  /** Hot-rows pass: copy only rows matching this condition. */
+  predicate?: string;
+  chunkSize: number;
+  chunksInFlight: number;
+  throttle?: ThrottleSettings;
+  /** This partition's share of the table's row rate limit; null = unlimited. */
+  maxRowsPerSecond: number | null;
+  paused: boolean;
+  /** Carried across continue-as-new: everything up to `reached` is copied. */
+  resume?: {
+    reached: string[] | null;
+    rowsCopied: number;
+    rowsRead: number;
+    chunksDone: number;
+    startedAt: number;
+    throttled: Record<string, number>;
+    runs: number;
+  };
+}
+
+export interface BackfillPartitionResult {
+  rowsCopied: number;
+  rowsRead: number;
+  chunksDone: number;
+}
+
+/** Chunk bounds fetched per walk of the key index, as a multiple of the chunks in flight. */
+const LOOKAHEAD_PER_SLOT = 8;
+
+const { findChunkBounds } = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { maximumInterval: '30 seconds' },
+});
+const { copyChunk } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  // A chunk heartbeats once its rows are staged; a dead worker's chunk is retried this soon.
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+});
+
+export async function backfillPartitionWorkflow(
+  input: BackfillPartitionInput,
+): Promise<BackfillPartitionResult> {
+  const tableName = `${input.table.schema}.${input.table.table}`;
+  const info = workflowInfo();
+  const progress: PartitionProgress = {
+    workflowId: info.workflowId,
+    pass: input.pass,
+    range: input.range,
+    rowsCopied: input.resume?.rowsCopied ?? 0,
+    rowsRead: input.resume?.rowsRead ?? 0,
+    chunksDone: input.resume?.chunksDone ?? 0,
+    chunksInFlight: 0,
+    startedAt: input.resume?.startedAt ?? Date.now(),
+    updatedAt: Date.now(),
+    paused: input.paused,
+    waitingFor: null,
+    throttled: input.resume?.throttled ?? {},
+    done: false,
+    runs: (input.resume?.runs ?? 0) + 1,
+  };
+  const gate = new ThrottleGate(input.source, input.throttle, input.maxRowsPerSecond, progress.throttled);
+  setHandler(partitionProgressQuery, () => ({
+    ...progress,
+    waitingFor: progress.paused ? 'paused' : gate.waitingFor,
+  }));
+  setHandler(pauseSignal, () => {
+    progress.paused = true;
+  });
+  setHandler(resumeSignal, () => {
+    progress.paused = false;
+  });
+  setHandler(throttleSignal, ({ maxRowsPerSecond }) => gate.setRate(maxRowsPerSecond));
+  upsertSearchAttributes([
+    { key: MIGRATION_NAME, value: input.migration },
+    { key: MIGRATION_TABLE, value: tableName },
+    { key: MIGRATION_PHASE, value: input.pass === 'hot' ? 'backfill-hot-rows' : 'backfill' },
+  ]);
+
+  // Chunk upper bounds found but not started yet, and where the next walk of the index begins.
+  const pending: string[][] = [];
+  let walkedTo = input.resume?.reached ?? input.range.lower;
+  let walkedToEnd = false;
+  // Every chunk up to `dispatchedTo` has started; `reached` moves when all of them have finished.
+  let dispatchedTo = walkedTo;
+  const inFlight = new Set<Promise<void>>();
+  let failure: Error | undefined;
+
+  async function nextChunk(): Promise<KeyRange | null> {
+    if (pending.length === 0 && !walkedToEnd) {
+      const count = input.chunksInFlight * LOOKAHEAD_PER_SLOT;
+      const bounds = await findChunkBounds({
+        connection: input.source,
+        table: input.table,
+        range: { lower: walkedTo, upper: input.range.upper },
+        chunkSize: input.chunkSize,
+        count,
+        ...(input.predicate !== undefined && { predicate: input.predicate }),
+      });
+      pending.push(...bounds);
+      if (bounds.length < count) {
+        // The rest of the range is less than one chunk: it ends at the range's upper key.
+        walkedToEnd = true;
+        const last = bounds[bounds.length - 1];
+        if (last === undefined || JSON.stringify(last) !== JSON.stringify(input.range.upper)) {
+          pending.push(input.range.upper);
+        }
+      }
+      walkedTo = bounds[bounds.length - 1] ?? walkedTo;
+    }
+    const upper = pending.shift();
+    if (upper === undefined) return null;
+    const chunk = { lower: dispatchedTo, upper };
+    dispatchedTo = upper;
+    return chunk;
+  }
+
+  function record(result: CopyChunkResult): void {
+    progress.rowsCopied += result.rowsCopied;
+    progress.rowsRead += result.rowsRead;
+    progress.chunksDone += 1;
+    progress.updatedAt = Date.now();
+  }
+
+  for (;;) {
+    if (failure !== undefined) break;
+    if (workflowInfo().continueAsNewSuggested) break;
+    await condition(() => !progress.paused);
+    await gate.beforeChunk(input.chunkSize, () => progress.paused);
+    if (progress.paused) continue;
+    const range = await nextChunk();
+    if (range === null) break;
+    const copying = copyChunk({
+      migration: input.migration,
+      source: input.source,
+      target: input.target,
+      table: input.table,
+      range,
+      ...(input.predicate !== undefined && { predicate: input.predicate }),
+    }).then(record, (err: unknown) => {
+      failure ??= err instanceof Error ? err : new Error(String(err));
+    });
+    const tracked = copying.finally(() => {
+      inFlight.delete(tracked);
+      progress.chunksInFlight = inFlight.size;
+    });
+    inFlight.add(tracked);
+    progress.chunksInFlight = inFlight.size;
+    if (inFlight.size >= input.chunksInFlight) await Promise.race(inFlight);
+    setCurrentDetails(
+      `${tableName} ${input.pass} partition: ${progress.rowsCopied} rows copied in ${progress.chunksDone} chunks${
+        gate.waitingFor !== null ? `; throttled: ${gate.waitingFor}` : ''
+      }`,
+    );
+  }
+  await Promise.all(inFlight);
+  if (failure !== undefined) throw failure;
+  upsertSearchAttributes([{ key: MIGRATION_ROWS_COPIED, value: progress.rowsCopied }]);
+  if (pending.length > 0 || !walkedToEnd) {
+    // Stopped early for continue-as-new: everything dispatched has finished, so resume after it.
+    await continueAsNew<typeof backfillPartitionWorkflow>({
+      ...input,
+      maxRowsPerSecond: gate.rateLimit,
+      paused: progress.paused,
+      resume: {
+        reached: dispatchedTo,
+        rowsCopied: progress.rowsCopied,
+        rowsRead: progress.rowsRead,
+        chunksDone: progress.chunksDone,
+        startedAt: progress.startedAt,
+        throttled: progress.throttled,
+        runs: progress.runs,
+      },
+    });
+  }
+  progress.done = true;
+  setCurrentDetails(`${tableName} ${input.pass} partition done: ${progress.rowsCopied} rows copied`);
+  return { rowsCopied: progress.rowsCopied, rowsRead: progress.rowsRead, chunksDone: progress.chunksDone };
+}

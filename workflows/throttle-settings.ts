@@ -1,0 +1,32 @@
+// The backfill's tuning and throttle settings and their defaults: plain data, shared by the config schema and
+// the workflow (this module imports nothing, so both may use it).
+
+export interface ThrottleSettings {
+  /** Rows per second for the whole table (shared by its partitions); null = no limit. */
+  maxRowsPerSecond?: number | null;
+  /** Median of a few `SELECT 1` round trips above this many milliseconds means the source is busy. */
+  maxProbeLatencyMs?: number | null;
+  /** More active client sessions than this (ours excluded) means the source is busy. */
+  maxActiveConnections?: number | null;
+  /** Any replica further behind than this many seconds (pg_stat_replication) means wait. */
+  maxReplicaLagSeconds?: number | null;
+  /** How often the source's health is checked while copying, in ms. */
+  checkIntervalMs?: number;
+  /** How long to wait before checking again once the source is hurting, in ms. */
+  backoffMs?: number;
+}
+
+/** Defaults: wait for a busy source; no row rate limit unless the operator sets one. */
+export const DEFAULT_THROTTLE = {
+  maxRowsPerSecond: null as number | null,
+  maxProbeLatencyMs: 50 as number | null,
+  maxActiveConnections: 64 as number | null,
+  maxReplicaLagSeconds: 10 as number | null,
+  checkIntervalMs: 1000,
+  backoffMs: 2000,
+};
+
+/** Key ranges of a table copied side by side, each a child workflow (fewer for small tables). */
+export const DEFAULT_PARTITIONS = 4;
+/** Chunk activities in flight per partition. */
+export const DEFAULT_CHUNKS_IN_FLIGHT = 2;
