@@ -18,6 +18,7 @@ export function backfillInputFor(
     createTargetTable: config.createTables,
     partitions: config.partitions,
     chunksInFlight: config.chunksInFlight,
+    chunksPerActivity: config.chunksPerActivity,
     throttle: config.throttle,
     ...(hotRowsWhere !== undefined && { hotRowsWhere }),
   };

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import {
   DEFAULT_CHUNKS_IN_FLIGHT,
+  DEFAULT_CHUNKS_PER_ACTIVITY,
   DEFAULT_PARTITIONS,
   DEFAULT_THROTTLE,
 } from '../workflows/throttle-settings';
@@ -150,6 +151,13 @@ export const migrationSchema = siteSchema.extend({
   partitions: z.number().int('must be a whole number').min(1).max(256).default(DEFAULT_PARTITIONS),
   /** Chunk activities in flight in each partition. */
   chunksInFlight: z.number().int('must be a whole number').min(1).max(64).default(DEFAULT_CHUNKS_IN_FLIGHT),
+  /** Consecutive chunks one activity copies; each chunk is still its own transaction and checkpoint. */
+  chunksPerActivity: z
+    .number()
+    .int('must be a whole number')
+    .min(1)
+    .max(64)
+    .default(DEFAULT_CHUNKS_PER_ACTIVITY),
   throttle: throttleSchema.default(() => throttleSchema.parse({})),
   /** Create a table on new from old's definition when new does not have it. */
   createTables: z.boolean().default(false),

@@ -19,7 +19,9 @@
 //     ratios backfill/COPY and backfill/pgcopydb, and the largest workflow history of the backfill.
 //   BENCH_MODE=load: runs only the backfill, while a write load (single-row UPDATE/INSERT/DELETE by
 //     primary key at a fixed rate, from a worker thread) runs on old; prints the load's p50/p99
-//     latency before the backfill (idle) and during it, and their ratios.
+//     latency before the backfill (idle) and during it, and their ratios. The reconciliation
+//     workflow runs alongside; once the load stops it drains the change log, and new must then
+//     equal old row for row.
 //
 // Settings (environment):
 //   BENCH_ROWS                   rows seeded on old (default 2000000)
@@ -27,6 +29,8 @@
 //   BENCH_CHUNK_SIZE             backfill rows per chunk (default 1000)
 //   BENCH_PARTITIONS             backfill partitions; passed to the workflow only when set
 //   BENCH_CHUNKS_IN_FLIGHT       backfill chunks in flight; passed to the workflow only when set
+//   BENCH_CHUNKS_PER_ACTIVITY    backfill chunks per activity; passed to the workflow only when set
+//   BENCH_MAX_ROWS_PER_SECOND    backfill throttle.maxRowsPerSecond (default: the default throttle)
 //   BENCH_METHODS                throughput mode: a subset of copy,pgcopydb,backfill (default all)
 //   BENCH_PGCOPYDB_JOBS          pgcopydb --table-jobs and --index-jobs (default 2)
 //   BENCH_PGCOPYDB_SPLIT         pgcopydb --split-tables-larger-than, e.g. 64MB (default off)
@@ -216,6 +220,8 @@ function backfillTuning(options: BenchOptions): string {
     `chunkSize ${options.chunkSize}`,
     ...(options.partitions !== undefined ? [`partitions ${options.partitions}`] : []),
     ...(options.chunksInFlight !== undefined ? [`chunksInFlight ${options.chunksInFlight}`] : []),
+    ...(options.chunksPerActivity !== undefined ? [`chunksPerActivity ${options.chunksPerActivity}`] : []),
+    ...(options.maxRowsPerSecond !== undefined ? [`maxRowsPerSecond ${options.maxRowsPerSecond}`] : []),
   ].join(', ');
 }
 
@@ -353,6 +359,7 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
   );
   await settleTable(targetUrl, TABLE);
   const verified = await verifyCopy(bench, 'backfill', targetUrl);
+  backfill.verified = verified;
   const history = await backfillHistory(bench);
   process.stdout.write(`\n${loadReport(source, bench.options.load, load.phases, backfill, history)}\n\n`);
   return verified ? 0 : 1;

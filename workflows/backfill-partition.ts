@@ -1,5 +1,5 @@
 // One partition of a table's backfill: a key range copied in fixed chunks, with a bounded number of
-// chunk activities in flight. Chunk bounds come from walking the key index ahead of the copy, so
+// chunk activities in flight (each copies a few consecutive chunks, one transaction and marker each). Chunk bounds come from walking the key index ahead of the copy, so
 // chunks can run side by side; each chunk commits its rows and its done-marker together. Continues
 // as new when the history grows, carrying only the key it reached and counters.
 import {
@@ -12,7 +12,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { CopyChunkResult } from '../activities/copier';
+import type { CopyChunksResult } from '../activities/copier';
 import type { TableRef } from '../activities/inspector';
 import type { KeyRange } from '../activities/key-ranges';
 import type { ConnectionName } from '../config/connections';
@@ -38,6 +38,8 @@ export interface BackfillPartitionInput {
   predicate?: string;
   chunkSize: number;
   chunksInFlight: number;
+  /** Consecutive chunks one activity copies (each still committed and marked on its own). */
+  chunksPerActivity: number;
   throttle?: ThrottleSettings;
   /** This partition's share of the table's row rate limit; null = unlimited. */
   maxRowsPerSecond: number | null;
@@ -68,7 +70,7 @@ const { findChunkBounds } = proxyActivities<Activities>({
   heartbeatTimeout: '1 minute',
   retry: { maximumInterval: '30 seconds' },
 });
-const { copyChunk } = proxyActivities<Activities>({
+const { copyChunks } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   // A chunk heartbeats once its rows are staged; a dead worker's chunk is retried this soon.
   heartbeatTimeout: '10 seconds',
@@ -88,6 +90,8 @@ export async function backfillPartitionWorkflow(
     rowsRead: input.resume?.rowsRead ?? 0,
     chunksDone: input.resume?.chunksDone ?? 0,
     chunksInFlight: 0,
+    chunksDispatched: input.resume?.chunksDone ?? 0,
+    chunksDispatchedWhenPaused: input.paused ? (input.resume?.chunksDone ?? 0) : null,
     startedAt: input.resume?.startedAt ?? Date.now(),
     updatedAt: Date.now(),
     paused: input.paused,
@@ -103,6 +107,7 @@ export async function backfillPartitionWorkflow(
   }));
   setHandler(pauseSignal, () => {
     progress.paused = true;
+    progress.chunksDispatchedWhenPaused = progress.chunksDispatched;
   });
   setHandler(resumeSignal, () => {
     progress.paused = false;
@@ -123,9 +128,19 @@ export async function backfillPartitionWorkflow(
   const inFlight = new Set<Promise<void>>();
   let failure: Error | undefined;
 
+  async function nextChunks(): Promise<KeyRange[]> {
+    const batch: KeyRange[] = [];
+    while (batch.length < input.chunksPerActivity) {
+      const range = await nextChunk();
+      if (range === null) break;
+      batch.push(range);
+    }
+    return batch;
+  }
+
   async function nextChunk(): Promise<KeyRange | null> {
     if (pending.length === 0 && !walkedToEnd) {
-      const count = input.chunksInFlight * LOOKAHEAD_PER_SLOT;
+      const count = input.chunksInFlight * input.chunksPerActivity * LOOKAHEAD_PER_SLOT;
       const bounds = await findChunkBounds({
         connection: input.source,
         table: input.table,
@@ -152,10 +167,10 @@ export async function backfillPartitionWorkflow(
     return chunk;
   }
 
-  function record(result: CopyChunkResult): void {
+  function record(result: CopyChunksResult): void {
     progress.rowsCopied += result.rowsCopied;
     progress.rowsRead += result.rowsRead;
-    progress.chunksDone += 1;
+    progress.chunksDone += result.chunks;
     progress.updatedAt = Date.now();
   }
 
@@ -163,16 +178,17 @@ export async function backfillPartitionWorkflow(
     if (failure !== undefined) break;
     if (workflowInfo().continueAsNewSuggested) break;
     await condition(() => !progress.paused);
-    await gate.beforeChunk(input.chunkSize, () => progress.paused);
+    await gate.beforeChunk(input.chunkSize * input.chunksPerActivity, () => progress.paused);
     if (progress.paused) continue;
-    const range = await nextChunk();
-    if (range === null) break;
-    const copying = copyChunk({
+    const ranges = await nextChunks();
+    if (ranges.length === 0) break;
+    progress.chunksDispatched += ranges.length;
+    const copying = copyChunks({
       migration: input.migration,
       source: input.source,
       target: input.target,
       table: input.table,
-      range,
+      ranges,
       ...(input.predicate !== undefined && { predicate: input.predicate }),
     }).then(record, (err: unknown) => {
       failure ??= err instanceof Error ? err : new Error(String(err));

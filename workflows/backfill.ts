@@ -27,6 +27,7 @@ import {
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_ROWS_COPIED, MIGRATION_TABLE } from './search-attributes';
 import {
   DEFAULT_CHUNKS_IN_FLIGHT,
+  DEFAULT_CHUNKS_PER_ACTIVITY,
   DEFAULT_PARTITIONS,
   DEFAULT_THROTTLE,
   type ThrottleSettings,
@@ -44,6 +45,8 @@ export interface BackfillTableInput {
   partitions?: number;
   /** Chunk activities in flight per partition (default 2). */
   chunksInFlight?: number;
+  /** Consecutive chunks per activity, each its own transaction and checkpoint (default 8). */
+  chunksPerActivity?: number;
   /** Copy the rows matching this SQL condition first (e.g. recently active customers). */
   hotRowsWhere?: string;
   throttle?: ThrottleSettings;
@@ -125,6 +128,8 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     const children = await Promise.all(
       ranges.map(async (range, i) => {
         const workflowId = `${workflowInfo().workflowId}/${pass}-${i + 1}`;
+        const startedPaused = progress.paused;
+        const startedRate = share();
         const child = await startChild(backfillPartitionWorkflow, {
           workflowId,
           parentClosePolicy: ParentClosePolicy.TERMINATE,
@@ -139,15 +144,23 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
               ...(predicate !== undefined && { predicate }),
               chunkSize: input.chunkSize,
               chunksInFlight: input.chunksInFlight ?? DEFAULT_CHUNKS_IN_FLIGHT,
+              chunksPerActivity: input.chunksPerActivity ?? DEFAULT_CHUNKS_PER_ACTIVITY,
               ...(input.throttle !== undefined && { throttle: input.throttle }),
-              maxRowsPerSecond: share(),
-              paused: progress.paused,
+              maxRowsPerSecond: startedRate,
+              paused: startedPaused,
             },
           ],
         });
         // Listed once it exists, so whoever queries the list can query the partition.
         progress.partitions.push({ workflowId, pass, range, done: false });
         running.set(workflowId, child);
+        // A signal that arrived while the child was starting did not reach it: pass it on now.
+        if (progress.paused !== startedPaused) {
+          void child.signal(progress.paused ? pauseSignal : resumeSignal).catch(() => undefined);
+        }
+        if (share() !== startedRate) {
+          void child.signal(throttleSignal, { maxRowsPerSecond: share() }).catch(() => undefined);
+        }
         return child;
       }),
     );

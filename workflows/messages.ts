@@ -16,7 +16,12 @@ export interface PartitionProgress {
   rowsCopied: number;
   rowsRead: number;
   chunksDone: number;
+  /** Activities copying chunks right now. */
   chunksInFlight: number;
+  /** Chunks handed to activities so far (done or in flight). */
+  chunksDispatched: number;
+  /** chunksDispatched when the latest pause arrived: once paused, no chunk is handed out after it. */
+  chunksDispatchedWhenPaused: number | null;
   /** Workflow time (ms since epoch) the partition started; carried across continue-as-new. */
   startedAt: number;
   /** Workflow time of the latest progress. */

@@ -15,6 +15,8 @@ type BackfillResult = Awaited<ReturnType<typeof backfillTableWorkflow>>;
 export interface BackfillTuning {
   partitions?: number;
   chunksInFlight?: number;
+  chunksPerActivity?: number;
+  maxRowsPerSecond?: number;
 }
 
 export interface BackfillRun {
@@ -38,6 +40,8 @@ export function backfillInput(
     chunkSize,
     ...(tuning.partitions !== undefined && { partitions: tuning.partitions }),
     ...(tuning.chunksInFlight !== undefined && { chunksInFlight: tuning.chunksInFlight }),
+    ...(tuning.chunksPerActivity !== undefined && { chunksPerActivity: tuning.chunksPerActivity }),
+    ...(tuning.maxRowsPerSecond !== undefined && { throttle: { maxRowsPerSecond: tuning.maxRowsPerSecond } }),
   };
 }
 

@@ -23,6 +23,9 @@ export interface BenchOptions {
   /** Passed to the backfill workflow only when set. */
   partitions?: number;
   chunksInFlight?: number;
+  chunksPerActivity?: number;
+  /** The backfill's row rate limit (throttle.maxRowsPerSecond); the default throttle when unset. */
+  maxRowsPerSecond?: number;
   /** Throughput mode: which methods to run, in this order. */
   methods: CopyMethod[];
   pgcopydb: { jobs: number; splitTablesLargerThan?: string; clientBinDir: string };
@@ -80,6 +83,8 @@ function byteSize(env: Env, name: string): string | undefined {
 export function readBenchOptions(env: Env = process.env): BenchOptions {
   const partitions = optionalWholeNumber(env, 'BENCH_PARTITIONS', 1, 1024);
   const chunksInFlight = optionalWholeNumber(env, 'BENCH_CHUNKS_IN_FLIGHT', 1, 1024);
+  const chunksPerActivity = optionalWholeNumber(env, 'BENCH_CHUNKS_PER_ACTIVITY', 1, 64);
+  const maxRowsPerSecond = optionalWholeNumber(env, 'BENCH_MAX_ROWS_PER_SECOND', 1, 100_000_000);
   const splitTablesLargerThan = byteSize(env, 'BENCH_PGCOPYDB_SPLIT');
   return {
     mode: oneOf(env, 'BENCH_MODE', BENCH_MODES, 'throughput'),
@@ -87,6 +92,8 @@ export function readBenchOptions(env: Env = process.env): BenchOptions {
     chunkSize: wholeNumber(env, 'BENCH_CHUNK_SIZE', 1000, 1, 100_000),
     ...(partitions !== undefined && { partitions }),
     ...(chunksInFlight !== undefined && { chunksInFlight }),
+    ...(chunksPerActivity !== undefined && { chunksPerActivity }),
+    ...(maxRowsPerSecond !== undefined && { maxRowsPerSecond }),
     methods: methodList(env),
     pgcopydb: {
       jobs: wholeNumber(env, 'BENCH_PGCOPYDB_JOBS', 2, 1, 64),

@@ -60,6 +60,8 @@ async function main(): Promise<void> {
               table,
               chunkSize: 50,
               partitions: 2,
+              // One chunk per activity: enough events for the partitions to continue as new.
+              chunksPerActivity: 1,
               hotRowsWhere: `status = 'paid'`,
               throttle: { maxRowsPerSecond: 5000 },
             },

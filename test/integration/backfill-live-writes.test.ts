@@ -111,8 +111,15 @@ describe('backfill under concurrent writes that bypass the router', () => {
       const backfill = await testWorker.client.workflow.start(backfillTableWorkflow, {
         taskQueue: testWorker.taskQueue,
         workflowId: `backfill-mixed-${suffix}`,
-        // Slow enough that the load overlaps the whole copy; small chunks, several partitions.
-        args: [backfillInput(table, 100, { migration: 'test-mixed', throttle: { maxRowsPerSecond: 8000 } })],
+        // Slow enough that the load overlaps the whole copy; small chunks, several partitions, and
+        // enough activities for the partitions to continue as new (the test server suggests it early).
+        args: [
+          backfillInput(table, 50, {
+            migration: 'test-mixed',
+            chunksPerActivity: 2,
+            throttle: { maxRowsPerSecond: 8000 },
+          }),
+        ],
       });
       await backfill.result();
       const progress = await readBackfillProgress(testWorker.client, backfill.workflowId);
