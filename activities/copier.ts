@@ -11,7 +11,7 @@ import { lockForChunkInsert } from './apply-locks';
 import { HELPER_SCHEMA } from './helper-schema';
 import type { TableRef, TableShape } from './inspector';
 import { keyRangeWhere, type KeyRange } from './key-ranges';
-import type { ConnectionPools } from './pools';
+import { withSession, type ConnectionPools } from './pools';
 import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
 import { copyRowsAcross, ensureStaging } from './staging';
 import type { TableShapes } from './table-shapes';
@@ -154,9 +154,7 @@ export function createCopier(pools: ConnectionPools, shapes: TableShapes, hooks:
     const selectSql = `SELECT ${quoteList(shape.copyColumns)} FROM ${quoteTable(input.table)}
                           WHERE ${keyRangeWhere(shape, input.range, input.predicate)}`;
     const tableParams = [input.table.schema, input.table.table];
-    const target = await pools.get(input.target).connect();
-    let broken: Error | undefined;
-    try {
+    return withSession(pools.get(input.target), async (target) => {
       let done = await begin(target, input, id);
       if (done !== undefined) return done;
 
@@ -182,13 +180,7 @@ export function createCopier(pools: ConnectionPools, shapes: TableShapes, hooks:
       await lockForChunkInsert(target, input.table);
       const inserted = await target.query(insertMissingRowsSql(shape, staging), tableParams);
       return await markAndCommit(target, input, id, rowsRead, inserted.rowCount ?? 0);
-    } catch (err) {
-      broken = err as Error;
-      throw err;
-    } finally {
-      // A session that failed mid-transaction is not reused (its transaction dies with it).
-      target.release(broken);
-    }
+    });
   }
 
   return {

@@ -62,3 +62,19 @@ export async function withTransaction<T>(
     client.release();
   }
 }
+
+/**
+ * Runs `work` on one session of `pool`. A session whose work failed is closed instead of going back
+ * to the pool, so a half-done COPY or an open transaction dies with it.
+ */
+export async function withSession<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    const result = await work(client);
+    client.release();
+    return result;
+  } catch (err) {
+    client.release(err as Error);
+    throw err;
+  }
+}

@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { TableShape } from './inspector';
+import { withSession } from './pools';
 import { quoteIdent, quoteList, quoteTable } from './sql';
 
 const createdStaging = new WeakMap<pg.ClientBase, Set<string>>();
@@ -39,20 +40,12 @@ export async function copyRowsAcross(
   shape: TableShape,
   selectSql: string,
 ): Promise<number> {
-  const reader = await source.connect();
-  let broken: Error | undefined;
-  try {
+  return withSession(source, async (reader) => {
     const out = reader.query(copyTo(`COPY (${selectSql}) TO STDOUT (FORMAT binary)`));
     const into = target.query(
       copyFrom(`COPY ${destination} (${quoteList(shape.copyColumns)}) FROM STDIN (FORMAT binary)`),
     );
     await pipeline(out, into);
     return into.rowCount ?? 0;
-  } catch (err) {
-    broken = err as Error;
-    throw err;
-  } finally {
-    // A session whose COPY failed half-way is not reused.
-    reader.release(broken);
-  }
+  });
 }

@@ -8,7 +8,7 @@ import type { ConnectionName } from '../config/connections';
 import { lockForSync } from './apply-locks';
 import { ensureHelperSchema, HELPER_SCHEMA } from './helper-schema';
 import type { TableRef, TableShape } from './inspector';
-import type { ConnectionPools } from './pools';
+import { withSession, type ConnectionPools } from './pools';
 import { keyLiteral, quoteIdent, quoteList, quoteTable } from './sql';
 import { copyRowsAcross, ensureStaging } from './staging';
 import type { TableShapes } from './table-shapes';
@@ -101,9 +101,7 @@ export function createSyncer(pools: ConnectionPools, shapes: TableShapes) {
     if (unique.length === 0) return { keys: 0, upserted: 0, deleted: 0 };
     await ensureHelpers(input.to);
     const shape = await shapes.get(input.from, input.table);
-    const target = await pools.get(input.to).connect();
-    let broken: Error | undefined;
-    try {
+    return withSession(pools.get(input.to), async (target) => {
       const staging = await ensureStaging(target, shape);
       await target.query('BEGIN');
       // Lock first, read second: of two syncs of one key, the one that reads later applies later.
@@ -124,12 +122,7 @@ export function createSyncer(pools: ConnectionPools, shapes: TableShapes) {
       ]);
       await target.query('COMMIT');
       return { keys: unique.length, upserted: upserted.rowCount ?? 0, deleted: deleted.rowCount ?? 0 };
-    } catch (err) {
-      broken = err as Error;
-      throw err;
-    } finally {
-      target.release(broken);
-    }
+    });
   }
 
   return {
