@@ -1,6 +1,7 @@
 // The migration's own tables, in one schema on each side: the change log that capture fills (on the
-// side writers use), the chunk markers that make a copied chunk durable, and the tombstones that stop
-// a stale chunk from bringing back a deleted row (on the side being filled). Created idempotently;
+// side writers use), the chunk markers that make a copied chunk durable, the tombstones that stop a
+// stale chunk from bringing back a deleted row (on the side being filled), and the stage store that
+// routers follow. Created idempotently;
 // removed only when the migration is retired, never with user data.
 import type pg from 'pg';
 import { withTransaction } from './pools';
@@ -39,6 +40,25 @@ const HELPER_DDL = [
      key text[] NOT NULL,
      deleted_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (table_schema, table_name, key)
+   )`,
+  // The migration's stage, which every router follows (router/stage-store.ts).
+  `CREATE TABLE IF NOT EXISTS ${HELPER_SCHEMA}.stages (
+     migration text PRIMARY KEY,
+     stage text NOT NULL,
+     read_percent integer NOT NULL DEFAULT 0 CHECK (read_percent BETWEEN 0 AND 100),
+     version bigint NOT NULL,
+     changed_at timestamptz NOT NULL DEFAULT now()
+   )`,
+  // Every live router, the stage version it has seen, and when it last said so.
+  `CREATE TABLE IF NOT EXISTS ${HELPER_SCHEMA}.routers (
+     router_id text PRIMARY KEY,
+     migration text NOT NULL,
+     stage text,
+     version bigint,
+     host text,
+     pid integer,
+     started_at timestamptz NOT NULL DEFAULT now(),
+     heartbeat_at timestamptz NOT NULL DEFAULT now()
    )`,
 ];
 

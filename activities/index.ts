@@ -1,6 +1,7 @@
 // All activities, built by one factory from their dependencies, so tests pass real or fake pools.
 import { createCapture } from './capture';
 import { createCopier, type CopierHooks } from './copier';
+import { createFlags } from './flags';
 import { createInspector } from './inspector';
 import { createKeyRanges } from './key-ranges';
 import type { ConnectionPools } from './pools';
@@ -22,6 +23,7 @@ export function createActivities({ pools, copierHooks }: ActivityDependencies) {
     ...createCapture(pools, shapes),
     ...createSyncer(pools, shapes),
     ...createThrottler(pools),
+    ...createFlags(pools),
   };
 }
 

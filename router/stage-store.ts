@@ -1,0 +1,206 @@
+// The stage store: the migration's stage and read percentage in a small table, changed by the
+// migration (through an activity) and followed by every router. A change is announced with NOTIFY in
+// the same transaction, so a listening router sees it at once; each router also polls, in case a
+// notification is lost (a dropped connection, a pooler that does not pass LISTEN). Routers register
+// with a heartbeat and the version they have seen, so a cutover can tell which routers are alive and
+// what each one follows.
+import { hostname } from 'node:os';
+import { EventEmitter } from 'node:events';
+import type pg from 'pg';
+import { HELPER_SCHEMA } from '../activities/helper-schema';
+import { withTransaction } from '../activities/pools';
+
+export const STAGES = ['off', 'dual_write', 'shadow', 'live', 'switched', 'complete'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface StageState {
+  stage: Stage;
+  /** Percentage of reads served by new in `live`. */
+  readPercent: number;
+  /** Grows by one with every change; 0 before the first. */
+  version: number;
+}
+
+export const STAGE_CHANNEL = 'live_migrate_stage';
+const INITIAL: StageState = { stage: 'off', readPercent: 0, version: 0 };
+
+export async function readStage(pool: pg.Pool | pg.ClientBase, migration: string): Promise<StageState> {
+  const { rows } = await pool.query<{ stage: Stage; read_percent: number; version: string }>(
+    `SELECT stage, read_percent, version FROM ${HELPER_SCHEMA}.stages WHERE migration = $1`,
+    [migration],
+  );
+  const row = rows[0];
+  return row === undefined
+    ? INITIAL
+    : { stage: row.stage, readPercent: row.read_percent, version: Number(row.version) };
+}
+
+/** Sets the stage and announces it; returns the new state. Refuses an unknown stage or percentage. */
+export async function setStage(
+  pool: pg.Pool,
+  migration: string,
+  change: { stage: Stage; readPercent?: number },
+): Promise<StageState> {
+  if (!STAGES.includes(change.stage)) {
+    throw new Error(`unknown stage ${String(change.stage)}; stages are ${STAGES.join(', ')}`);
+  }
+  const readPercent =
+    change.readPercent ?? (change.stage === 'switched' || change.stage === 'complete' ? 100 : 0);
+  if (!Number.isInteger(readPercent) || readPercent < 0 || readPercent > 100) {
+    throw new Error(`readPercent is ${readPercent}; it must be a whole number from 0 to 100`);
+  }
+  return withTransaction(pool, async (client) => {
+    const { rows } = await client.query<{ version: string }>(
+      `INSERT INTO ${HELPER_SCHEMA}.stages (migration, stage, read_percent, version) VALUES ($1, $2, $3, 1)
+       ON CONFLICT (migration) DO UPDATE
+         SET stage = EXCLUDED.stage, read_percent = EXCLUDED.read_percent,
+             version = stages.version + 1, changed_at = now()
+       RETURNING version`,
+      [migration, change.stage, readPercent],
+    );
+    await client.query('SELECT pg_notify($1, $2)', [STAGE_CHANNEL, migration]);
+    return { stage: change.stage, readPercent, version: Number(rows[0]?.version ?? 0) };
+  });
+}
+
+export interface RegisteredRouter {
+  routerId: string;
+  stage: Stage | null;
+  version: number | null;
+  host: string | null;
+  pid: number | null;
+  /** Seconds since its last heartbeat. */
+  silentSeconds: number;
+}
+
+export async function listRouters(pool: pg.Pool, migration: string): Promise<RegisteredRouter[]> {
+  const { rows } = await pool.query<{
+    router_id: string;
+    stage: Stage | null;
+    version: string | null;
+    host: string | null;
+    pid: number | null;
+    silent: number;
+  }>(
+    `SELECT router_id, stage, version, host, pid, extract(epoch FROM now() - heartbeat_at)::float8 AS silent
+       FROM ${HELPER_SCHEMA}.routers WHERE migration = $1 ORDER BY router_id`,
+    [migration],
+  );
+  return rows.map((row) => ({
+    routerId: row.router_id,
+    stage: row.stage,
+    version: row.version === null ? null : Number(row.version),
+    host: row.host,
+    pid: row.pid,
+    silentSeconds: row.silent,
+  }));
+}
+
+export interface StageWatcherOptions {
+  routerId: string;
+  /** How often to read the store even without a notification, in ms (default 1000). */
+  pollMs?: number;
+  /** How often to tell the store this router is alive, in ms (default 5000). */
+  heartbeatMs?: number;
+  /** Listen for notifications (default true); polling alone still sees every change. */
+  listen?: boolean;
+}
+
+/**
+ * Follows one migration's stage: emits 'change' with the new StageState whenever the version grows,
+ * and keeps this router's registration fresh. `start()` reads the current stage before returning.
+ */
+export class StageWatcher extends EventEmitter {
+  private state: StageState = INITIAL;
+  private listener: pg.PoolClient | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private refreshing: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly migration: string,
+    private readonly options: StageWatcherOptions,
+  ) {
+    super();
+  }
+
+  get current(): StageState {
+    return this.state;
+  }
+
+  async start(): Promise<StageState> {
+    await this.refresh();
+    await this.heartbeat();
+    if (this.options.listen ?? true) {
+      this.listener = await this.pool.connect();
+      this.listener.on('notification', (message) => {
+        if (message.channel === STAGE_CHANNEL && message.payload === this.migration) void this.refresh();
+      });
+      // A listener that loses its connection falls back to polling until the router restarts it.
+      this.listener.on('error', () => undefined);
+      await this.listener.query(`LISTEN ${STAGE_CHANNEL}`);
+    }
+    this.timers.push(setInterval(() => void this.refresh(), this.options.pollMs ?? 1000));
+    this.timers.push(setInterval(() => void this.heartbeat(), this.options.heartbeatMs ?? 5000));
+    for (const timer of this.timers) timer.unref();
+    return this.state;
+  }
+
+  /** Reads the store; one read at a time, errors are emitted, never thrown at the application. */
+  refresh(): Promise<void> {
+    this.refreshing ??= (async () => {
+      try {
+        const next = await readStage(this.pool, this.migration);
+        if (next.version > this.state.version) {
+          this.state = next;
+          this.emit('change', next);
+          await this.heartbeat();
+        }
+      } catch (err) {
+        this.emit('error-seen', err);
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await this.pool.query(
+        `INSERT INTO ${HELPER_SCHEMA}.routers (router_id, migration, stage, version, host, pid)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (router_id) DO UPDATE
+           SET stage = EXCLUDED.stage, version = EXCLUDED.version, heartbeat_at = now()`,
+        [
+          this.options.routerId,
+          this.migration,
+          this.state.stage,
+          this.state.version,
+          hostname(),
+          process.pid,
+        ],
+      );
+    } catch (err) {
+      this.emit('error-seen', err);
+    }
+  }
+
+  /** Stops following and removes this router's registration. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    if (this.listener !== undefined) {
+      await this.listener.query(`UNLISTEN ${STAGE_CHANNEL}`).catch(() => undefined);
+      this.listener.release();
+      this.listener = undefined;
+    }
+    await this.refreshing;
+    await this.pool
+      .query(`DELETE FROM ${HELPER_SCHEMA}.routers WHERE router_id = $1`, [this.options.routerId])
+      .catch(() => undefined);
+  }
+}
