@@ -7,6 +7,7 @@ import { loadSiteConfig } from '../config/load';
 import { redactSecrets } from '../config/redact';
 import { runDoctor } from './doctor';
 import { commandEnvironment } from './environment';
+import { formatRouterReport, readRouterReport } from './routers';
 
 function print(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -34,6 +35,22 @@ export function buildProgram(): Command {
       const failed = results.filter((result) => !result.ok).length;
       print(failed === 0 ? 'all checks passed' : `${failed} of ${results.length} checks failed`);
       if (failed > 0) process.exitCode = 1;
+    });
+
+  program
+    .command('routers')
+    .description("show the migration's stage and which stage version every registered router has seen")
+    .argument('<migration>', 'the migration name')
+    .option('-c, --config <file>', 'migration config file; without it, old comes from OLD_DATABASE_URL')
+    .option('--json', 'print the report as JSON')
+    .action(async (migration: string, options: { config?: string; json?: boolean }) => {
+      const site = loadSiteConfig(options.config);
+      const { env, note } = commandEnvironment();
+      if (note !== undefined && options.json !== true) print(`note: ${note}`);
+      const report = await readRouterReport(site, env, migration);
+      if (options.json === true) print(JSON.stringify(report, null, 2));
+      else for (const line of formatRouterReport(report)) print(line);
+      if (report.routers.some((router) => router.behind || router.silent)) process.exitCode = 1;
     });
 
   return program;

@@ -1,7 +1,7 @@
 // `migrate doctor`: checks that Temporal and both databases answer and prints their versions; for
 // each failure, one line that says what is wrong and what to do.
 import pg from 'pg';
-import { resolveConnection, type ConnectionName } from '../config/connections';
+import { resolveConnection, type ConnectionName, type ResolvedConnection } from '../config/connections';
 import { OperatorError } from '../config/errors';
 import { redactSecrets } from '../config/redact';
 import type { SiteConfig } from '../config/schema';
@@ -93,6 +93,15 @@ export function describeDatabaseError(
   }
 }
 
+/** describeDatabaseError for a resolved connection: where, who and which database come from its URL. */
+export function describeConnectionError(connection: ResolvedConnection, err: unknown): string {
+  const url = new URL(connection.connectionString);
+  const where = `${url.hostname}:${url.port || '5432'}`;
+  const user = decodeURIComponent(url.username);
+  const database = decodeURIComponent(url.pathname.slice(1)) || user;
+  return describeDatabaseError(connection.name, where, connection.source, user, database, err);
+}
+
 export async function checkDatabase(
   name: ConnectionName,
   site: SiteConfig,
@@ -105,10 +114,6 @@ export async function checkDatabase(
     if (err instanceof OperatorError) return { ok: false, line: err.message };
     throw err;
   }
-  const url = new URL(connection.connectionString);
-  const where = `${url.hostname}:${url.port || '5432'}`;
-  const user = decodeURIComponent(url.username);
-  const database = decodeURIComponent(url.pathname.slice(1)) || user;
   const client = new pg.Client({
     connectionString: connection.connectionString,
     connectionTimeoutMillis: 5000,
@@ -124,7 +129,7 @@ export async function checkDatabase(
       line: `${name} database ${connection.display}: PostgreSQL ${rows[0]?.version ?? 'unknown'}`,
     };
   } catch (err) {
-    return { ok: false, line: describeDatabaseError(name, where, connection.source, user, database, err) };
+    return { ok: false, line: describeConnectionError(connection, err) };
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -1,0 +1,82 @@
+// `migrate routers <migration>`: the migration's stage and every registered router with the stage
+// version it has seen and its last heartbeat, so an operator (and later the cutover) can see who
+// follows and who lags or went silent. Reads old's stage store; changes nothing.
+import pg from 'pg';
+import { HELPER_SCHEMA } from '../activities/helper-schema';
+import { resolveConnection } from '../config/connections';
+import type { SiteConfig } from '../config/schema';
+import { listRouters, readStage, type RegisteredRouter, type StageState } from '../router/stage-store';
+import { OperatorError } from '../config/errors';
+import { describeConnectionError } from './doctor';
+
+/** A router that has not said it is alive for this long is reported as silent (3 heartbeats). */
+export const SILENT_AFTER_SECONDS = 15;
+
+export interface RouterReport {
+  migration: string;
+  stage: StageState;
+  routers: Array<RegisteredRouter & { behind: boolean; silent: boolean }>;
+}
+
+export async function readRouterReport(
+  site: SiteConfig,
+  env: NodeJS.ProcessEnv,
+  migration: string,
+): Promise<RouterReport> {
+  const connection = resolveConnection('old', site.old, env);
+  const pool = new pg.Pool({
+    connectionString: connection.connectionString,
+    max: 1,
+    connectionTimeoutMillis: 5000,
+  });
+  pool.on('error', () => undefined);
+  try {
+    const installed = await pool.query<{ installed: boolean }>(
+      `SELECT to_regclass('${HELPER_SCHEMA}.stages') IS NOT NULL AS installed`,
+    );
+    if (installed.rows[0]?.installed !== true) {
+      return { migration, stage: { stage: 'off', readPercent: 0, version: 0 }, routers: [] };
+    }
+    const stage = await readStage(pool, migration);
+    const routers = await listRouters(pool, migration);
+    return {
+      migration,
+      stage,
+      routers: routers.map((router) => ({
+        ...router,
+        behind: (router.version ?? 0) < stage.version,
+        silent: router.silentSeconds > SILENT_AFTER_SECONDS,
+      })),
+    };
+  } catch (err) {
+    throw new OperatorError(describeConnectionError(connection, err));
+  } finally {
+    await pool.end();
+  }
+}
+
+export function formatRouterReport(report: RouterReport): string[] {
+  const { stage } = report;
+  const lines = [
+    `migration ${report.migration}: stage ${stage.stage}${
+      stage.stage === 'live' ? ` (${stage.readPercent}% of reads on new)` : ''
+    }, version ${stage.version}${stage.version === 0 ? ' (never set)' : ''}`,
+  ];
+  if (report.routers.length === 0) {
+    lines.push('no router has registered for this migration');
+    return lines;
+  }
+  for (const router of report.routers) {
+    const state = router.silent ? 'SILENT' : router.behind ? 'BEHIND' : 'ok';
+    lines.push(
+      `${state.padEnd(6)} ${router.routerId}  ${router.host ?? '?'} pid ${router.pid ?? '?'}: sees ${router.stage ?? '?'} version ${router.version ?? '?'}, last heartbeat ${router.silentSeconds.toFixed(1)} s ago`,
+    );
+  }
+  const lagging = report.routers.filter((router) => router.behind || router.silent).length;
+  lines.push(
+    lagging === 0
+      ? `all ${report.routers.length} routers follow version ${stage.version}`
+      : `${lagging} of ${report.routers.length} routers are behind or silent`,
+  );
+  return lines;
+}
