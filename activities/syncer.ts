@@ -115,11 +115,13 @@ export function createSyncer(pools: ConnectionPools, shapes: TableShapes) {
         `SELECT ${quoteList(shape.copyColumns)} FROM ${quoteTable(input.table)}
           WHERE ${keyColumns} IN (${valuesList(shape, unique)})`,
       );
-      const upserted = await target.query(upsertSql(shape, staging));
+      // Deletes first: a row gone from the authoritative side may hold a unique value (an email, a
+      // slug) that a row of the same batch now carries.
       const deleted = await target.query(deleteGoneSql(shape, staging, unique), [
         input.table.schema,
         input.table.table,
       ]);
+      const upserted = await target.query(upsertSql(shape, staging));
       await target.query('COMMIT');
       return { keys: unique.length, upserted: upserted.rowCount ?? 0, deleted: deleted.rowCount ?? 0 };
     });

@@ -142,6 +142,23 @@ describe('change capture, chunk markers and reconciliation', () => {
     });
   });
 
+  describe('syncer', () => {
+    it('applies deletes before upserts, so a unique value can move from a deleted row to a new one', async () => {
+      const table = { schema: 'public', table: `unique_${suffix}` };
+      const name = quoteTable(table);
+      for (const pool of [pools.old, pools.new]) {
+        await pool.query(`CREATE TABLE ${name} (id bigint PRIMARY KEY, email text UNIQUE)`);
+        await pool.query(`INSERT INTO ${name} VALUES (1, 'a@example.com')`);
+      }
+      await pools.old.query(`DELETE FROM ${name} WHERE id = 1`);
+      await pools.old.query(`INSERT INTO ${name} VALUES (2, 'a@example.com')`);
+      const synced = await run(activities.syncKeys, { from: 'old', to: 'new', table, keys: [['2'], ['1']] });
+      assert.deepEqual(synced, { keys: 2, upserted: 1, deleted: 1 });
+      const { rows } = await pools.new.query(`SELECT id::int, email FROM ${name}`);
+      assert.deepEqual(rows, [{ id: 2, email: 'a@example.com' }]);
+    });
+  });
+
   describe('reconciliation workflow', () => {
     let testWorker: Awaited<ReturnType<typeof startRunningWorker>>;
     before(async () => {
