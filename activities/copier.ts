@@ -1,8 +1,9 @@
-// Copier: copies one chunk (a fixed key range) from the source to the target. Rows stream as binary
-// COPY into a staging table on the target; one transaction there inserts the rows that the target
-// does not have yet (a row already there came from a newer write and wins; a tombstoned key was
-// deleted after this chunk was read and stays deleted) and records the chunk as done. A retried or
-// duplicated attempt finds the marker and changes nothing.
+// Copier: copies one chunk (a fixed key range) from the source to the target, in one transaction
+// on the target that also records the chunk as done. When the target holds nothing in the range,
+// the rows stream as binary COPY straight into the table; otherwise into a staging table, from which
+// only the rows the target does not have yet are inserted (a row already there came from a newer
+// write and wins; a tombstoned key was deleted after this chunk was read and stays deleted). A
+// retried or duplicated attempt finds the marker and changes nothing.
 import { createHash } from 'node:crypto';
 import { Context, log } from '@temporalio/activity';
 import type pg from 'pg';

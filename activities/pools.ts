@@ -44,23 +44,17 @@ export class ConnectionPools {
   }
 }
 
-/** Runs `work` in one transaction on a session of `pool`: committed if it returns, rolled back if it throws. */
-export async function withTransaction<T>(
-  pool: pg.Pool,
-  work: (client: pg.PoolClient) => Promise<T>,
-): Promise<T> {
-  const client = await pool.connect();
-  try {
+/**
+ * Runs `work` in one transaction on a session of `pool`: committed if it returns; if it throws, the
+ * session is closed (withSession), which rolls the transaction back.
+ */
+export function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return withSession(pool, async (client) => {
     await client.query('BEGIN');
     const result = await work(client);
     await client.query('COMMIT');
     return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /**

@@ -84,7 +84,8 @@ function deleteGoneSql(shape: TableShape, staging: string, keys: string[][]): st
 }
 
 export function createSyncer(pools: ConnectionPools, shapes: TableShapes) {
-  // The side being filled needs the tombstone table; a backfill creates it, a sync may come first.
+  // The helper tables, once per worker and side: the side being filled needs the tombstone table and
+  // the drained side the change log; a backfill creates both, but reconciliation may come first.
   const helpersReady = new Map<ConnectionName, Promise<void>>();
   function ensureHelpers(connection: ConnectionName): Promise<void> {
     let ready = helpersReady.get(connection);
@@ -137,13 +138,8 @@ export function createSyncer(pools: ConnectionPools, shapes: TableShapes) {
      */
     drainChangeLog: async (input: DrainChangeLogInput): Promise<DrainChangeLogResult> => {
       const log = pools.get(input.from);
-      const installed = await log.query<{ installed: boolean }>(
-        `SELECT to_regclass('${HELPER_SCHEMA}.change_log') IS NOT NULL AS installed`,
-      );
-      if (installed.rows[0]?.installed !== true) {
-        // Capture is not installed yet (reconciliation may start before the first backfill).
-        return { entries: 0, keys: 0, upserted: 0, deleted: 0, backlog: 0, lagSeconds: 0 };
-      }
+      // Reconciliation may start before the first backfill installs capture: the log is then empty.
+      await ensureHelpers(input.from);
       const batch = await log.query<{ id: string; table_schema: string; table_name: string; key: string[] }>(
         `SELECT id, table_schema, table_name,
                 ARRAY(SELECT jsonb_array_elements_text(key)) AS key
