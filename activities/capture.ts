@@ -2,9 +2,10 @@
 // every inserted, updated or deleted row into the change log, in the writer's own transaction, so
 // writers that never go through the router (cron jobs, psql, other services) are not missed
 // (hazard 6). A rolled-back write leaves no entry. Installing waits for in-flight writers of the
-// table (CREATE TRIGGER's lock), so every write that commits afterwards is captured.
+// table (CREATE TRIGGER's lock), so every write that commits afterwards is captured. For a router's
+// session the trigger also notes the key for the router itself (helper-schema.ts, note_written).
 import type { ConnectionName } from '../config/connections';
-import { ensureHelperSchema, HELPER_SCHEMA } from './helper-schema';
+import { COLLECT_SETTING, ensureHelperSchema, HELPER_SCHEMA } from './helper-schema';
 import { refuse, type TableRef, type TableShape } from './inspector';
 import { withTransaction, type ConnectionPools } from './pools';
 import { quoteIdent, quoteLiteral, quoteTable } from './sql';
@@ -25,12 +26,15 @@ function captureFunctionSql(shape: TableShape): string {
     `jsonb_build_array(${shape.primaryKey.map((column) => `${row}.${quoteIdent(column)}`).join(', ')})`;
   const tuple = (row: 'OLD' | 'NEW') =>
     `(${shape.primaryKey.map((column) => `${row}.${quoteIdent(column)}`).join(', ')})`;
+  const names = `${quoteLiteral(shape.table.schema)}, ${quoteLiteral(shape.table.table)}`;
   const insert = (row: 'OLD' | 'NEW') =>
-    `INSERT INTO ${HELPER_SCHEMA}.change_log (table_schema, table_name, key)
-       VALUES (${quoteLiteral(shape.table.schema)}, ${quoteLiteral(shape.table.table)}, ${keyOf(row)});`;
+    `INSERT INTO ${HELPER_SCHEMA}.change_log (table_schema, table_name, key) VALUES (${names}, ${keyOf(row)});
+     IF collect THEN PERFORM ${HELPER_SCHEMA}.note_written(${names}, ${keyOf(row)}); END IF;`;
   // SECURITY DEFINER: every writer of the table may log, without rights on the helper schema.
   return `CREATE OR REPLACE FUNCTION ${captureFunction(shape.table)}() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $capture$
+    DECLARE
+      collect boolean := current_setting('${COLLECT_SETTING}', true) = 'on';
     BEGIN
       IF TG_OP <> 'INSERT' THEN
         ${insert('OLD')}

@@ -3,10 +3,15 @@
 // stale chunk from bringing back a deleted row (on the side being filled), and the stage store that
 // routers follow. Created idempotently;
 // removed only when the migration is retired, never with user data.
+// Also the small function that tells a router which keys its own session wrote (`noteWrittenKey`).
 import type pg from 'pg';
 import { withTransaction } from './pools';
 
 export const HELPER_SCHEMA = 'live_migrate';
+/** A session with this setting 'on' has the keys it writes noted in WRITTEN_SETTING. */
+export const COLLECT_SETTING = 'live_migrate.collect';
+export const WRITTEN_SETTING = 'live_migrate.written';
+const WRITTEN_LIMIT = 8192;
 
 const HELPER_DDL = [
   `CREATE SCHEMA IF NOT EXISTS ${HELPER_SCHEMA}`,
@@ -60,6 +65,27 @@ const HELPER_DDL = [
      started_at timestamptz NOT NULL DEFAULT now(),
      heartbeat_at timestamptz NOT NULL DEFAULT now()
    )`,
+  // Called by the capture trigger for a session that asked (a router's, with live_migrate.collect on):
+  // appends [schema, table, key as text] to the session's live_migrate.written setting. A session
+  // setting changed in a transaction that rolls back is restored, so the list holds committed writes
+  // only. The router reads and clears it after each write and mirrors exactly those keys. Past
+  // WRITTEN_LIMIT characters the list becomes '*' (too many to mirror one by one: the change log
+  // drain brings them).
+  `CREATE OR REPLACE FUNCTION ${HELPER_SCHEMA}.note_written(table_schema text, table_name text, key jsonb)
+     RETURNS void LANGUAGE plpgsql AS $note$
+     DECLARE
+       written text := coalesce(current_setting('${WRITTEN_SETTING}', true), '');
+     BEGIN
+       IF written = '*' THEN RETURN; END IF;
+       IF length(written) > ${WRITTEN_LIMIT} THEN
+         written := '*';
+       ELSE
+         written := written || jsonb_build_array(table_schema, table_name,
+           (SELECT jsonb_agg(part) FROM jsonb_array_elements_text(key) AS part))::text || E'\n';
+       END IF;
+       PERFORM set_config('${WRITTEN_SETTING}', written, false);
+     END
+     $note$`,
 ];
 
 /** Creates the helper schema and tables when missing; safe to run from several workers at once. */

@@ -6,10 +6,17 @@ import type { ConnectionName, ResolvedConnection } from '../config/connections';
  * Every session of the migration sees keys and values in one text form (UTC, ISO dates, exact
  * floats): keys travel between activities as text and must compare equal whichever session wrote them.
  */
-const SESSION_OPTIONS =
+export const SESSION_OPTIONS =
   '-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3';
 
-export class ConnectionPools {
+/** Pools by connection name: what the syncer and the table shapes need, in a worker or a router. */
+export interface NamedPools {
+  get(name: ConnectionName): pg.Pool;
+  /** The connection as shown in messages (host and database, never a password). */
+  display(name: ConnectionName): string;
+}
+
+export class ConnectionPools implements NamedPools {
   private readonly pools = new Map<ConnectionName, pg.Pool>();
 
   constructor(

@@ -4,12 +4,13 @@
 // concurrently a key is synced. A deleted key leaves a tombstone that keeps the backfill off it.
 // Also drains the change log that capture fills: each entry names a key to sync.
 import { Context } from '@temporalio/activity';
+import type pg from 'pg';
 import type { ConnectionName } from '../config/connections';
-import { lockForSync } from './apply-locks';
+import { mirrorLocksSql, syncLockSql } from './apply-locks';
 import { ensureHelperSchema, HELPER_SCHEMA } from './helper-schema';
 import type { TableRef, TableShape } from './inspector';
-import { withSession, type ConnectionPools } from './pools';
-import { keyLiteral, quoteIdent, quoteList, quoteTable } from './sql';
+import { withSession, type NamedPools } from './pools';
+import { keyLiteral, quoteIdent, quoteList, quoteLiteral, quoteTable } from './sql';
 import { copyRowsAcross, ensureStaging } from './staging';
 import type { TableShapes } from './table-shapes';
 
@@ -52,7 +53,43 @@ function valuesList(shape: TableShape, keys: string[][]): string {
   return keys.map((key) => keyLiteral(key, shape.primaryKeyTypes)).join(', ');
 }
 
-function upsertSql(shape: TableShape, staging: string): string {
+/**
+ * Up to this many keys are read as text and applied from a VALUES list (one round trip each way, no
+ * staging table to empty at commit: what a router's mirror of a few rows needs); more stream through
+ * a binary COPY into the staging table.
+ */
+const VALUES_LIMIT = 64;
+
+/** Rows to apply, as something a FROM clause can name: the staging table or a VALUES subquery. */
+interface ReadRows {
+  from: string;
+  rows: number;
+}
+
+/** Reads the rows `where` selects as text, and returns them as a typed VALUES subquery. */
+async function readAsValues(source: pg.Pool, shape: TableShape, where: string): Promise<ReadRows> {
+  const types = new Map(shape.columns.map((column) => [column.name, column.type]));
+  const typed = (column: string, value: string | null) =>
+    value === null ? `NULL::${types.get(column)!}` : `${quoteLiteral(value)}::${types.get(column)!}`;
+  const { rows } = await source.query<string[]>({
+    text: `SELECT ${shape.copyColumns.map((column) => `${quoteIdent(column)}::text`).join(', ')}
+             FROM ${quoteTable(shape.table)} WHERE ${where}`,
+    rowMode: 'array',
+  });
+  if (rows.length === 0) {
+    const nulls = shape.copyColumns.map((column) => `${typed(column, null)} AS ${quoteIdent(column)}`);
+    return { from: `(SELECT ${nulls.join(', ')} WHERE false)`, rows: 0 };
+  }
+  const values = rows.map(
+    (row) => `(${row.map((value, i) => typed(shape.copyColumns[i]!, value)).join(', ')})`,
+  );
+  return {
+    from: `(SELECT * FROM (VALUES ${values.join(', ')}) AS v (${quoteList(shape.copyColumns)}))`,
+    rows: rows.length,
+  };
+}
+
+function upsertSql(shape: TableShape, rows: string): string {
   const columns = quoteList(shape.copyColumns);
   const key = new Set(shape.primaryKey);
   const updates = shape.copyColumns
@@ -60,30 +97,36 @@ function upsertSql(shape: TableShape, staging: string): string {
     .map((column) => `${quoteIdent(column)} = EXCLUDED.${quoteIdent(column)}`);
   return `INSERT INTO ${quoteTable(shape.table)} (${columns})
           ${shape.identityAlways ? 'OVERRIDING SYSTEM VALUE' : ''}
-          SELECT ${columns} FROM ${staging}
+          SELECT ${columns} FROM ${rows} AS staged
           ON CONFLICT (${quoteList(shape.primaryKey)})
           ${updates.length > 0 ? `DO UPDATE SET ${updates.join(', ')}` : 'DO NOTHING'}`;
 }
 
 /** Deletes the synced keys the authoritative side no longer has, and tombstones them. */
-function deleteGoneSql(shape: TableShape, staging: string, keys: string[][]): string {
+function deleteGoneSql(shape: TableShape, rows: string, keys: string[][]): string {
+  const names = `${quoteLiteral(shape.table.schema)}, ${quoteLiteral(shape.table.table)}`;
   const keyColumns = shape.primaryKey.map((_, i) => `k${i}`);
   const match = (alias: string) =>
     shape.primaryKey.map((column, i) => `${alias}.${quoteIdent(column)} = gone.k${i}`).join(' AND ');
   return `WITH wanted (${keyColumns.join(', ')}) AS (VALUES ${valuesList(shape, keys)}),
           gone AS (
             SELECT * FROM wanted w
-             WHERE NOT EXISTS (SELECT 1 FROM ${staging} s WHERE (${shape.primaryKey
+             WHERE NOT EXISTS (SELECT 1 FROM ${rows} s WHERE (${shape.primaryKey
                .map((column) => `s.${quoteIdent(column)}`)
                .join(', ')}) = (${keyColumns.map((k) => `w.${k}`).join(', ')}))),
           tombstoned AS (
             INSERT INTO ${HELPER_SCHEMA}.tombstones (table_schema, table_name, key)
-            SELECT $1, $2, ARRAY[${keyColumns.map((k) => `gone.${k}::text`).join(', ')}] FROM gone
+            SELECT ${names}, ARRAY[${keyColumns.map((k) => `gone.${k}::text`).join(', ')}] FROM gone
             ON CONFLICT DO NOTHING)
           DELETE FROM ${quoteTable(shape.table)} AS t USING gone WHERE ${match('t')}`;
 }
 
-export function createSyncer(pools: ConnectionPools, shapes: TableShapes) {
+/** For tests: widen the window between reading the authoritative rows and applying them. */
+export interface SyncerHooks {
+  afterRowsRead?: (input: SyncKeysInput) => Promise<void>;
+}
+
+export function createSyncer(pools: NamedPools, shapes: TableShapes, hooks: SyncerHooks = {}) {
   // The helper tables, once per worker and side: the side being filled needs the tombstone table and
   // the drained side the change log; a backfill creates both, but reconciliation may come first.
   const helpersReady = new Map<ConnectionName, Promise<void>>();
@@ -97,39 +140,83 @@ export function createSyncer(pools: ConnectionPools, shapes: TableShapes) {
     return ready;
   }
 
-  async function syncKeys(input: SyncKeysInput): Promise<SyncKeysResult> {
-    const unique = [...new Map(input.keys.map((key) => [JSON.stringify(key), key])).values()];
-    if (unique.length === 0) return { keys: 0, upserted: 0, deleted: 0 };
+  /**
+   * Applies the authoritative rows of `keys` to the other side in one transaction: lock, read, then
+   * delete what is gone (tombstoned) and upsert the rest. `lock: 'keys'` (a mirror) locks only the
+   * keys and gives up, returning undefined, when a key turns out deleted: deletes take the table lock.
+   * `durable: false` commits without waiting for the WAL flush (the change log still holds the keys).
+   */
+  async function applyKeys(
+    input: SyncKeysInput,
+    keys: string[][],
+    how: { lock: 'table' | 'keys'; durable: boolean },
+  ): Promise<SyncKeysResult | undefined> {
     await ensureHelpers(input.to);
     const shape = await shapes.get(input.from, input.table);
     return withSession(pools.get(input.to), async (target) => {
-      const staging = await ensureStaging(target, shape);
-      await target.query('BEGIN');
       // Lock first, read second: of two syncs of one key, the one that reads later applies later.
-      await lockForSync(target, input.table);
-      const keyColumns = `(${quoteList(shape.primaryKey)})`;
-      await copyRowsAcross(
-        pools.get(input.from),
-        target,
-        staging,
-        shape,
-        `SELECT ${quoteList(shape.copyColumns)} FROM ${quoteTable(input.table)}
-          WHERE ${keyColumns} IN (${valuesList(shape, unique)})`,
+      await target.query(
+        `BEGIN; ${how.durable ? '' : 'SET LOCAL synchronous_commit = off;'}
+         ${how.lock === 'table' ? syncLockSql(input.table) : mirrorLocksSql(input.table, keys)}`,
       );
+      const where = `(${quoteList(shape.primaryKey)}) IN (${valuesList(shape, keys)})`;
+      let read: ReadRows;
+      if (keys.length <= VALUES_LIMIT) {
+        read = await readAsValues(pools.get(input.from), shape, where);
+      } else {
+        const staging = await ensureStaging(target, shape);
+        const rows = await copyRowsAcross(
+          pools.get(input.from),
+          target,
+          staging,
+          shape,
+          `SELECT ${quoteList(shape.copyColumns)} FROM ${quoteTable(input.table)} WHERE ${where}`,
+        );
+        read = { from: staging, rows };
+      }
+      await hooks.afterRowsRead?.(input);
+      if (how.lock === 'keys' && read.rows < keys.length) {
+        await target.query('ROLLBACK');
+        return undefined;
+      }
       // Deletes first: a row gone from the authoritative side may hold a unique value (an email, a
       // slug) that a row of the same batch now carries.
-      const deleted = await target.query(deleteGoneSql(shape, staging, unique), [
-        input.table.schema,
-        input.table.table,
-      ]);
-      const upserted = await target.query(upsertSql(shape, staging));
-      await target.query('COMMIT');
-      return { keys: unique.length, upserted: upserted.rowCount ?? 0, deleted: deleted.rowCount ?? 0 };
+      const statements = read.rows < keys.length ? [deleteGoneSql(shape, read.from, keys)] : [];
+      statements.push(upsertSql(shape, read.from), 'COMMIT');
+      const results = (await target.query(statements.join(';\n'))) as unknown as pg.QueryResult[];
+      return {
+        keys: keys.length,
+        upserted: results[statements.length - 2]?.rowCount ?? 0,
+        deleted: statements.length === 3 ? (results[0]?.rowCount ?? 0) : 0,
+      };
     });
+  }
+
+  function uniqueKeys(keys: string[][]): string[][] {
+    return [...new Map(keys.map((key) => [JSON.stringify(key), key])).values()];
+  }
+
+  async function syncKeys(input: SyncKeysInput): Promise<SyncKeysResult> {
+    const keys = uniqueKeys(input.keys);
+    if (keys.length === 0) return { keys: 0, upserted: 0, deleted: 0 };
+    return (await applyKeys(input, keys, { lock: 'table', durable: true }))!;
+  }
+
+  /**
+   * The router's mirror of writes it just committed on the authoritative side: like syncKeys, but
+   * mirrors of different keys of a table run side by side, and the commit does not wait for the WAL
+   * flush (capture logged the keys in the writer's transaction; reconciliation brings them again).
+   */
+  async function mirrorKeys(input: SyncKeysInput): Promise<SyncKeysResult> {
+    const keys = uniqueKeys(input.keys);
+    if (keys.length === 0) return { keys: 0, upserted: 0, deleted: 0 };
+    const mirrored = await applyKeys(input, keys, { lock: 'keys', durable: false });
+    return mirrored ?? (await applyKeys(input, keys, { lock: 'table', durable: false }))!;
   }
 
   return {
     syncKeys,
+    mirrorKeys,
 
     /**
      * Syncs the keys of the oldest `batchSize` change log entries, then deletes exactly those entries

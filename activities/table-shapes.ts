@@ -3,12 +3,12 @@
 // so a shape does not change while the migration runs.
 import type { ConnectionName } from '../config/connections';
 import { readTableShape, type TableRef, type TableShape } from './inspector';
-import type { ConnectionPools } from './pools';
+import type { NamedPools } from './pools';
 
 export class TableShapes {
   private readonly shapes = new Map<string, Promise<TableShape>>();
 
-  constructor(private readonly pools: ConnectionPools) {}
+  constructor(private readonly pools: NamedPools) {}
 
   get(connection: ConnectionName, table: TableRef): Promise<TableShape> {
     const id = `${connection}:${table.schema}.${table.table}`;

@@ -26,9 +26,10 @@ export function backfillInput(
 export async function startTestWorker(
   prefix: string,
   copierHooks?: CopierHooks,
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ worker: MigrationWorker; client: Client; taskQueue: string; close: () => Promise<void> }> {
   const taskQueue = `test-${prefix}-${randomUUID()}`;
-  const worker = await createMigrationWorker(testSite(taskQueue), process.env, {
+  const worker = await createMigrationWorker(testSite(taskQueue), env, {
     ...(copierHooks !== undefined && { copierHooks }),
   });
   const client = await temporalClient();
@@ -42,9 +43,12 @@ export async function startTestWorker(
   };
 }
 
-/** A test worker that runs in the background until `stop()`, for a whole test file. */
-export async function startRunningWorker(prefix: string, copierHooks?: CopierHooks) {
-  const testWorker = await startTestWorker(prefix, copierHooks);
+/**
+ * A test worker that runs in the background until `stop()`, for a whole test file; `env` may point
+ * its old and new connections elsewhere than the test run's databases.
+ */
+export async function startRunningWorker(prefix: string, copierHooks?: CopierHooks, env?: NodeJS.ProcessEnv) {
+  const testWorker = await startTestWorker(prefix, copierHooks, env);
   let release!: () => void;
   const running = testWorker.worker.runUntil(new Promise<void>((resolve) => (release = resolve)));
   return {

@@ -1,0 +1,137 @@
+// The router's Prometheus metrics (prom-client), per side, so cutover gates and dashboards can read
+// them: latency and errors of what runs on each side, the mirror's outcomes, shadow comparisons, the
+// circuit breaker and the discrepancy queue. Registered in the router's own registry unless the
+// application passes one (one router per registry).
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ConnectionName } from '../config/connections';
+
+/** What ran on a side: a read or write of the application, a mirror, or a shadow read. */
+export type WorkKind = 'read' | 'write' | 'mirror' | 'shadow';
+export type MirrorResult = 'mirrored' | 'failed' | 'timed_out' | 'circuit_open' | 'too_many_keys';
+export type ShadowResult = 'match' | 'mismatch' | 'failed' | 'skipped_busy' | 'circuit_open';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export class RouterMetrics {
+  readonly registry: Registry;
+  private readonly duration: Histogram<'side' | 'kind'>;
+  private readonly errors: Counter<'side' | 'kind'>;
+  private readonly mirrors: Counter<'result'>;
+  private readonly shadowReads: Counter<'result'>;
+  private readonly circuitOpen: Gauge;
+  private readonly stageVersion: Gauge<'stage'>;
+  private readonly discrepancyKeys: Counter<'result'>;
+  private readonly queuedKeys: Gauge;
+  private readonly timers = new Map<
+    string,
+    { duration: { observe(value: number): void }; errors: { inc(): void } }
+  >();
+
+  constructor(labels: { migration: string; router: string }, registry?: Registry) {
+    this.registry = registry ?? new Registry();
+    if (registry === undefined) this.registry.setDefaultLabels(labels);
+    const registers = [this.registry];
+    this.duration = new Histogram({
+      name: 'live_migrate_router_query_seconds',
+      help: 'Time a statement took on one side, by what it was (read, write, mirror, shadow read).',
+      labelNames: ['side', 'kind'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.errors = new Counter({
+      name: 'live_migrate_router_errors_total',
+      help: 'Statements that failed on one side, by what they were.',
+      labelNames: ['side', 'kind'],
+      registers,
+    });
+    this.mirrors = new Counter({
+      name: 'live_migrate_router_mirrors_total',
+      help: 'Mirrors of committed writes to the other side, by outcome; all but mirrored are queued as discrepancies.',
+      labelNames: ['result'],
+      registers,
+    });
+    this.shadowReads = new Counter({
+      name: 'live_migrate_router_shadow_reads_total',
+      help: 'Sampled reads compared on new in the shadow stage, by outcome.',
+      labelNames: ['result'],
+      registers,
+    });
+    this.circuitOpen = new Gauge({
+      name: 'live_migrate_router_circuit_open',
+      help: '1 while the circuit breaker keeps calls away from the side that is not authoritative.',
+      registers,
+    });
+    this.stageVersion = new Gauge({
+      name: 'live_migrate_router_stage_version',
+      help: 'The stage store version this router follows, labelled with its stage.',
+      labelNames: ['stage'],
+      registers,
+    });
+    this.discrepancyKeys = new Counter({
+      name: 'live_migrate_router_discrepancy_keys_total',
+      help: 'Distinct keys a failed mirror left different: queued, signalled to reconciliation, or dropped from a full queue.',
+      labelNames: ['result'],
+      registers,
+    });
+    this.queuedKeys = new Gauge({
+      name: 'live_migrate_router_discrepancy_queue_keys',
+      help: 'Discrepancy keys waiting to be signalled to reconciliation.',
+      registers,
+    });
+  }
+
+  /** Runs `work` and records its duration, and its failure, against the side. */
+  time<T>(side: ConnectionName, kind: WorkKind, work: () => Promise<T>): Promise<T> {
+    const started = process.hrtime.bigint();
+    // Label children are looked up once per side and kind: this runs for every statement.
+    const id = `${side}:${kind}`;
+    let timer = this.timers.get(id);
+    if (timer === undefined) {
+      timer = { duration: this.duration.labels(side, kind), errors: this.errors.labels(side, kind) };
+      this.timers.set(id, timer);
+    }
+    const { duration, errors } = timer;
+    return work().then(
+      (result) => {
+        duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        return result;
+      },
+      (err: unknown) => {
+        duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        errors.inc();
+        throw err;
+      },
+    );
+  }
+
+  mirror(result: MirrorResult): void {
+    this.mirrors.inc({ result });
+  }
+
+  shadow(result: ShadowResult): void {
+    this.shadowReads.inc({ result });
+  }
+
+  circuit(open: boolean): void {
+    this.circuitOpen.set(open ? 1 : 0);
+  }
+
+  stage(stage: string, version: number): void {
+    this.stageVersion.reset();
+    this.stageVersion.set({ stage }, version);
+  }
+
+  discrepancies(result: 'queued' | 'signalled' | 'dropped', keys: number, queued: number): void {
+    if (keys > 0) this.discrepancyKeys.inc({ result }, keys);
+    this.queuedKeys.set(queued);
+  }
+
+  /** One counter's value by label, for tests and gates inside the process. */
+  async count(name: 'mirrors' | 'shadow' | 'discrepancies', result: string): Promise<number> {
+    const metric = { mirrors: this.mirrors, shadow: this.shadowReads, discrepancies: this.discrepancyKeys }[
+      name
+    ];
+    const { values } = await metric.get();
+    return values.find((value) => value.labels.result === result)?.value ?? 0;
+  }
+}

@@ -1,0 +1,98 @@
+// The second half of a dual write: right after the authoritative commit, the keys that commit wrote
+// (noted by the capture trigger for the router's session) are synced to the other side, re-read from
+// the authoritative side under the mirror locks, so two racing writes of a row cannot land out of
+// order (hazard 3). The application waits for it, so a read on new sees its own write, but never
+// longer than the timeout, and never fails because of it: a failed, slow or skipped mirror queues
+// its keys as discrepancies and the user's request succeeds. If the process dies before the mirror,
+// the change log entry that capture wrote in the same transaction brings the keys (hazard 4).
+import type { ConnectionName } from '../config/connections';
+import type { TableRef } from '../activities/inspector';
+import type { SyncKeysInput, SyncKeysResult } from '../activities/syncer';
+import type { Logger } from '../worker/logger';
+import type { CircuitBreaker } from './circuit-breaker';
+import type { DiscrepancyQueue } from './discrepancy-queue';
+import type { RouterMetrics } from './metrics';
+
+/** The keys one session wrote since it last asked, by table; `overflow` when there were too many to list. */
+export interface WrittenKeys {
+  tables: Array<{ table: TableRef; keys: string[][] }>;
+  overflow: boolean;
+}
+
+export const NOTHING_WRITTEN: WrittenKeys = { tables: [], overflow: false };
+
+/** Parses the live_migrate.written setting: one JSON [schema, table, [key text...]] per line, or '*'. */
+export function parseWrittenKeys(text: string | null): WrittenKeys {
+  if (text === null || text === '') return NOTHING_WRITTEN;
+  if (text === '*') return { tables: [], overflow: true };
+  const byTable = new Map<string, { table: TableRef; keys: string[][] }>();
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const [schema, table, key] = JSON.parse(line) as [string, string, string[]];
+    const id = JSON.stringify([schema, table]);
+    const entry = byTable.get(id) ?? { table: { schema, table }, keys: [] };
+    entry.keys.push(key);
+    byTable.set(id, entry);
+  }
+  return { tables: [...byTable.values()], overflow: false };
+}
+
+export interface MirrorDeps {
+  mirrorKeys(input: SyncKeysInput): Promise<SyncKeysResult>;
+  breaker: CircuitBreaker;
+  queue: DiscrepancyQueue;
+  metrics: RouterMetrics;
+  logger: Logger;
+  /** How long the application waits for a mirror, in ms. */
+  timeoutMs: number;
+}
+
+class MirrorTimeout extends Error {}
+
+export class Mirror {
+  constructor(private readonly deps: MirrorDeps) {}
+
+  /** Mirrors what was written; never throws, never waits longer than the timeout per table. */
+  async mirror(from: ConnectionName, to: ConnectionName, written: WrittenKeys): Promise<void> {
+    const { breaker, metrics, logger } = this.deps;
+    if (written.overflow) {
+      metrics.mirror('too_many_keys');
+      logger.debug('a write touched too many rows to mirror one by one; reconciliation brings them');
+    }
+    await Promise.all(
+      written.tables.map(async ({ table, keys }) => {
+        if (!breaker.allow()) {
+          metrics.mirror('circuit_open');
+          this.deps.queue.add(table, keys);
+          return;
+        }
+        try {
+          await this.withinTimeout(
+            metrics.time(to, 'mirror', () => this.deps.mirrorKeys({ from, to, table, keys })),
+          );
+          breaker.success();
+          metrics.mirror('mirrored');
+        } catch (err) {
+          breaker.failure();
+          const timedOut = err instanceof MirrorTimeout;
+          metrics.mirror(timedOut ? 'timed_out' : 'failed');
+          logger.warn(
+            { table: `${table.schema}.${table.table}`, keys: keys.length, err: timedOut ? undefined : err },
+            `mirror to ${to} ${timedOut ? `took longer than ${this.deps.timeoutMs} ms` : 'failed'}; the keys are queued for reconciliation`,
+          );
+          this.deps.queue.add(table, keys);
+        }
+      }),
+    );
+  }
+
+  private withinTimeout<T>(work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new MirrorTimeout()), this.deps.timeoutMs);
+    });
+    // A mirror that outlives its timeout still finishes (or fails) on its own; its keys are queued.
+    work.catch(() => undefined);
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+  }
+}

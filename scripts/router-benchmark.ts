@@ -1,0 +1,232 @@
+#!/usr/bin/env node
+// `npm run bench:router`: the latency the router adds to a single-row read and a single-row write,
+// in each stage, against direct `pg` on the same servers in the same run (a benchmark that prints
+// figures, never a timed test).
+//
+// It starts two throwaway embedded PostgreSQL 15 servers with default durability (fsync and
+// synchronous_commit on, as a real database has them), seeds `public.orders` on both (the sample
+// table), installs change capture on old as the migration does before `dual_write`, then for each
+// stage measures, alternating in blocks of ten operations so drift hits both alike:
+//   direct: `SELECT * FROM orders WHERE id = $1` and `UPDATE orders SET note = $1 WHERE id = $2`
+//           through a plain pg.Pool on the side the stage reads or writes;
+//   router: the same statements through the router.
+// Stages: off, dual_write (read and write), shadow (sample 5%), live at 50% (reads), and dual_write
+// with new stopped (writes). It prints p50 and p99 of each and the ratios router/direct, with the
+// goals: off at most 1.05x, a dual write at most 1.5x at p50, with new down at most 1.2x at p99.
+//
+// Settings (environment): BENCH_ROUTER_OPS operations per measurement (default 2000),
+// BENCH_ROUTER_ROWS rows seeded (default 10000). Ctrl-C stops the servers.
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { createCapture } from '../activities/capture';
+import { ensureHelperSchema } from '../activities/helper-schema';
+import type { TableRef } from '../activities/inspector';
+import { ConnectionPools } from '../activities/pools';
+import { quoteTable } from '../activities/sql';
+import { TableShapes } from '../activities/table-shapes';
+import { OperatorError } from '../config/errors';
+import { dataDir } from '../provision/project-paths';
+import { startEmbeddedCluster, type EmbeddedCluster } from '../provision/postgres';
+import { sampleTableDdl, seedSampleRows } from '../provision/sample-table';
+import { createRouter, type MigrationRouter } from '../router';
+import { setStage, type Stage } from '../router/stage-store';
+import { createLogger } from '../worker/logger';
+import { formatTable } from './benchmark/report';
+
+const log = createLogger({ name: 'bench-router' });
+const TABLE: TableRef = { schema: 'public', table: 'orders' };
+const NAME = quoteTable(TABLE);
+/** Operations in a row on one runner before the other takes its turn. */
+const BLOCK = 10;
+
+function positiveInteger(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new OperatorError(`${name} must be a positive whole number, not "${raw}"`);
+  return value;
+}
+
+type Runner = { query(text: string, values: unknown[]): Promise<unknown> };
+type Operation = 'read' | 'write';
+
+function percentile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+interface Figures {
+  p50: number;
+  p99: number;
+}
+
+/** Runs `ops` operations on each runner, in alternating blocks, one at a time; latencies in ms. */
+async function measure(
+  runners: Runner[],
+  operation: Operation,
+  ops: number,
+  rows: number,
+  seed: number,
+): Promise<Figures[]> {
+  const latencies = runners.map(() => [] as number[]);
+  let n = seed;
+  for (let block = 0; block < Math.ceil(ops / BLOCK); block++) {
+    for (const [i, runner] of runners.entries()) {
+      for (let k = 0; k < BLOCK; k++) {
+        n = (n * 48271) % 2147483647;
+        const id = 1 + (n % rows);
+        const started = process.hrtime.bigint();
+        if (operation === 'read') await runner.query(`SELECT * FROM ${NAME} WHERE id = $1`, [id]);
+        else await runner.query(`UPDATE ${NAME} SET note = $1 WHERE id = $2`, [`bench ${n}`, id]);
+        latencies[i]!.push(Number(process.hrtime.bigint() - started) / 1e6);
+      }
+    }
+  }
+  return latencies.map((values) => {
+    values.sort((a, b) => a - b);
+    return { p50: percentile(values, 0.5), p99: percentile(values, 0.99) };
+  });
+}
+
+interface Row {
+  stage: string;
+  operation: Operation;
+  direct: Figures;
+  router: Figures;
+  goal: string;
+}
+
+async function main(): Promise<number> {
+  const ops = positiveInteger('BENCH_ROUTER_OPS', 2000);
+  const rows = positiveInteger('BENCH_ROUTER_ROWS', 10_000);
+  const root = path.join(dataDir, 'bench-router');
+  rmSync(root, { recursive: true, force: true });
+  const clusters: EmbeddedCluster[] = [];
+  const stopAll = async () => {
+    await Promise.all(clusters.map((cluster) => cluster.stop().catch(() => undefined)));
+  };
+  const interrupt = () => void stopAll().then(() => process.exit(130));
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  let router: MigrationRouter | undefined;
+  const direct: Record<'old' | 'new', pg.Pool> = {} as never;
+  try {
+    for (const name of ['old', 'new'] as const) {
+      clusters.push(
+        await startEmbeddedCluster({
+          name,
+          major: 15,
+          dataDir: path.join(root, name),
+          log: (m) => log.info(m),
+        }),
+      );
+    }
+    const [oldCluster, newCluster] = clusters as [EmbeddedCluster, EmbeddedCluster];
+    direct.old = new pg.Pool({ connectionString: oldCluster.url, max: 4 });
+    direct.new = new pg.Pool({ connectionString: newCluster.url, max: 4 });
+    direct.new.on('error', () => undefined);
+    for (const pool of [direct.old, direct.new]) {
+      await pool.query(sampleTableDdl(TABLE));
+      await seedSampleRows(pool, TABLE, rows);
+      await pool.query(`VACUUM ANALYZE ${NAME}`);
+    }
+    const migrationPools = new ConnectionPools({
+      old: { name: 'old', connectionString: oldCluster.url, source: 'bench', display: 'old' },
+      new: { name: 'new', connectionString: newCluster.url, source: 'bench', display: 'new' },
+    });
+    await ensureHelperSchema(direct.old);
+    await ensureHelperSchema(direct.new);
+    await createCapture(migrationPools, new TableShapes(migrationPools)).installChangeCapture({
+      connection: 'old',
+      tables: [TABLE],
+    });
+    await migrationPools.end();
+    const migration = 'bench-router';
+    router = await createRouter({
+      migration,
+      old: { connectionString: oldCluster.url, max: 4 },
+      new: { connectionString: newCluster.url, max: 4, connectionTimeoutMillis: 1000 },
+      shadow: { sampleRate: 0.05 },
+      logger: createLogger({ name: 'router', level: 'error' }),
+      stageWatcher: { pollMs: 100 },
+    });
+    const follow = async (stage: Stage, readPercent?: number) => {
+      const state = await setStage(direct.old, migration, { stage, readPercent });
+      while (router!.stage.version < state.version) await new Promise((resolve) => setTimeout(resolve, 20));
+    };
+    const results: Row[] = [];
+    const run = async (stage: string, operation: Operation, side: 'old' | 'new', goal: string) => {
+      // Warm both: connections, plans, the router's statement cache and the mirror's staging tables.
+      await measure([direct[side], router!], operation, 200, rows, 7);
+      const [d, r] = await measure([direct[side], router!], operation, ops, rows, 11 + results.length);
+      results.push({ stage, operation, direct: d!, router: r!, goal });
+      log.info(
+        `${stage} ${operation}: direct p50 ${d!.p50.toFixed(3)} ms, router p50 ${r!.p50.toFixed(3)} ms`,
+      );
+    };
+    await follow('off');
+    await run('off', 'read', 'old', 'at most 1.05x');
+    await run('off', 'write', 'old', 'at most 1.05x');
+    await follow('dual_write');
+    await run('dual_write', 'read', 'old', '');
+    await run('dual_write', 'write', 'old', 'p50 at most 1.5x');
+    await follow('shadow');
+    await run('shadow (5%)', 'read', 'old', '');
+    await follow('live', 50);
+    await run('live 50%', 'read', 'old', '');
+    await follow('dual_write');
+    await newCluster.stop();
+    await run('dual_write, new down', 'write', 'old', 'p99 at most 1.2x');
+    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+    const table = formatTable(
+      [
+        'stage',
+        'op',
+        'direct p50',
+        'router p50',
+        'ratio p50',
+        'direct p99',
+        'router p99',
+        'ratio p99',
+        'goal',
+      ],
+      results.map((row) => [
+        row.stage,
+        row.operation,
+        `${row.direct.p50.toFixed(3)} ms`,
+        `${row.router.p50.toFixed(3)} ms`,
+        ratio(row.router.p50, row.direct.p50),
+        `${row.direct.p99.toFixed(3)} ms`,
+        `${row.router.p99.toFixed(3)} ms`,
+        ratio(row.router.p99, row.direct.p99),
+        row.goal,
+      ]),
+      [0, 1, 8],
+    );
+    const mirrored = await router.metrics.count('mirrors', 'mirrored');
+    const skipped = await router.metrics.count('mirrors', 'circuit_open');
+    process.stdout.write(
+      `\nrouter latency, ${ops} operations each, one at a time, PostgreSQL 15 both sides (fsync on), ${rows} rows\n${table}\n` +
+        `mirrors: ${mirrored} mirrored, ${skipped} skipped while new was down (circuit open); ` +
+        `shadow reads compared: ${(await router.metrics.count('shadow', 'match')) + (await router.metrics.count('shadow', 'mismatch'))}\n` +
+        'The "live 50%" direct figure is old; half of the router\'s reads there ran on new.\n',
+    );
+    return 0;
+  } finally {
+    await router?.end();
+    await Promise.all(Object.values(direct).map((pool) => pool.end().catch(() => undefined)));
+    await stopAll();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(
+      `${err instanceof OperatorError ? err.message : String((err as Error).stack ?? err)}\n`,
+    );
+    process.exit(err instanceof OperatorError ? 2 : 1);
+  },
+);

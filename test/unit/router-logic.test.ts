@@ -1,0 +1,141 @@
+// The router's pure logic: the circuit breaker, statement fingerprints and ordering, the stage plan
+// and sticky read routing, shadow row comparison, and the written-keys list the capture trigger fills.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CircuitBreaker } from '../../router/circuit-breaker';
+import { parseWrittenKeys } from '../../router/mirror';
+import { sameRows } from '../../router/shadow';
+import { readsFromNew, routingBucket, stagePlan } from '../../router/stage-plan';
+import { STAGES } from '../../router/stage-store';
+import { statementInfo } from '../../router/statement-info';
+
+describe('circuit breaker', () => {
+  it('opens after the threshold, lets one trial through after the cooldown, and closes on its success', () => {
+    let now = 0;
+    const changes: string[] = [];
+    const breaker = new CircuitBreaker(
+      { failureThreshold: 3, cooldownMs: 1000 },
+      (s) => changes.push(s),
+      () => now,
+    );
+    breaker.failure();
+    breaker.failure();
+    breaker.success();
+    breaker.failure();
+    breaker.failure();
+    assert.equal(breaker.state, 'closed', 'failures must be in a row');
+    breaker.failure();
+    assert.equal(breaker.state, 'open');
+    assert.equal(breaker.allow(), false);
+    now = 999;
+    assert.equal(breaker.allow(), false);
+    now = 1000;
+    assert.equal(breaker.allow(false), true, 'asking does not take the trial');
+    assert.equal(breaker.allow(), true, 'one trial');
+    assert.equal(breaker.allow(), false, 'only one trial at a time');
+    breaker.failure();
+    assert.equal(breaker.state, 'open', 'a failed trial opens it again');
+    now = 2000;
+    assert.equal(breaker.allow(), true);
+    breaker.success();
+    assert.equal(breaker.state, 'closed');
+    assert.equal(breaker.allow(), true);
+    assert.deepEqual(changes, ['open', 'half-open', 'open', 'half-open', 'closed']);
+  });
+});
+
+describe('statement info', () => {
+  it('fingerprints a statement without its values', () => {
+    const a = statementInfo(`SELECT * FROM users WHERE email = 'a@example.com' AND id = 42`);
+    const b = statementInfo(`select *   from users where email = 'someone@else.org' and id = 7`);
+    assert.equal(a.fingerprint, b.fingerprint);
+    assert.equal(a.normalized, 'SELECT * FROM USERS WHERE EMAIL = ? AND ID = ?');
+    assert.doesNotMatch(a.normalized, /example/);
+    assert.notEqual(a.fingerprint, statementInfo('SELECT * FROM orders WHERE id = $1').fingerprint);
+  });
+
+  it('knows when row order is part of the answer', () => {
+    assert.equal(statementInfo('SELECT id FROM t ORDER BY id').ordered, true);
+    assert.equal(statementInfo('SELECT id FROM (SELECT id FROM t ORDER BY id LIMIT 5) s').ordered, false);
+    assert.equal(
+      statementInfo("SELECT string_agg(x, ',' ORDER BY x), row_number() OVER (ORDER BY y) FROM t").ordered,
+      false,
+    );
+    assert.equal(statementInfo("SELECT 'ORDER BY' FROM t").ordered, false);
+    assert.equal(statementInfo('WITH s AS (SELECT 1 AS x) SELECT x FROM s ORDER BY x DESC').ordered, true);
+  });
+});
+
+describe('stage plan and sticky reads', () => {
+  it('follows DESIGN.md’s stage table', () => {
+    const table = Object.fromEntries(
+      STAGES.map((stage) => {
+        const plan = stagePlan(stage);
+        return [
+          stage,
+          `${plan.authoritative} ${plan.mirrorTo ?? '-'} ${plan.reads}${plan.shadow ? ' shadow' : ''}`,
+        ];
+      }),
+    );
+    assert.deepEqual(table, {
+      off: 'old - old',
+      dual_write: 'old new old',
+      shadow: 'old new old shadow',
+      live: 'old new percent',
+      switched: 'new old new',
+      complete: 'new - new',
+    });
+  });
+
+  it('a routing key keeps its side, and stays on new as the percentage grows', () => {
+    const keys = Array.from({ length: 1000 }, (_, i) => `user-${i}`);
+    for (const key of keys) assert.equal(routingBucket(key), routingBucket(key));
+    let previous = new Set<string>();
+    for (const percent of [0, 1, 5, 25, 50, 100]) {
+      const onNew = new Set(keys.filter((key) => readsFromNew(percent, key)));
+      for (const key of previous)
+        assert.ok(onNew.has(key), `${key} left new when the ramp grew to ${percent}%`);
+      assert.ok(Math.abs(onNew.size - percent * 10) <= 40, `${onNew.size} of 1000 keys at ${percent}%`);
+      previous = onNew;
+    }
+    assert.equal(
+      readsFromNew(30, undefined, () => 0.29),
+      true,
+    );
+    assert.equal(
+      readsFromNew(30, undefined, () => 0.3),
+      false,
+    );
+  });
+});
+
+describe('shadow comparison', () => {
+  it('ignores row order unless the statement orders, and sees any changed value', () => {
+    const rows = [
+      { id: '1', at: new Date('2024-01-01T00:00:00Z'), data: Buffer.from('ab') },
+      { id: '2', at: null, data: null },
+    ];
+    assert.equal(sameRows(rows, [...rows].reverse(), false), true);
+    assert.equal(sameRows(rows, [...rows].reverse(), true), false);
+    assert.equal(sameRows(rows, [rows[0], { ...rows[1], data: Buffer.from('x') }], false), false);
+    assert.equal(sameRows(rows, rows.slice(1), false), false);
+    assert.equal(sameRows([['1', 'a']], [['1', 'a']], true), true);
+  });
+});
+
+describe('written keys', () => {
+  it('groups the noted keys by table; an overflow says so', () => {
+    const text = ['["public","a",["1"]]', '["public","a",["2"]]', '["s","b",["x","2024-01-01"]]', ''].join(
+      '\n',
+    );
+    assert.deepEqual(parseWrittenKeys(text), {
+      overflow: false,
+      tables: [
+        { table: { schema: 'public', table: 'a' }, keys: [['1'], ['2']] },
+        { table: { schema: 's', table: 'b' }, keys: [['x', '2024-01-01']] },
+      ],
+    });
+    assert.deepEqual(parseWrittenKeys('*'), { overflow: true, tables: [] });
+    assert.deepEqual(parseWrittenKeys(null), { overflow: false, tables: [] });
+  });
+});
