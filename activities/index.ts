@@ -5,25 +5,35 @@ import { createFlags } from './flags';
 import { createInspector } from './inspector';
 import { createKeyRanges } from './key-ranges';
 import type { ConnectionPools } from './pools';
+import { createQueryBenchmark } from './query-benchmark';
+import { createRangeVerifier, type VerifierHooks } from './range-verifier';
 import { createSyncer } from './syncer';
 import { TableShapes } from './table-shapes';
 import { createThrottler } from './throttler';
 
-export interface ActivityDependencies {
-  pools: ConnectionPools;
+/** For tests: pauses at the points where a crash or a race does harm. */
+export interface ActivityHooks {
   copierHooks?: CopierHooks;
+  verifierHooks?: VerifierHooks;
 }
 
-export function createActivities({ pools, copierHooks }: ActivityDependencies) {
+export interface ActivityDependencies extends ActivityHooks {
+  pools: ConnectionPools;
+}
+
+export function createActivities({ pools, copierHooks, verifierHooks }: ActivityDependencies) {
   const shapes = new TableShapes(pools);
+  const syncer = createSyncer(pools, shapes);
   return {
     ...createInspector(pools),
     ...createKeyRanges(pools, shapes),
     ...createCopier(pools, shapes, copierHooks),
     ...createCapture(pools, shapes),
-    ...createSyncer(pools, shapes),
+    ...syncer,
+    ...createRangeVerifier(pools, shapes, syncer.syncKeys, verifierHooks),
     ...createThrottler(pools),
     ...createFlags(pools),
+    ...createQueryBenchmark(pools),
   };
 }
 

@@ -13,7 +13,8 @@
 //       2. pgcopydb: `pgcopydb clone` of that table only (Debian's package, PostgreSQL 15 client
 //          tools; it creates the table, copies, then builds the primary key and runs VACUUM ANALYZE,
 //          all inside its time); skipped with a message when `pgcopydb` is not on PATH;
-//       3. backfill: backfillTableWorkflow on an in-process worker, as `npm run demo` runs it.
+//       3. backfill: backfillTableWorkflow on an in-process worker, as `npm run demo` runs it; then
+//          verificationWorkflow (defaults) on the copy, whose rows/s is compared with the backfill's.
 //     After each, new must equal old row for row: same count and same order-independent hash of
 //     every row's text form, computed on each server (see databases.ts). It prints rows/s, the
 //     ratios backfill/COPY and backfill/pgcopydb, and the largest workflow history of the backfill.
@@ -60,7 +61,9 @@ import {
   backfillInput,
   historyStats,
   runBackfill,
+  runVerification,
   type BackfillRun,
+  type VerificationRun,
   type HistoryStats,
 } from './benchmark/backfill';
 import { copyTableBinary } from './benchmark/copy-pipe';
@@ -121,6 +124,8 @@ interface Bench {
   client: Client;
   signal: AbortSignal;
   oldFingerprint?: TableFingerprint;
+  /** The verification run after the backfill (throughput mode). */
+  verification?: VerificationRun;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -230,6 +235,10 @@ async function copyWithBackfill(bench: Bench, targetUrl: string): Promise<Omit<M
   const input = backfillInput(MIGRATION, TABLE, bench.options.chunkSize, bench.options);
   logger.info(`backfill: starting backfillTableWorkflow (${backfillTuning(bench.options)})`);
   const run = await runBackfill(worker, bench.client, 'bench-backfill-orders', input);
+  logger.info('verification: starting verificationWorkflow (defaults) on the backfilled table');
+  // A worker shuts down when its run ends: the verification gets a fresh one.
+  const verifier = await backfillWorker(bench, targetUrl);
+  bench.verification = await runVerification(verifier, bench.client, 'bench-verify-orders', MIGRATION, TABLE);
   return {
     rows: run.result.rowsCopied,
     seconds: run.seconds,
@@ -289,7 +298,18 @@ async function runThroughput(bench: Bench, source: SourceDescription): Promise<n
   const outcomes: MethodOutcome[] = [];
   for (const method of bench.options.methods) outcomes.push(await measureMethod(bench, method));
   const history = bench.options.methods.includes('backfill') ? await backfillHistory(bench) : undefined;
-  process.stdout.write(`\n${throughputReport(source, outcomes, history)}\n\n`);
+  process.stdout.write(`\n${throughputReport(source, outcomes, history)}\n`);
+  const backfill = outcomes.find((outcome) => outcome.method === 'backfill');
+  if (bench.verification !== undefined && backfill !== undefined) {
+    const { report, seconds } = bench.verification;
+    const verificationRate = report.rowsFrom / seconds;
+    process.stdout.write(
+      `verification (defaults) of the backfilled table: ${formatCount(report.rowsFrom)} rows in ${seconds.toFixed(1)} s, ` +
+        `${formatCount(Math.round(verificationRate))} rows/s, ${report.differences} differences; ` +
+        `verification/backfill ${(verificationRate / (rowsPerSecond(backfill) ?? Infinity)).toFixed(2)} (goal: 1.00 or more)\n`,
+    );
+  }
+  process.stdout.write('\n');
   return outcomes.some((outcome) => outcome.verified === false || outcome.failed !== undefined) ? 1 : 0;
 }
 

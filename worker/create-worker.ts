@@ -1,8 +1,7 @@
 // Builds a worker for a site: connects to Temporal, resolves the database connections from this
 // process's environment, and registers the workflows and activities.
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { createActivities } from '../activities';
-import type { CopierHooks } from '../activities/copier';
+import { createActivities, type ActivityHooks } from '../activities';
 import { ConnectionPools } from '../activities/pools';
 import { resolveConnections } from '../config/connections';
 import type { SiteConfig } from '../config/schema';
@@ -20,7 +19,7 @@ export interface MigrationWorker {
 export async function createMigrationWorker(
   site: SiteConfig,
   env: NodeJS.ProcessEnv,
-  overrides: { taskQueue?: string; copierHooks?: CopierHooks } = {},
+  overrides: { taskQueue?: string } & ActivityHooks = {},
 ): Promise<MigrationWorker> {
   const temporal = resolveTemporalSettings(site, env);
   const pools = new ConnectionPools(resolveConnections(site, env));
@@ -39,6 +38,7 @@ export async function createMigrationWorker(
       activities: createActivities({
         pools,
         ...(overrides.copierHooks !== undefined && { copierHooks: overrides.copierHooks }),
+        ...(overrides.verifierHooks !== undefined && { verifierHooks: overrides.verifierHooks }),
       }),
       shutdownGraceTime: site.worker.shutdownGraceTime as `${number}s`,
       ...(site.worker.maxConcurrentActivityTaskExecutions !== undefined && {

@@ -77,3 +77,28 @@ export interface ReconciliationStatus {
   runs: number;
 }
 export const reconciliationStatusQuery = defineQuery<ReconciliationStatus>('reconciliationStatus');
+
+/** What verification found in one table (verificationWorkflow). */
+export interface VerificationReport {
+  table: string;
+  phase: 'planning' | 'verifying' | 'done';
+  /** Rows compared on the authoritative side, and rows found on the other side in the same chunks. */
+  rowsFrom: number;
+  rowsTo: number;
+  chunks: number;
+  /** Chunks whose checksums differed and were compared row by row. */
+  mismatchedChunks: number;
+  /** Keys still different after the settle delay. */
+  differences: number;
+  /** Keys that differed at first and agreed after the settle delay (writes in flight). */
+  settled: number;
+  repaired: number;
+  /** Up to ten differing keys, as text. */
+  sampleKeys: string[][];
+  startedAt: number;
+  finishedAt: number | null;
+  rowsPerSecond: number | null;
+  /** Workflow runs so far (1 + times it continued as new). */
+  runs: number;
+}
+export const verificationReportQuery = defineQuery<VerificationReport>('verificationReport');

@@ -4,8 +4,8 @@
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import type { TableRef } from '../../activities/inspector';
 import type { MigrationWorker } from '../../worker/create-worker';
-import { backfillTableWorkflow, reconciliationWorkflow } from '../../workflows';
-import { drainAndStopSignal } from '../../workflows/messages';
+import { backfillTableWorkflow, reconciliationWorkflow, verificationWorkflow } from '../../workflows';
+import { drainAndStopSignal, type VerificationReport } from '../../workflows/messages';
 import type { ReconciliationResult } from '../../workflows/reconciliation';
 
 type BackfillInput = Parameters<typeof backfillTableWorkflow>[0];
@@ -132,4 +132,30 @@ export async function historyStats(
     largestHistoryLength: Math.max(0, ...executions.map((execution) => execution.historyLength)),
     ...(sizes.some((size) => size > 0) && { largestHistoryBytes: Math.max(...sizes) }),
   };
+}
+
+export interface VerificationRun {
+  report: VerificationReport;
+  seconds: number;
+}
+
+/** Runs verificationWorkflow (defaults) on the table just copied, timing it by wall clock. */
+export async function runVerification(
+  worker: MigrationWorker,
+  client: Client,
+  workflowId: string,
+  migration: string,
+  table: TableRef,
+): Promise<VerificationRun> {
+  return worker.runUntil(
+    (async () => {
+      const started = performance.now();
+      const report = await client.workflow.execute(verificationWorkflow, {
+        taskQueue: worker.taskQueue,
+        workflowId,
+        args: [{ migration, table, from: 'old', to: 'new' }],
+      });
+      return { report, seconds: (performance.now() - started) / 1000 };
+    })(),
+  );
 }

@@ -2,6 +2,7 @@
 // own (on a fresh task queue) for exactly as long as the workflow runs.
 import { randomUUID } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { ActivityHooks } from '../../activities';
 import type { CopierHooks } from '../../activities/copier';
 import type { TableRef } from '../../activities/inspector';
 import { createMigrationWorker, type MigrationWorker } from '../../worker/create-worker';
@@ -25,13 +26,11 @@ export function backfillInput(
 /** A worker on a fresh task queue plus a client, for tests that drive workflows themselves. */
 export async function startTestWorker(
   prefix: string,
-  copierHooks?: CopierHooks,
+  hooks: ActivityHooks = {},
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ worker: MigrationWorker; client: Client; taskQueue: string; close: () => Promise<void> }> {
   const taskQueue = `test-${prefix}-${randomUUID()}`;
-  const worker = await createMigrationWorker(testSite(taskQueue), env, {
-    ...(copierHooks !== undefined && { copierHooks }),
-  });
+  const worker = await createMigrationWorker(testSite(taskQueue), env, hooks);
   const client = await temporalClient();
   return {
     worker,
@@ -47,8 +46,8 @@ export async function startTestWorker(
  * A test worker that runs in the background until `stop()`, for a whole test file; `env` may point
  * its old and new connections elsewhere than the test run's databases.
  */
-export async function startRunningWorker(prefix: string, copierHooks?: CopierHooks, env?: NodeJS.ProcessEnv) {
-  const testWorker = await startTestWorker(prefix, copierHooks, env);
+export async function startRunningWorker(prefix: string, hooks?: ActivityHooks, env?: NodeJS.ProcessEnv) {
+  const testWorker = await startTestWorker(prefix, hooks, env);
   let release!: () => void;
   const running = testWorker.worker.runUntil(new Promise<void>((resolve) => (release = resolve)));
   return {
@@ -83,7 +82,7 @@ export async function runBackfill(
   options: BackfillOptions & { copierHooks?: CopierHooks } = {},
 ) {
   const { copierHooks, ...workflowOptions } = options;
-  const { worker, client, taskQueue, close } = await startTestWorker('backfill', copierHooks);
+  const { worker, client, taskQueue, close } = await startTestWorker('backfill', { copierHooks });
   try {
     return await worker.runUntil(
       (async () => {

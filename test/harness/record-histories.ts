@@ -16,7 +16,7 @@ import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { createMigrationWorker } from '../../worker/create-worker';
 import { createLogger } from '../../worker/logger';
 import { installRuntime } from '../../worker/runtime';
-import { backfillTableWorkflow, reconciliationWorkflow } from '../../workflows';
+import { backfillTableWorkflow, reconciliationWorkflow, verificationWorkflow } from '../../workflows';
 import { discrepancySignal, drainAndStopSignal, pauseSignal, resumeSignal } from '../../workflows/messages';
 import { historiesDir, historyFileName } from './workflow-histories';
 
@@ -76,9 +76,32 @@ async function main(): Promise<void> {
         await reconciliation.signal(discrepancySignal, { table, keys: [['1'], ['2']] });
         await reconciliation.signal(drainAndStopSignal);
         await reconciliation.result();
+        // Verification finds and repairs a planted difference, continuing as new on the way.
+        await pools.get('new').query(`DELETE FROM ${quoteTable(table)} WHERE id = 7`);
+        const verification = await client.workflow.start(verificationWorkflow, {
+          taskQueue: worker.taskQueue,
+          workflowId: 'verify-orders',
+          args: [
+            {
+              migration: 'record',
+              table,
+              from: 'old',
+              to: 'new',
+              chunkSize: 50,
+              chunksPerActivity: 1,
+              settleMs: 100,
+            },
+          ],
+        });
+        await verification.result();
         const progress = await backfill.query('backfillProgress');
         const children = (progress as { partitions: Array<{ workflowId: string }> }).partitions;
-        return [backfill.workflowId, reconciliation.workflowId, ...children.map((child) => child.workflowId)];
+        return [
+          backfill.workflowId,
+          reconciliation.workflowId,
+          verification.workflowId,
+          ...children.map((child) => child.workflowId),
+        ];
       })(),
     );
     await pools.end();

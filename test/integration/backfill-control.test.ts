@@ -25,8 +25,10 @@ describe('controlling a running backfill', () => {
 
   before(async () => {
     testWorker = await startRunningWorker('control', {
-      afterChunkCommitted: (chunk) => {
-        if (chunk.table.table.startsWith('hot_')) chunkOrder.push(chunk);
+      copierHooks: {
+        afterChunkCommitted: (chunk) => {
+          if (chunk.table.table.startsWith('hot_')) chunkOrder.push(chunk);
+        },
       },
     });
   });

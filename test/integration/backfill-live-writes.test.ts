@@ -50,7 +50,9 @@ describe('backfill under concurrent writes that bypass the router', () => {
   }
 
   before(async () => {
-    testWorker = await startRunningWorker('live-writes', { afterChunkStaged: changeRowsUnderTheChunk });
+    testWorker = await startRunningWorker('live-writes', {
+      copierHooks: { afterChunkStaged: changeRowsUnderTheChunk },
+    });
   });
 
   after(async () => {

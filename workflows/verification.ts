@@ -1,0 +1,153 @@
+// Verification of one table: proves the side being filled equals the authoritative side, chunk by
+// chunk, in partitions verified side by side. Partition ranges come from the same key sample as the
+// backfill; the last one has no upper end, so rows above the sampled maximum (on either side) are
+// compared too. Mismatched chunks are compared row by row; keys still different after the settle
+// delay are reported and, unless told otherwise, repaired through the syncer. The report is a query;
+// the workflow continues as new, carrying where each partition got to, so a billion rows keep the
+// history small and a restart resumes where it was.
+import {
+  continueAsNew,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { TableRef } from '../activities/inspector';
+import type { OpenKeyRange, VerifyRangeResult } from '../activities/range-verifier';
+import type { ConnectionName } from '../config/connections';
+import { verificationReportQuery, type VerificationReport } from './messages';
+import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_TABLE } from './search-attributes';
+
+export interface VerificationInput {
+  migration: string;
+  table: TableRef;
+  /** The authoritative side. */
+  from: ConnectionName;
+  to: ConnectionName;
+  /** Rows per checksum (default 10,000). */
+  chunkSize?: number;
+  /** Partitions verified side by side (default 4). */
+  partitions?: number;
+  /** Chunks per activity (default 20). */
+  chunksPerActivity?: number;
+  /** How long a differing key gets to settle before it counts, in ms (default 2000). */
+  settleMs?: number;
+  /** Repair the differences found (default true). */
+  repair?: boolean;
+  /** Carried across continue-as-new. */
+  resume?: { report: VerificationReport; partitions: PartitionCursor[] };
+}
+
+interface PartitionCursor {
+  range: OpenKeyRange;
+  reached: string[] | null;
+  done: boolean;
+}
+
+const { planPartitions } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+});
+const { verifyRange } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '2 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+});
+
+function emptyReport(table: TableRef, startedAt: number): VerificationReport {
+  return {
+    table: `${table.schema}.${table.table}`,
+    phase: 'planning',
+    rowsFrom: 0,
+    rowsTo: 0,
+    chunks: 0,
+    mismatchedChunks: 0,
+    differences: 0,
+    settled: 0,
+    repaired: 0,
+    sampleKeys: [],
+    startedAt,
+    finishedAt: null,
+    rowsPerSecond: null,
+    runs: 1,
+  };
+}
+
+function add(report: VerificationReport, result: VerifyRangeResult): void {
+  report.rowsFrom += result.rowsFrom;
+  report.rowsTo += result.rowsTo;
+  report.chunks += result.chunks;
+  report.mismatchedChunks += result.mismatchedChunks;
+  report.differences += result.differences;
+  report.settled += result.settled;
+  report.repaired += result.repaired;
+  for (const key of result.sampleKeys) if (report.sampleKeys.length < 10) report.sampleKeys.push(key);
+}
+
+export async function verificationWorkflow(input: VerificationInput): Promise<VerificationReport> {
+  const report = input.resume?.report ?? emptyReport(input.table, Date.now());
+  if (input.resume !== undefined) report.runs += 1;
+  setHandler(verificationReportQuery, () => report);
+  upsertSearchAttributes([
+    { key: MIGRATION_NAME, value: input.migration },
+    { key: MIGRATION_TABLE, value: report.table },
+    { key: MIGRATION_PHASE, value: 'verification' },
+  ]);
+  const chunkSize = input.chunkSize ?? 10_000;
+  let cursors = input.resume?.partitions;
+  if (cursors === undefined) {
+    const plan = await planPartitions({
+      connection: input.from,
+      table: input.table,
+      partitions: input.partitions ?? 4,
+      chunkSize,
+    });
+    const ranges: OpenKeyRange[] = plan.partitions.map((range, i) => ({
+      lower: range.lower,
+      upper: i === plan.partitions.length - 1 ? null : range.upper,
+    }));
+    cursors = (ranges.length > 0 ? ranges : [{ lower: null, upper: null }]).map((range) => ({
+      range,
+      reached: range.lower,
+      done: false,
+    }));
+  }
+  report.phase = 'verifying';
+
+  let stopForNewRun = false;
+  const verifyPartition = async (cursor: PartitionCursor) => {
+    while (!cursor.done && !stopForNewRun) {
+      const result = await verifyRange({
+        from: input.from,
+        to: input.to,
+        table: input.table,
+        range: { lower: cursor.reached, upper: cursor.range.upper },
+        chunkSize,
+        maxChunks: input.chunksPerActivity ?? 20,
+        settleMs: input.settleMs ?? 2000,
+        repair: input.repair ?? true,
+      });
+      add(report, result);
+      cursor.reached = result.reached;
+      cursor.done = result.done;
+      setCurrentDetails(
+        `${report.table}: ${report.rowsFrom} rows in ${report.chunks} chunks compared, ${report.differences} differences, ${report.repaired} repaired`,
+      );
+      if (workflowInfo().continueAsNewSuggested) stopForNewRun = true;
+    }
+  };
+  await Promise.all(cursors.map(verifyPartition));
+  if (cursors.some((cursor) => !cursor.done)) {
+    await continueAsNew<typeof verificationWorkflow>({ ...input, resume: { report, partitions: cursors } });
+  }
+  report.phase = 'done';
+  report.finishedAt = Date.now();
+  const seconds = (report.finishedAt - report.startedAt) / 1000;
+  report.rowsPerSecond = seconds > 0 ? Math.round(report.rowsFrom / seconds) : null;
+  setCurrentDetails(
+    `${report.table} verified: ${report.rowsFrom} rows, ${report.differences} differences, ${report.repaired} repaired`,
+  );
+  return report;
+}
