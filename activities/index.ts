@@ -7,6 +7,7 @@ import { createKeyRanges } from './key-ranges';
 import type { ConnectionPools } from './pools';
 import { createQueryBenchmark } from './query-benchmark';
 import { createRangeVerifier, type VerifierHooks } from './range-verifier';
+import { createSequences } from './sequences';
 import { createSyncer } from './syncer';
 import { TableShapes } from './table-shapes';
 import { createThrottler } from './throttler';
@@ -34,6 +35,7 @@ export function createActivities({ pools, copierHooks, verifierHooks }: Activity
     ...createThrottler(pools),
     ...createFlags(pools),
     ...createQueryBenchmark(pools),
+    ...createSequences(pools),
   };
 }
 
