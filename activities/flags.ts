@@ -1,5 +1,7 @@
 // Flags: the migration changes its stage (and live read percentage) through these activities; every
 // router follows the stage store (router/stage-store.ts), and the cutover asks which routers are alive.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Context } from '@temporalio/activity';
 import type { ConnectionName } from '../config/connections';
 import {
   listRouters,
@@ -37,5 +39,35 @@ export function createFlags(pools: ConnectionPools) {
       connection: ConnectionName;
       migration: string;
     }): Promise<RegisteredRouter[]> => listRouters(pools.get(input.connection), input.migration),
+
+    /**
+     * Waits until every live router (heard from within `silentAfterSeconds`) has acknowledged the
+     * write fence of stage version `version`, or `timeoutMs` passes. Returns who did and who did not:
+     * the switch goes ahead only when nobody is missing.
+     */
+    awaitRouterFence: async (input: {
+      connection: ConnectionName;
+      migration: string;
+      version: number;
+      timeoutMs: number;
+      silentAfterSeconds?: number;
+    }): Promise<{ acknowledged: string[]; missing: string[] }> => {
+      const deadline = Date.now() + input.timeoutMs;
+      for (;;) {
+        const routers = (await listRouters(pools.get(input.connection), input.migration)).filter(
+          (router) => router.silentSeconds <= (input.silentAfterSeconds ?? 15),
+        );
+        const acknowledged = routers.filter((router) => (router.fenceAcknowledged ?? 0) >= input.version);
+        const missing = routers.filter((router) => (router.fenceAcknowledged ?? 0) < input.version);
+        if (missing.length === 0 || Date.now() >= deadline) {
+          return {
+            acknowledged: acknowledged.map((router) => router.routerId),
+            missing: missing.map((router) => router.routerId),
+          };
+        }
+        Context.current().heartbeat(missing.length);
+        await sleep(100);
+      }
+    },
   };
 }

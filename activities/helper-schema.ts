@@ -65,6 +65,9 @@ const HELPER_DDL = [
      started_at timestamptz NOT NULL DEFAULT now(),
      heartbeat_at timestamptz NOT NULL DEFAULT now()
    )`,
+  // Added after the first release of these tables: the write fence of the switch (stage-store.ts).
+  `ALTER TABLE ${HELPER_SCHEMA}.stages ADD COLUMN IF NOT EXISTS fenced boolean NOT NULL DEFAULT false`,
+  `ALTER TABLE ${HELPER_SCHEMA}.routers ADD COLUMN IF NOT EXISTS fence_acknowledged bigint`,
   // Called by the capture trigger for a session that asked (a router's, with live_migrate.collect on):
   // appends [schema, table, key as text] to the session's live_migrate.written setting. A session
   // setting changed in a transaction that rolls back is restored, so the list holds committed writes

@@ -35,7 +35,7 @@ export async function readRouterReport(
       `SELECT to_regclass('${HELPER_SCHEMA}.stages') IS NOT NULL AS installed`,
     );
     if (installed.rows[0]?.installed !== true) {
-      return { migration, stage: { stage: 'off', readPercent: 0, version: 0 }, routers: [] };
+      return { migration, stage: { stage: 'off', readPercent: 0, version: 0, fenced: false }, routers: [] };
     }
     const stage = await readStage(pool, migration);
     const routers = await listRouters(pool, migration);

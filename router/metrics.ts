@@ -22,6 +22,7 @@ export class RouterMetrics {
   private readonly stageVersion: Gauge<'stage'>;
   private readonly discrepancyKeys: Counter<'result'>;
   private readonly queuedKeys: Gauge;
+  private readonly fenceWaits: Histogram;
   private readonly timers = new Map<
     string,
     { duration: { observe(value: number): void }; errors: { inc(): void } }
@@ -71,6 +72,12 @@ export class RouterMetrics {
       name: 'live_migrate_router_discrepancy_keys_total',
       help: 'Distinct keys a failed mirror left different: queued, signalled to reconciliation, or dropped from a full queue.',
       labelNames: ['result'],
+      registers,
+    });
+    this.fenceWaits = new Histogram({
+      name: 'live_migrate_router_fence_wait_seconds',
+      help: 'How long writes waited at the write fence of a switch.',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
     this.queuedKeys = new Gauge({
@@ -125,6 +132,14 @@ export class RouterMetrics {
     if (keys > 0) this.discrepancyKeys.inc({ result }, keys);
     this.queuedKeys.set(queued);
   }
+
+  fenceWait(seconds: number): void {
+    this.fenceWaits.observe(seconds);
+    this.longestFenceWaitSeconds = Math.max(this.longestFenceWaitSeconds, seconds);
+  }
+
+  /** The longest wait at a fence so far (for reports; the histogram has the distribution). */
+  longestFenceWaitSeconds = 0;
 
   /** One counter's value by label, for tests and gates inside the process. */
   async count(name: 'mirrors' | 'shadow' | 'discrepancies', result: string): Promise<number> {

@@ -2,7 +2,7 @@
 // through the OpenFeature API it already uses, or put its own flag service in front of them:
 //   migration.stage        string  off | dual_write | shadow | live | switched | complete
 //   migration.readPercent  number  percentage of reads served by new in `live`
-//   migration.state        object  { stage, readPercent, version }
+//   migration.state        object  { stage, readPercent, version, fenced }
 // A stage change is announced as a ConfigurationChanged event.
 import {
   FlagNotFoundError,

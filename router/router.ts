@@ -59,6 +59,8 @@ export interface RouterOptions {
   mirrorTimeoutMs?: number;
   /** Connections per side the mirrors use (default 4). */
   mirrorPoolSize?: number;
+  /** How long a write waits for the write switch's fence to lift before it fails, in ms (default 30000). */
+  fenceWaitMs?: number;
   circuitBreaker?: CircuitBreakerOptions;
   shadow?: ShadowOptions;
   discrepancies?: DiscrepancyQueueOptions;
@@ -162,6 +164,9 @@ export class MigrationRouter extends EventEmitter {
   private readonly scope = new AsyncLocalStorage<RouteContext>();
   private readonly collecting = new WeakSet<pg.ClientBase>();
   private ended: Promise<void> | undefined;
+  /** Writes (and transactions) of this router in flight: the fence is acknowledged at zero. */
+  private writesInFlight = 0;
+  private readonly fenceListeners = new Set<() => void>();
 
   constructor(options: RouterOptions) {
     super();
@@ -261,6 +266,8 @@ export class MigrationRouter extends EventEmitter {
       // No migration has been prepared on old yet: the stage is `off` until one is.
     }
     this.watcher.on('change', (state: StageState) => {
+      for (const listener of this.fenceListeners) listener();
+      this.acknowledgeFenceIfIdle();
       this.metrics.stage(state.stage, state.version);
       this.logger.info(
         { stage: state.stage, readPercent: state.readPercent, version: state.version },
@@ -271,6 +278,7 @@ export class MigrationRouter extends EventEmitter {
     this.watcher.on('error-seen', (err) => this.logger.debug({ err }, 'stage store not readable'));
     const state = await this.watcher.start();
     this.metrics.stage(state.stage, state.version);
+    this.acknowledgeFenceIfIdle();
   }
 
   /** The stage this router follows now. */
@@ -328,14 +336,18 @@ export class MigrationRouter extends EventEmitter {
   connect(
     callback?: (err: Error | undefined, client?: RouterClient, done?: (err?: Error) => void) => void,
   ): Promise<RouterClient> | void {
-    const work = this.pools[stagePlan(this.stage.stage).authoritative]
-      .connect()
-      .then((session) => new RouterClient(this, session));
+    const side = stagePlan(this.stage.stage).authoritative;
+    const work = this.pools[side].connect().then((session) => new RouterClient(this, session, side));
     if (callback === undefined) return work;
     work.then(
       (client) => callback(undefined, client, (err) => client.release(err)),
       (err: Error) => callback(err),
     );
+  }
+
+  /** @internal A session for a checked-out client that moves to the new authoritative side. */
+  sessionOn(side: ConnectionName): Promise<pg.PoolClient> {
+    return this.pools[side].connect();
   }
 
   /** Sends queued discrepancies now (they are also sent every flush interval). */
@@ -357,8 +369,8 @@ export class MigrationRouter extends EventEmitter {
     return this.ended;
   }
 
-  /** Runs one statement for the application, on a pool or on a checked-out session. */
-  execute(config: RouterQueryConfig, session?: pg.PoolClient): Promise<pg.QueryResult> {
+  /** Runs one statement for the application, on a pool or on a checked-out client's session. */
+  execute(config: RouterQueryConfig, client?: RouterClient): Promise<pg.QueryResult> {
     const scoped = this.scope.getStore();
     const { routingKey, intent, ...pgConfig } =
       scoped === undefined && !('routingKey' in config) && !('intent' in config)
@@ -367,17 +379,89 @@ export class MigrationRouter extends EventEmitter {
     const { stage, readPercent } = this.watcher.current;
     const plan = stagePlan(stage);
     const info = statementInfo(pgConfig.text);
-    const onAuthoritative = () => session ?? this.pools[plan.authoritative];
-    if (plan.mirrorTo === null && !plan.shadow && plan.reads === plan.authoritative) {
-      return this.metrics.time(plan.authoritative, intent ?? info.kind, () =>
-        onAuthoritative().query(pgConfig),
-      );
-    }
+    const session = client?.session;
     const inTransaction = session !== undefined && session.getTransactionStatus() !== 'I';
     if (!inTransaction && (intent ?? info.kind) === 'read') {
+      const onAuthoritative = () => session ?? this.pools[plan.authoritative];
+      if (plan.mirrorTo === null && !plan.shadow && plan.reads === plan.authoritative) {
+        return this.metrics.time(plan.authoritative, 'read', () => onAuthoritative().query(pgConfig));
+      }
       return this.read(pgConfig, info, plan, readsFromNewNow(plan, readPercent, routingKey), onAuthoritative);
     }
-    return this.write(pgConfig, plan, session);
+    return this.fencedWrite(pgConfig, client);
+  }
+
+  /**
+   * A write, or any statement of a transaction, behind the write fence: while the fence is up a new
+   * write (or transaction) waits; one in flight counts until it is done (a transaction: until the
+   * session is idle again), and the fence is acknowledged when none is.
+   */
+  private async fencedWrite(config: pg.QueryConfig, client?: RouterClient): Promise<pg.QueryResult> {
+    const leave = client?.holdsWriteSlot === true ? undefined : await this.enterWrite();
+    if (client !== undefined && leave !== undefined) client.holdWriteSlot(leave);
+    try {
+      // After the wait the stage may have moved on (the switch): read it again.
+      const plan = stagePlan(this.watcher.current.stage);
+      if (
+        client !== undefined &&
+        client.side !== plan.authoritative &&
+        client.session.getTransactionStatus() === 'I'
+      ) {
+        await client.moveTo(plan.authoritative);
+      }
+      return await this.write(config, plan, client?.session);
+    } finally {
+      if (client === undefined) leave?.();
+      else if (client.session.getTransactionStatus() === 'I') client.leaveWriteSlot();
+    }
+  }
+
+  /** Waits while the fence is up, then counts a write in flight until the returned function runs. */
+  private async enterWrite(): Promise<() => void> {
+    if (this.watcher.current.fenced) {
+      const started = process.hrtime.bigint();
+      await this.fenceLifted();
+      this.metrics.fenceWait(Number(process.hrtime.bigint() - started) / 1e9);
+    }
+    this.writesInFlight++;
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      this.writesInFlight--;
+      this.acknowledgeFenceIfIdle();
+    };
+  }
+
+  private fenceLifted(): Promise<void> {
+    const waitMs = this.options.fenceWaitMs ?? 30_000;
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.fenceListeners.delete(check);
+      };
+      const check = () => {
+        if (!this.watcher.current.fenced) {
+          done();
+          resolve();
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(
+          new Error(
+            `a write waited ${waitMs} ms for the migration's write switch to finish; the switch should have ended or aborted by now: check the migration's status`,
+          ),
+        );
+      }, waitMs);
+      this.fenceListeners.add(check);
+      check();
+    });
+  }
+
+  private acknowledgeFenceIfIdle(): void {
+    const state = this.watcher.current;
+    if (state.fenced && this.writesInFlight === 0) void this.watcher.acknowledgeFence(state.version);
   }
 
   private async read(
@@ -483,11 +567,50 @@ function readsFromNewNow(
  * pass `intent: 'write'` (or use withContext) to keep a read on the session, e.g. after SET.
  */
 export class RouterClient extends EventEmitter {
+  private leaveSlot: (() => void) | undefined;
+
   constructor(
     private readonly router: MigrationRouter,
-    readonly session: pg.PoolClient,
+    private current: pg.PoolClient,
+    private currentSide: ConnectionName,
   ) {
     super();
+  }
+
+  /** The session this client runs on now. */
+  get session(): pg.PoolClient {
+    return this.current;
+  }
+
+  get side(): ConnectionName {
+    return this.currentSide;
+  }
+
+  get holdsWriteSlot(): boolean {
+    return this.leaveSlot !== undefined;
+  }
+
+  /** @internal The router counts this client's transaction as a write in flight until it ends. */
+  holdWriteSlot(leave: () => void): void {
+    this.leaveSlot = leave;
+  }
+
+  /** @internal */
+  leaveWriteSlot(): void {
+    const leave = this.leaveSlot;
+    this.leaveSlot = undefined;
+    leave?.();
+  }
+
+  /**
+   * @internal Between transactions, after the write switch: the next one must run on the new
+   * authoritative side, so the idle session is swapped for one there.
+   */
+  async moveTo(side: ConnectionName): Promise<void> {
+    const next = await this.router.sessionOn(side);
+    this.current.release();
+    this.current = next;
+    this.currentSide = side;
   }
 
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(
@@ -500,11 +623,12 @@ export class RouterClient extends EventEmitter {
   query(...args: unknown[]): unknown {
     const call = parseCall(args);
     if (!('config' in call)) return this.session.query(call);
-    return settle(this.router.execute(call.config, this.session), call.callback);
+    return settle(this.router.execute(call.config, this), call.callback);
   }
 
   release(err?: Error | boolean): void {
-    this.session.release(err);
+    this.leaveWriteSlot();
+    this.current.release(err);
   }
 
   escapeIdentifier(value: string): string {

@@ -19,27 +19,35 @@ export interface StageState {
   readPercent: number;
   /** Grows by one with every change; 0 before the first. */
   version: number;
+  /**
+   * The write fence of a switch: routers hold new writes (they wait, they do not fail), finish the
+   * ones in flight, then acknowledge this version. Lifted by the next stage change.
+   */
+  fenced: boolean;
 }
 
 export const STAGE_CHANNEL = 'live_migrate_stage';
-const INITIAL: StageState = { stage: 'off', readPercent: 0, version: 0 };
+const INITIAL: StageState = { stage: 'off', readPercent: 0, version: 0, fenced: false };
 
 export async function readStage(pool: pg.Pool | pg.ClientBase, migration: string): Promise<StageState> {
-  const { rows } = await pool.query<{ stage: Stage; read_percent: number; version: string }>(
-    `SELECT stage, read_percent, version FROM ${HELPER_SCHEMA}.stages WHERE migration = $1`,
+  const { rows } = await pool.query<{ stage: Stage; read_percent: number; version: string; fenced: boolean }>(
+    `SELECT stage, read_percent, version, fenced FROM ${HELPER_SCHEMA}.stages WHERE migration = $1`,
     [migration],
   );
   const row = rows[0];
   return row === undefined
     ? INITIAL
-    : { stage: row.stage, readPercent: row.read_percent, version: Number(row.version) };
+    : { stage: row.stage, readPercent: row.read_percent, version: Number(row.version), fenced: row.fenced };
 }
 
-/** Sets the stage and announces it; returns the new state. Refuses an unknown stage or percentage. */
+/**
+ * Sets the stage and announces it; returns the new state. Refuses an unknown stage or percentage.
+ * `fenced` raises the write fence (see StageState); any change without it lifts the fence.
+ */
 export async function setStage(
   pool: pg.Pool,
   migration: string,
-  change: { stage: Stage; readPercent?: number },
+  change: { stage: Stage; readPercent?: number; fenced?: boolean },
 ): Promise<StageState> {
   if (!STAGES.includes(change.stage)) {
     throw new Error(`unknown stage ${String(change.stage)}; stages are ${STAGES.join(', ')}`);
@@ -50,16 +58,17 @@ export async function setStage(
     throw new Error(`readPercent is ${readPercent}; it must be a whole number from 0 to 100`);
   }
   return withTransaction(pool, async (client) => {
+    const fenced = change.fenced ?? false;
     const { rows } = await client.query<{ version: string }>(
-      `INSERT INTO ${HELPER_SCHEMA}.stages (migration, stage, read_percent, version) VALUES ($1, $2, $3, 1)
+      `INSERT INTO ${HELPER_SCHEMA}.stages (migration, stage, read_percent, version, fenced) VALUES ($1, $2, $3, 1, $4)
        ON CONFLICT (migration) DO UPDATE
-         SET stage = EXCLUDED.stage, read_percent = EXCLUDED.read_percent,
+         SET stage = EXCLUDED.stage, read_percent = EXCLUDED.read_percent, fenced = EXCLUDED.fenced,
              version = stages.version + 1, changed_at = now()
        RETURNING version`,
-      [migration, change.stage, readPercent],
+      [migration, change.stage, readPercent, fenced],
     );
     await client.query('SELECT pg_notify($1, $2)', [STAGE_CHANNEL, migration]);
-    return { stage: change.stage, readPercent, version: Number(rows[0]?.version ?? 0) };
+    return { stage: change.stage, readPercent, version: Number(rows[0]?.version ?? 0), fenced };
   });
 }
 
@@ -71,6 +80,8 @@ export interface RegisteredRouter {
   pid: number | null;
   /** Seconds since its last heartbeat. */
   silentSeconds: number;
+  /** The fenced stage version this router acknowledged (no write of its own in flight), or null. */
+  fenceAcknowledged: number | null;
 }
 
 export async function listRouters(pool: pg.Pool, migration: string): Promise<RegisteredRouter[]> {
@@ -81,8 +92,10 @@ export async function listRouters(pool: pg.Pool, migration: string): Promise<Reg
     host: string | null;
     pid: number | null;
     silent: number;
+    fence_acknowledged: string | null;
   }>(
-    `SELECT router_id, stage, version, host, pid, extract(epoch FROM now() - heartbeat_at)::float8 AS silent
+    `SELECT router_id, stage, version, host, pid, extract(epoch FROM now() - heartbeat_at)::float8 AS silent,
+            fence_acknowledged
        FROM ${HELPER_SCHEMA}.routers WHERE migration = $1 ORDER BY router_id`,
     [migration],
   );
@@ -93,6 +106,7 @@ export async function listRouters(pool: pg.Pool, migration: string): Promise<Reg
     host: row.host,
     pid: row.pid,
     silentSeconds: row.silent,
+    fenceAcknowledged: row.fence_acknowledged === null ? null : Number(row.fence_acknowledged),
   }));
 }
 
@@ -116,6 +130,7 @@ export class StageWatcher extends EventEmitter {
   private timers: NodeJS.Timeout[] = [];
   private refreshing: Promise<void> | undefined;
   private stopped = false;
+  private fenceAcknowledged: number | null = null;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -166,14 +181,22 @@ export class StageWatcher extends EventEmitter {
     return this.refreshing;
   }
 
+  /** Tells the store this router holds the fence of `version`: none of its writes is in flight. */
+  async acknowledgeFence(version: number): Promise<void> {
+    if (this.fenceAcknowledged === version) return;
+    this.fenceAcknowledged = version;
+    await this.heartbeat();
+  }
+
   private async heartbeat(): Promise<void> {
     if (this.stopped) return;
     try {
       await this.pool.query(
-        `INSERT INTO ${HELPER_SCHEMA}.routers (router_id, migration, stage, version, host, pid)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        `INSERT INTO ${HELPER_SCHEMA}.routers (router_id, migration, stage, version, host, pid, fence_acknowledged)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (router_id) DO UPDATE
-           SET stage = EXCLUDED.stage, version = EXCLUDED.version, heartbeat_at = now()`,
+           SET stage = EXCLUDED.stage, version = EXCLUDED.version,
+               fence_acknowledged = EXCLUDED.fence_acknowledged, heartbeat_at = now()`,
         [
           this.options.routerId,
           this.migration,
@@ -181,6 +204,7 @@ export class StageWatcher extends EventEmitter {
           this.state.version,
           hostname(),
           process.pid,
+          this.fenceAcknowledged,
         ],
       );
     } catch (err) {

@@ -2,7 +2,6 @@
 // with capture on old, and a way to move the stage and wait until a router follows it.
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
-import type pg from 'pg';
 import { createCapture } from '../../activities/capture';
 import type { TableRef } from '../../activities/inspector';
 import { ConnectionPools } from '../../activities/pools';
@@ -12,6 +11,8 @@ import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { createRouter, type MigrationRouter, type RouterOptions } from '../../router';
 import { setStage, type Stage } from '../../router/stage-store';
 import { createLogger } from '../../worker/logger';
+import pg from 'pg';
+import { ensureHelperSchema } from '../../activities/helper-schema';
 import { servers, testSite } from './servers';
 import { waitFor } from './wait';
 
@@ -107,4 +108,37 @@ export async function moveStage(
   await waitFor(`routers to follow ${stage}`, () =>
     Promise.resolve(routers.every((router) => router.stage.version >= state.version)),
   );
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+/** A fresh database on each server, so the change log and helper tables are this test's alone. */
+export async function freshDatabases(prefix: string, newUrl = servers.newUrl) {
+  const database = `${prefix}_${randomUUID().slice(0, 8)}`;
+  for (const url of [servers.oldUrl, newUrl]) {
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE DATABASE ${database}`);
+    } finally {
+      await admin.end();
+    }
+  }
+  const urls = { old: withDatabase(servers.oldUrl, database), new: withDatabase(newUrl, database) };
+  const pools = {
+    old: new pg.Pool({ connectionString: urls.old, max: 4 }),
+    new: new pg.Pool({ connectionString: urls.new, max: 4 }),
+  };
+  for (const pool of Object.values(pools)) pool.on('error', () => undefined);
+  await ensureHelperSchema(pools.old);
+  return {
+    urls,
+    pools,
+    env: { ...process.env, OLD_DATABASE_URL: urls.old, NEW_DATABASE_URL: urls.new },
+    end: () => Promise.all(Object.values(pools).map((pool) => pool.end())),
+  };
 }

@@ -14,7 +14,6 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
 import pg from 'pg';
-import { ensureHelperSchema } from '../../activities/helper-schema';
 import type { TableRef } from '../../activities/inspector';
 import { quoteTable } from '../../activities/sql';
 import { compareTables } from '../../activities/verifier';
@@ -25,44 +24,11 @@ import type { MigrationRouter } from '../../router';
 import { reconciliationWorkflow } from '../../workflows';
 import { drainAndStopSignal, reconciliationStatusQuery } from '../../workflows/messages';
 import { startRunningWorker } from '../harness/backfill';
-import { moveStage, routedTable, startRouter } from '../harness/router';
-import { installQuietRuntime, servers } from '../harness/servers';
+import { freshDatabases, moveStage, routedTable, startRouter } from '../harness/router';
+import { installQuietRuntime } from '../harness/servers';
 import { waitFor } from '../harness/wait';
 
 installQuietRuntime();
-
-function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
-}
-
-/** A fresh database on each server, so the change log and helper tables are this test's alone. */
-async function freshDatabases(prefix: string, newUrl = servers.newUrl) {
-  const database = `${prefix}_${randomUUID().slice(0, 8)}`;
-  for (const url of [servers.oldUrl, newUrl]) {
-    const admin = new pg.Client({ connectionString: url });
-    await admin.connect();
-    try {
-      await admin.query(`CREATE DATABASE ${database}`);
-    } finally {
-      await admin.end();
-    }
-  }
-  const urls = { old: withDatabase(servers.oldUrl, database), new: withDatabase(newUrl, database) };
-  const pools = {
-    old: new pg.Pool({ connectionString: urls.old, max: 4 }),
-    new: new pg.Pool({ connectionString: urls.new, max: 4 }),
-  };
-  for (const pool of Object.values(pools)) pool.on('error', () => undefined);
-  await ensureHelperSchema(pools.old);
-  return {
-    urls,
-    pools,
-    env: { ...process.env, OLD_DATABASE_URL: urls.old, NEW_DATABASE_URL: urls.new },
-    end: () => Promise.all(Object.values(pools).map((pool) => pool.end())),
-  };
-}
 
 async function assertEqual(oldPool: pg.Pool, newPool: pg.Pool, table: TableRef, what: string): Promise<void> {
   const comparison = await compareTables(oldPool, newPool, table, ['id']);

@@ -70,11 +70,16 @@ describe('stage store: every router follows the migration stage', () => {
     await waitFor('both routers to start', () =>
       Promise.resolve(routers.every((r) => r.seen.some((s) => s.ready))),
     );
-    assert.deepEqual(await readStage(pools.old, migration), { stage: 'off', readPercent: 0, version: 0 });
+    assert.deepEqual(await readStage(pools.old, migration), {
+      stage: 'off',
+      readPercent: 0,
+      version: 0,
+      fenced: false,
+    });
 
     const changedAt = Date.now();
     const state = await setStage(pools.old, migration, { stage: 'live', readPercent: 5 });
-    assert.deepEqual(state, { stage: 'live', readPercent: 5, version: 1 });
+    assert.deepEqual(state, { stage: 'live', readPercent: 5, version: 1, fenced: false });
     for (const router of routers) {
       const seen = await waitFor('the change', () =>
         Promise.resolve(router.seen.find((s) => s.version === 1)),
@@ -121,6 +126,7 @@ describe('stage store: every router follows the migration stage', () => {
         stage: 'live',
         readPercent: 25,
         version: 2,
+        fenced: false,
       });
       // An unknown flag or a wrong type gives the caller's default and says why.
       const unknown = await flags.getBooleanDetails('migration.nope', true);
