@@ -11,6 +11,8 @@ export const HELPER_SCHEMA = 'live_migrate';
 /** A session with this setting 'on' has the keys it writes noted in WRITTEN_SETTING. */
 export const COLLECT_SETTING = 'live_migrate.collect';
 export const WRITTEN_SETTING = 'live_migrate.written';
+/** The migration's own sessions say so ('migration'): the write guard lets only them write old. */
+export const WRITER_SETTING = 'live_migrate.writer';
 const WRITTEN_LIMIT = 8192;
 
 const HELPER_DDL = [

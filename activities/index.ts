@@ -11,6 +11,7 @@ import { createSequences } from './sequences';
 import { createSyncer } from './syncer';
 import { TableShapes } from './table-shapes';
 import { createThrottler } from './throttler';
+import { createWriteGuard } from './write-guard';
 
 /** For tests: pauses at the points where a crash or a race does harm. */
 export interface ActivityHooks {
@@ -36,6 +37,7 @@ export function createActivities({ pools, copierHooks, verifierHooks }: Activity
     ...createFlags(pools),
     ...createQueryBenchmark(pools),
     ...createSequences(pools),
+    ...createWriteGuard(pools),
   };
 }
 

@@ -5,9 +5,10 @@ import type { ConnectionName, ResolvedConnection } from '../config/connections';
 /**
  * Every session of the migration sees keys and values in one text form (UTC, ISO dates, exact
  * floats): keys travel between activities as text and must compare equal whichever session wrote them.
+ * They also say they are the migration's, so the write guard (write-guard.ts) lets them write old.
  */
 export const SESSION_OPTIONS =
-  '-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3';
+  '-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c live_migrate.writer=migration';
 
 /** Pools by connection name: what the syncer and the table shapes need, in a worker or a router. */
 export interface NamedPools {
