@@ -3,6 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import type { ConnectionName } from '../config/connections';
+import { NO_STATS, statsSince, type GateFigures, type RouterStats } from '../router/gate-stats';
 import {
   listRouters,
   setStage,
@@ -39,6 +40,25 @@ export function createFlags(pools: ConnectionPools) {
       connection: ConnectionName;
       migration: string;
     }): Promise<RegisteredRouter[]> => listRouters(pools.get(input.connection), input.migration),
+
+    /**
+     * The read ramp's gate figures: the change of every live router's counters since `baseline`
+     * (the snapshot an earlier call returned), summed. Keep the snapshot for the next window.
+     */
+    readGateFigures: async (input: {
+      connection: ConnectionName;
+      migration: string;
+      baseline?: Record<string, RouterStats>;
+      silentAfterSeconds?: number;
+    }): Promise<GateFigures & { routers: number; snapshot: Record<string, RouterStats> }> => {
+      const routers = (await listRouters(pools.get(input.connection), input.migration)).filter(
+        (router) => router.silentSeconds <= (input.silentAfterSeconds ?? 15),
+      );
+      const snapshot = Object.fromEntries(
+        routers.map((router) => [router.routerId, router.stats ?? NO_STATS]),
+      );
+      return { ...statsSince(snapshot, input.baseline), routers: routers.length, snapshot };
+    },
 
     /**
      * Waits until every live router (heard from within `silentAfterSeconds`) has acknowledged the

@@ -70,6 +70,8 @@ const HELPER_DDL = [
   // Added after the first release of these tables: the write fence of the switch (stage-store.ts).
   `ALTER TABLE ${HELPER_SCHEMA}.stages ADD COLUMN IF NOT EXISTS fenced boolean NOT NULL DEFAULT false`,
   `ALTER TABLE ${HELPER_SCHEMA}.routers ADD COLUMN IF NOT EXISTS fence_acknowledged bigint`,
+  // ... and the counters each router publishes for the read ramp's gates (router/gate-stats.ts).
+  `ALTER TABLE ${HELPER_SCHEMA}.routers ADD COLUMN IF NOT EXISTS stats jsonb`,
   // Called by the capture trigger for a session that asked (a router's, with live_migrate.collect on):
   // appends [schema, table, key as text] to the session's live_migrate.written setting. A session
   // setting changed in a transaction that rolls back is restored, so the list holds committed writes

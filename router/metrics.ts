@@ -4,6 +4,7 @@
 // application passes one (one router per registry).
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ConnectionName } from '../config/connections';
+import { NO_STATS, type RouterStats } from './gate-stats';
 
 /** What ran on a side: a read or write of the application, a mirror, or a shadow read. */
 export type WorkKind = 'read' | 'write' | 'mirror' | 'shadow';
@@ -87,6 +88,9 @@ export class RouterMetrics {
     });
   }
 
+  /** The counters a router publishes for the migration's gates (gate-stats.ts). */
+  readonly stats: RouterStats = { ...NO_STATS };
+
   /** Runs `work` and records its duration, and its failure, against the side. */
   time<T>(side: ConnectionName, kind: WorkKind, work: () => Promise<T>): Promise<T> {
     const started = process.hrtime.bigint();
@@ -98,14 +102,27 @@ export class RouterMetrics {
       this.timers.set(id, timer);
     }
     const { duration, errors } = timer;
+    const finished = (failed: boolean) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      duration.observe(seconds);
+      if (failed) errors.inc();
+      if (kind !== 'read') return;
+      if (side === 'old') {
+        this.stats.readsOld++;
+        this.stats.readSecondsOld += seconds;
+      } else {
+        this.stats.readsNew++;
+        this.stats.readSecondsNew += seconds;
+        if (failed) this.stats.readsNewFailed++;
+      }
+    };
     return work().then(
       (result) => {
-        duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        finished(false);
         return result;
       },
       (err: unknown) => {
-        duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-        errors.inc();
+        finished(true);
         throw err;
       },
     );
@@ -117,6 +134,8 @@ export class RouterMetrics {
 
   shadow(result: ShadowResult): void {
     this.shadowReads.inc({ result });
+    if (result === 'match' || result === 'mismatch') this.stats.shadowCompared++;
+    if (result === 'mismatch') this.stats.shadowMismatched++;
   }
 
   circuit(open: boolean): void {

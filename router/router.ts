@@ -218,6 +218,7 @@ export class MigrationRouter extends EventEmitter {
     this.watcher = new StageWatcher(this.stagePool, options.migration, {
       ...options.stageWatcher,
       routerId: this.routerId,
+      stats: () => this.metrics.stats,
     });
     this.breaker = new CircuitBreaker(options.circuitBreaker, (state) => {
       this.metrics.circuit(state === 'open');

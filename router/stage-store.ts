@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import { HELPER_SCHEMA } from '../activities/helper-schema';
 import { withTransaction } from '../activities/pools';
+import type { RouterStats } from './gate-stats';
 
 export const STAGES = ['off', 'dual_write', 'shadow', 'live', 'switched', 'complete'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -82,6 +83,8 @@ export interface RegisteredRouter {
   silentSeconds: number;
   /** The fenced stage version this router acknowledged (no write of its own in flight), or null. */
   fenceAcknowledged: number | null;
+  /** Its counters for the gates as of its last heartbeat, or null. */
+  stats: RouterStats | null;
 }
 
 export async function listRouters(pool: pg.Pool, migration: string): Promise<RegisteredRouter[]> {
@@ -93,9 +96,10 @@ export async function listRouters(pool: pg.Pool, migration: string): Promise<Reg
     pid: number | null;
     silent: number;
     fence_acknowledged: string | null;
+    stats: RouterStats | null;
   }>(
     `SELECT router_id, stage, version, host, pid, extract(epoch FROM now() - heartbeat_at)::float8 AS silent,
-            fence_acknowledged
+            fence_acknowledged, stats
        FROM ${HELPER_SCHEMA}.routers WHERE migration = $1 ORDER BY router_id`,
     [migration],
   );
@@ -107,6 +111,7 @@ export async function listRouters(pool: pg.Pool, migration: string): Promise<Reg
     pid: row.pid,
     silentSeconds: row.silent,
     fenceAcknowledged: row.fence_acknowledged === null ? null : Number(row.fence_acknowledged),
+    stats: row.stats,
   }));
 }
 
@@ -118,6 +123,8 @@ export interface StageWatcherOptions {
   heartbeatMs?: number;
   /** Listen for notifications (default true); polling alone still sees every change. */
   listen?: boolean;
+  /** What the router publishes with each heartbeat for the migration's gates. */
+  stats?: () => RouterStats;
 }
 
 /**
@@ -192,11 +199,11 @@ export class StageWatcher extends EventEmitter {
     if (this.stopped) return;
     try {
       await this.pool.query(
-        `INSERT INTO ${HELPER_SCHEMA}.routers (router_id, migration, stage, version, host, pid, fence_acknowledged)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        `INSERT INTO ${HELPER_SCHEMA}.routers (router_id, migration, stage, version, host, pid, fence_acknowledged, stats)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (router_id) DO UPDATE
            SET stage = EXCLUDED.stage, version = EXCLUDED.version,
-               fence_acknowledged = EXCLUDED.fence_acknowledged, heartbeat_at = now()`,
+               fence_acknowledged = EXCLUDED.fence_acknowledged, stats = EXCLUDED.stats, heartbeat_at = now()`,
         [
           this.options.routerId,
           this.migration,
@@ -205,6 +212,7 @@ export class StageWatcher extends EventEmitter {
           hostname(),
           process.pid,
           this.fenceAcknowledged,
+          this.options.stats === undefined ? null : JSON.stringify(this.options.stats()),
         ],
       );
     } catch (err) {

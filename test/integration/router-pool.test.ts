@@ -11,7 +11,12 @@ import { quoteTable } from '../../activities/sql';
 import { compareTables } from '../../activities/verifier';
 import type { MigrationRouter } from '../../router';
 import { routingBucket } from '../../router/stage-plan';
-import { databasePools } from '../harness/servers';
+import type { RouterStats } from '../../router/gate-stats';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities } from '../../activities';
+import { ConnectionPools } from '../../activities/pools';
+import { resolveConnections } from '../../config/connections';
+import { databasePools, testSite } from '../harness/servers';
 import { capturedLogger, moveStage, removeRoutedCapture, routedTable, startRouter } from '../harness/router';
 import { waitFor } from '../harness/wait';
 
@@ -294,5 +299,49 @@ describe('router: a drop-in for pg.Pool', () => {
     // The next write of this session starts a fresh list: it is mirrored as usual.
     await router.query(`UPDATE ${name} SET note = 'after the bulk write' WHERE id = 1`);
     assert.equal((await rowOn('new', 1))?.note, 'after the bulk write');
+  });
+
+  it('routers publish their gate figures: shadow mismatch rate, reads per side, errors on new', async () => {
+    const migrationPools = new ConnectionPools(resolveConnections(testSite('unused'), process.env));
+    const activities = createActivities({ pools: migrationPools });
+    const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+      new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
+    const gated = await startRouter('gates', {
+      shadow: { sampleRate: 1, maxInFlight: 20 },
+      stageWatcher: { pollMs: 200, heartbeatMs: 200 },
+    });
+    try {
+      const figures = (baseline?: Record<string, RouterStats>) =>
+        run(activities.readGateFigures, { connection: 'old', migration: gated.migration, baseline });
+      await moveStage(pools.old, gated.migration, [gated.router], 'shadow');
+      const start = await figures();
+      const original = await pools.old.query<SampleRow>(`SELECT note FROM ${name} WHERE id = 11`);
+      await pools.new.query(`UPDATE ${name} SET note = 'planted for the gate' WHERE id = 11`);
+      for (let i = 0; i < 10; i++)
+        await gated.router.query(`SELECT id, note FROM ${name} WHERE id = $1`, [11]);
+      const shadowed = await waitFor(
+        'ten shadow comparisons in a heartbeat',
+        () => figures(start.snapshot),
+        (f) => f.totals.shadowCompared >= 10,
+      );
+      assert.equal(shadowed.routers, 1);
+      assert.equal(shadowed.shadowMismatchRate, 1, 'every comparison met the planted difference');
+      assert.equal(shadowed.totals.readsOld, 10);
+      await pools.new.query(`UPDATE ${name} SET note = $1 WHERE id = 11`, [original.rows[0]?.note]);
+
+      await moveStage(pools.old, gated.migration, [gated.router], 'live', 100);
+      for (let i = 0; i < 10; i++)
+        await gated.router.query(`SELECT id, note FROM ${name} WHERE id = $1`, [11]);
+      const live = await waitFor(
+        'ten reads on new in a heartbeat',
+        () => figures(shadowed.snapshot),
+        (f) => f.totals.readsNew >= 10,
+      );
+      assert.equal(live.newErrorRate, 0);
+      assert.equal(live.totals.shadowCompared, 0, 'the window counts only what happened in it');
+    } finally {
+      await gated.router.end();
+      await migrationPools.end();
+    }
   });
 });

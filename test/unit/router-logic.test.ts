@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CircuitBreaker } from '../../router/circuit-breaker';
+import { NO_STATS, statsSince } from '../../router/gate-stats';
 import { parseWrittenKeys } from '../../router/mirror';
 import { sameRows } from '../../router/shadow';
 import { readsFromNew, routingBucket, stagePlan } from '../../router/stage-plan';
@@ -137,5 +138,31 @@ describe('written keys', () => {
     });
     assert.deepEqual(parseWrittenKeys('*'), { overflow: true, tables: [] });
     assert.deepEqual(parseWrittenKeys(null), { overflow: false, tables: [] });
+  });
+});
+
+describe('gate figures', () => {
+  it('sums each router’s change since the baseline; a router that restarted counts from zero', () => {
+    const before = {
+      a: { ...NO_STATS, readsOld: 100, readSecondsOld: 1, shadowCompared: 10, shadowMismatched: 1 },
+      b: { ...NO_STATS, readsNew: 50, readSecondsNew: 1, readsNewFailed: 5 },
+    };
+    const now = {
+      a: { ...NO_STATS, readsOld: 300, readSecondsOld: 3, shadowCompared: 110, shadowMismatched: 3 },
+      b: { ...NO_STATS, readsNew: 10, readSecondsNew: 0.3, readsNewFailed: 1 }, // restarted
+      c: { ...NO_STATS, readsNew: 40, readSecondsNew: 1.3, readsNewFailed: 0 }, // new since the baseline
+    };
+    const figures = statsSince(now, before);
+    assert.equal(figures.totals.readsOld, 200);
+    assert.equal(figures.totals.readsNew, 50);
+    assert.equal(figures.shadowMismatchRate, 2 / 100);
+    assert.equal(figures.newErrorRate, 1 / 50);
+    assert.ok(Math.abs(figures.readLatencyRatio! - 0.032 / 0.01) < 1e-9);
+    assert.deepEqual(statsSince({}), {
+      totals: NO_STATS,
+      shadowMismatchRate: null,
+      newErrorRate: null,
+      readLatencyRatio: null,
+    });
   });
 });
