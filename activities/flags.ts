@@ -22,6 +22,8 @@ export function createFlags(pools: ConnectionPools) {
       migration: string;
       stage: Stage;
       readPercent?: number;
+      /** Raise the write fence (router/stage-store.ts); any change without it lifts the fence. */
+      fenced?: boolean;
     }): Promise<StageState> => {
       const pool = pools.get(input.connection);
       await ensureHelperSchema(pool);
@@ -29,6 +31,7 @@ export function createFlags(pools: ConnectionPools) {
         return await setStage(pool, input.migration, {
           stage: input.stage,
           ...(input.readPercent !== undefined && { readPercent: input.readPercent }),
+          ...(input.fenced !== undefined && { fenced: input.fenced }),
         });
       } catch (err) {
         if ((err as { code?: string }).code !== undefined) throw err;

@@ -3,3 +3,4 @@ export { backfillTableWorkflow } from './backfill';
 export { backfillPartitionWorkflow } from './backfill-partition';
 export { reconciliationWorkflow } from './reconciliation';
 export { verificationWorkflow } from './verification';
+export { writeSwitchWorkflow } from './write-switch';

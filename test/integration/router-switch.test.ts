@@ -1,27 +1,30 @@
-// The write fence of the switch (hazards 7 and 9's router side), with writes running through two
-// routers the whole time: the fence makes routers hold new writes (they wait, none fails) and finish
-// the ones in flight, and each acknowledges; no write reaches old after that; the change log drains,
-// sequences move, authority flips to new, and the held writes land there, mirrored back to old.
-// No write is lost or applied twice: each writer counts its own row up once per acknowledged write.
-// A router holding a transaction open never acknowledges, so the switch gives up and lifts the
-// fence, and everyone stays on old.
+// The write switch (hazards 7 and 9) as the migration runs it, writeSwitchWorkflow on a real Temporal
+// server, with writes running through two routers the whole time: routers hold new writes at the
+// fence (they wait, none fails) and finish the ones in flight; old is guarded, the change log drains,
+// sequences move, authority flips to new, and the held writes land there, mirrored back to old. No
+// write is lost or applied twice: each writer counts its own row up once per acknowledged write. A
+// router holding a transaction open never acknowledges, so the switch aborts and everyone stays on
+// old, which still takes writes.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities';
-import { createCapture } from '../../activities/capture';
-import { HELPER_SCHEMA } from '../../activities/helper-schema';
 import type { TableRef } from '../../activities/inspector';
 import { ConnectionPools } from '../../activities/pools';
 import { quoteTable } from '../../activities/sql';
-import { TableShapes } from '../../activities/table-shapes';
 import { compareTables } from '../../activities/verifier';
 import { resolveConnections } from '../../config/connections';
 import type { MigrationRouter } from '../../router';
-import { setStage } from '../../router/stage-store';
+import { writeSwitchWorkflow } from '../../workflows';
+import type { WriteSwitchResult } from '../../workflows/write-switch';
+import { startRunningWorker } from '../harness/backfill';
 import { freshDatabases, moveStage, routedTable, startRouter } from '../harness/router';
-import { testSite } from '../harness/servers';
+import { installQuietRuntime, testSite } from '../harness/servers';
+import { workflowsPath } from '../harness/workflow-histories';
 import { waitFor } from '../harness/wait';
+
+installQuietRuntime();
 
 const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
   new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
@@ -33,13 +36,15 @@ interface Writer {
   longestMs: number;
 }
 
-describe('the write fence of the switch', () => {
+describe('the write switch', () => {
   let db: Awaited<ReturnType<typeof freshDatabases>>;
   let migrationPools: ConnectionPools;
   let activities: ReturnType<typeof createActivities>;
   let table: TableRef;
   let name: string;
   const routers: MigrationRouter[] = [];
+  let worker: Awaited<ReturnType<typeof startRunningWorker>>;
+  let migration: string;
 
   before(async () => {
     db = await freshDatabases('router_switch');
@@ -47,14 +52,21 @@ describe('the write fence of the switch', () => {
     activities = createActivities({ pools: migrationPools });
     table = await routedTable(db.pools.old, db.pools.new, 'switched', 20, db.env);
     name = quoteTable(table);
-    // After the switch new is authoritative: its writes are captured there and mirrored to old.
-    await createCapture(migrationPools, new TableShapes(migrationPools)).installChangeCapture({
-      connection: 'new',
-      tables: [table],
-    });
+    worker = await startRunningWorker('write-switch', undefined, db.env);
+    migration = `switch-${table.table}`;
+    for (let i = 0; i < 2; i++) {
+      const started = await startRouter('switch', {
+        migration,
+        old: { connectionString: db.urls.old, max: 6 },
+        new: { connectionString: db.urls.new, max: 6 },
+        stageWatcher: { pollMs: 200, heartbeatMs: 500 },
+      });
+      routers.push(started.router);
+    }
   });
 
   after(async () => {
+    await worker.stop();
     await Promise.all(routers.map((router) => router.end()));
     await migrationPools.end();
     await db.end();
@@ -67,22 +79,20 @@ describe('the write fence of the switch', () => {
     }
   }
 
-  /** Raises the write fence in `live` and waits (at most `timeoutMs`) for the routers' acknowledgements. */
-  async function raiseFence(migration: string, timeoutMs: number) {
-    const fence = await setStage(db.pools.old, migration, { stage: 'live', readPercent: 50, fenced: true });
-    return run(activities.awaitRouterFence, {
-      connection: 'old',
-      migration,
-      version: fence.version,
-      timeoutMs,
+  /** Runs the write switch of the test's migration from `live` 50% and replays its history. */
+  async function switchWrites(label: string, fenceTimeoutMs: number): Promise<WriteSwitchResult> {
+    const handle = await worker.client.workflow.start(writeSwitchWorkflow, {
+      taskQueue: worker.taskQueue,
+      workflowId: `${migration}-${label}`,
+      args: [{ migration, tables: [table], from: { stage: 'live', readPercent: 50 }, fenceTimeoutMs }],
     });
-  }
-
-  async function changeLogPosition(pool: typeof db.pools.old): Promise<string> {
-    const { rows } = await pool.query<{ position: string }>(
-      `SELECT last_value::text AS position FROM ${HELPER_SCHEMA}.change_log_id_seq`,
+    const result = await handle.result();
+    await Worker.runReplayHistory(
+      { workflowsPath, replayName: handle.workflowId },
+      await handle.fetchHistory(),
+      handle.workflowId,
     );
-    return rows[0]!.position;
+    return result;
   }
 
   function startWriters(count: number): { writers: Writer[]; stop: () => Promise<void> } {
@@ -136,52 +146,57 @@ describe('the write fence of the switch', () => {
     return new Map(rows.map((row) => [Number(row.id), Number(row.n)]));
   }
 
-  it('holds writes, flips authority to new, and loses or doubles none of them', async () => {
-    const first = await startRouter('switch', {
-      old: { connectionString: db.urls.old, max: 6 },
-      new: { connectionString: db.urls.new, max: 6 },
-      stageWatcher: { pollMs: 200, heartbeatMs: 500 },
-    });
-    routers.push(first.router);
-    const second = await startRouter('switch', {
-      migration: first.migration,
-      old: { connectionString: db.urls.old, max: 6 },
-      new: { connectionString: db.urls.new, max: 6 },
-      stageWatcher: { pollMs: 200, heartbeatMs: 500 },
-    });
-    routers.push(second.router);
-    const migration = first.migration;
+  it('a router holding a transaction open never acknowledges: the switch aborts and old keeps taking writes', async () => {
+    const [patient, stubborn] = routers as [MigrationRouter, MigrationRouter];
+    await moveStage(db.pools.old, migration, routers, 'live', 50);
+    const client = await stubborn.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`UPDATE ${name} SET note = 'held open' WHERE id = 20`);
+      // A write on the other router meets the fence while the switch waits, and goes on afterwards.
+      const switching = switchWrites('abort', 2000);
+      await waitFor('the fence', () => Promise.resolve(patient.stage.fenced));
+      const waiting = patient.query(`UPDATE ${name} SET note = 'waited' WHERE id = 19`);
+      const result = await switching;
+      assert.equal(result.switched, false);
+      assert.deepEqual(result.missing, [stubborn.routerId]);
+      assert.match(result.reason ?? '', /did not acknowledge the write fence in time/);
+      await waiting;
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    assert.equal(patient.stage.stage, 'live');
+    assert.equal(patient.stage.fenced, false);
+    await db.pools.old.query(`UPDATE ${name} SET note = 'old is not guarded' WHERE id = 18`);
+    const notes = await db.pools.old.query<{ note: string }>(
+      `SELECT note FROM ${name} WHERE id IN (18, 19, 20) ORDER BY id`,
+    );
+    assert.deepEqual(
+      notes.rows.map((row) => row.note),
+      ['old is not guarded', 'waited', 'held open'],
+    );
+    await drainOldToNew();
+    const comparison = await compareTables(db.pools.old, db.pools.new, table, ['id']);
+    assert.equal(comparison.differenceCount, 0, JSON.stringify(comparison.differences));
+  });
+
+  it('holds writes at the fence, flips authority to new, and loses or doubles none of them', async () => {
     await moveStage(db.pools.old, migration, routers, 'live', 50);
     const initial = await counters(db.pools.old);
     const load = startWriters(6);
+    let result: WriteSwitchResult;
+    let acknowledgedBefore: number[];
     // The writers stop on the way out whatever happens: a failed assertion must not leave them running.
     try {
       await waitFor('writes before the switch', () =>
         Promise.resolve(load.writers.every((w) => w.acknowledged >= 10)),
       );
-
-      // The switch: fence, every live router acknowledges, drain, sequences, flip.
-      const acks = await raiseFence(migration, 30_000);
-      assert.deepEqual(acks.missing, []);
-      assert.deepEqual(acks.acknowledged.sort(), routers.map((router) => router.routerId).sort());
-      const atAck = await changeLogPosition(db.pools.old);
-      const acknowledgedAtAck = load.writers.map((w) => w.acknowledged);
-      await drainOldToNew();
-      await run(activities.advanceSequences, { from: 'old', to: 'new', tables: [table] });
-      assert.equal(
-        await changeLogPosition(db.pools.old),
-        atAck,
-        'no write reached old after the acknowledgements',
-      );
-      assert.deepEqual(
-        load.writers.map((w) => w.acknowledged),
-        acknowledgedAtAck,
-        'no write completed while fenced',
-      );
-      await setStage(db.pools.old, migration, { stage: 'switched' });
-
+      acknowledgedBefore = load.writers.map((w) => w.acknowledged);
+      result = await switchWrites('switch', 30_000);
+      assert.equal(result.switched, true, result.reason);
       await waitFor('writes after the switch', () =>
-        Promise.resolve(load.writers.every((w, i) => w.acknowledged >= acknowledgedAtAck[i]! + 10)),
+        Promise.resolve(load.writers.every((w, i) => w.acknowledged >= acknowledgedBefore[i]! + 10)),
       );
     } finally {
       await load.stop();
@@ -200,48 +215,15 @@ describe('the write fence of the switch', () => {
     }
     const comparison = await compareTables(db.pools.old, db.pools.new, table, ['id']);
     assert.equal(comparison.differenceCount, 0, JSON.stringify(comparison.differences));
-    const longest = Math.max(...routers.map((router) => router.metrics.longestFenceWaitSeconds));
+    // Old refuses everyone but the migration now (hazard 7): a writer that bypasses the routers.
+    await assert.rejects(
+      db.pools.old.query(`UPDATE ${name} SET note = 'cron job' WHERE id = 1`),
+      /refused: this table has moved to the new database/,
+    );
     console.log(
-      `switch: ${load.writers.reduce((sum, w) => sum + w.acknowledged, 0)} writes by 6 writers through 2 routers, none failed; longest wait at the fence ${(longest * 1000).toFixed(0)} ms, longest write ${Math.max(...load.writers.map((w) => w.longestMs))} ms`,
+      `switch: ${load.writers.reduce((sum, w) => sum + w.acknowledged, 0)} writes by 6 writers through 2 routers, none failed; ` +
+        `fence up ${result!.fencedMs} ms (workflow time); longest write, its wait at the fence included, ` +
+        `${Math.max(...load.writers.map((w) => w.longestMs))} ms; ${result!.changesDrained} changes drained`,
     );
-  });
-
-  it('a router holding a transaction open never acknowledges: the switch gives up and everyone stays where they were', async () => {
-    const stubborn = routers[1]!;
-    const migration = stubborn.options.migration;
-    await moveStage(db.pools.old, migration, routers, 'live', 50);
-    const client = await stubborn.connect();
-    let released = false;
-    try {
-      await client.query('BEGIN');
-      await client.query(`UPDATE ${name} SET note = 'held open' WHERE id = 20`);
-      const acks = await raiseFence(migration, 2000);
-      assert.deepEqual(acks.missing, [stubborn.routerId]);
-      assert.deepEqual(acks.acknowledged, [routers[0]!.routerId]);
-      // A write on the other router waits at the fence meanwhile...
-      const waiting = routers[0]!.query(`UPDATE ${name} SET note = 'waited' WHERE id = 19`);
-      // ...and the switch aborts: the fence lifts, authority stays with old.
-      await setStage(db.pools.old, migration, { stage: 'live', readPercent: 50 });
-      await waiting;
-      await client.query('COMMIT');
-      client.release();
-      released = true;
-    } finally {
-      // On a failure: no fence left up, no transaction left open (the session is closed).
-      if (!released) {
-        await setStage(db.pools.old, migration, { stage: 'live', readPercent: 50 });
-        client.release(true);
-      }
-    }
-    const held = await db.pools.old.query<{ note: string }>(
-      `SELECT note FROM ${name} WHERE id IN (19, 20) ORDER BY id`,
-    );
-    assert.deepEqual(
-      held.rows.map((row) => row.note),
-      ['waited', 'held open'],
-    );
-    await drainOldToNew();
-    const comparison = await compareTables(db.pools.old, db.pools.new, table, ['id']);
-    assert.equal(comparison.differenceCount, 0, JSON.stringify(comparison.differences));
   });
 });
