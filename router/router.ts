@@ -383,7 +383,12 @@ export class MigrationRouter extends EventEmitter {
     const session = client?.session;
     const inTransaction = session !== undefined && session.getTransactionStatus() !== 'I';
     if (!inTransaction && (intent ?? info.kind) === 'read') {
-      const onAuthoritative = () => session ?? this.pools[plan.authoritative];
+      // A client's session serves its reads while it is on the authoritative side (not, say, after
+      // the switch moved authority while the client sat idle).
+      const onAuthoritative = () =>
+        session !== undefined && client?.side === plan.authoritative
+          ? session
+          : this.pools[plan.authoritative];
       if (plan.mirrorTo === null && !plan.shadow && plan.reads === plan.authoritative) {
         return this.metrics.time(plan.authoritative, 'read', () => onAuthoritative().query(pgConfig));
       }

@@ -185,6 +185,8 @@ describe('the write switch', () => {
     await moveStage(db.pools.old, migration, routers, 'live', 50);
     const initial = await counters(db.pools.old);
     const load = startWriters(6);
+    // A client checked out before the switch and idle across it.
+    const idle = await routers[0]!.connect();
     let result: WriteSwitchResult;
     let acknowledgedBefore: number[];
     // The writers stop on the way out whatever happens: a failed assertion must not leave them running.
@@ -198,7 +200,14 @@ describe('the write switch', () => {
       await waitFor('writes after the switch', () =>
         Promise.resolve(load.writers.every((w, i) => w.acknowledged >= acknowledgedBefore[i]! + 10)),
       );
+      // Its reads now come from new, the authoritative side, not from its old session.
+      await db.pools.new.query(`UPDATE ${name} SET note = 'only on new' WHERE id = 17`);
+      const read = await idle.query<{ note: string }>(`SELECT note FROM ${name} WHERE id = 17`);
+      assert.equal(read.rows[0]?.note, 'only on new');
+      await idle.query(`UPDATE ${name} SET note = 'written by the idle client' WHERE id = 17`);
+      assert.equal(idle.side, 'new', 'its session moved to new for the write');
     } finally {
+      idle.release();
       await load.stop();
     }
     assert.deepEqual(
