@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
 import type { CopyChunkInput } from '../../activities/copier';
 import { HELPER_SCHEMA } from '../../activities/helper-schema';
@@ -18,6 +17,7 @@ import { reconciliationWorkflow } from '../../workflows';
 import { discrepancySignal, drainAndStopSignal, reconciliationStatusQuery } from '../../workflows/messages';
 import { refusalMessage, startRunningWorker } from '../harness/backfill';
 import { databasePools, installQuietRuntime, testSite } from '../harness/servers';
+import { runActivity } from '../harness/activity';
 
 installQuietRuntime();
 
@@ -25,8 +25,6 @@ describe('change capture, chunk markers and reconciliation', () => {
   const pools = databasePools();
   const migrationPools = new ConnectionPools(resolveConnections(testSite('unused'), process.env));
   const activities = createActivities({ pools: migrationPools });
-  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
-    new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
   const suffix = randomUUID().slice(0, 8);
 
   after(async () => {
@@ -54,9 +52,9 @@ describe('change capture, chunk markers and reconciliation', () => {
     let table: { schema: string; table: string };
     before(async () => {
       table = await seeded('captured', 10);
-      await run(activities.installChangeCapture, { connection: 'old', tables: [table] });
+      await runActivity(activities.installChangeCapture, { connection: 'old', tables: [table] });
       // Installing twice is the same as once.
-      await run(activities.installChangeCapture, { connection: 'old', tables: [table] });
+      await runActivity(activities.installChangeCapture, { connection: 'old', tables: [table] });
     });
 
     it('logs the key of every committed insert, update (old and new key) and delete, nothing for a rollback', async () => {
@@ -87,15 +85,15 @@ describe('change capture, chunk markers and reconciliation', () => {
 
     it('is not removed while changes are pending, and is removed once they are drained', async () => {
       await assert.rejects(
-        run(activities.removeChangeCapture, { connection: 'old', tables: [table] }),
+        runActivity(activities.removeChangeCapture, { connection: 'old', tables: [table] }),
         (err) => {
           assert.match(refusalMessage(err), /still has 5 changes that have not reached the other side/);
           return true;
         },
       );
       assert.equal((await logged(table)).length, 5, 'the refusal changed nothing');
-      await run(activities.drainChangeLog, { from: 'old', to: 'new', batchSize: 100 });
-      await run(activities.removeChangeCapture, { connection: 'old', tables: [table] });
+      await runActivity(activities.drainChangeLog, { from: 'old', to: 'new', batchSize: 100 });
+      await runActivity(activities.removeChangeCapture, { connection: 'old', tables: [table] });
       await pools.old.query(`UPDATE ${quoteTable(table)} SET note = 'after removal' WHERE id = 1`);
       assert.deepEqual(await logged(table), []);
       await pools.old.query(`TRUNCATE ${quoteTable(table)}`);
@@ -105,7 +103,7 @@ describe('change capture, chunk markers and reconciliation', () => {
   describe('chunk markers', () => {
     it('a chunk copied again, or by two attempts at once, lands exactly once', async () => {
       const table = await seeded('twice', 50);
-      await run(activities.prepareTargetTable, {
+      await runActivity(activities.prepareTargetTable, {
         source: 'old',
         target: 'new',
         table,
@@ -119,8 +117,8 @@ describe('change capture, chunk markers and reconciliation', () => {
         range: { lower: null, upper: ['30'] },
       };
       const attempts = await Promise.all([
-        run(activities.copyChunk, chunk),
-        run(activities.copyChunk, chunk),
+        runActivity(activities.copyChunk, chunk),
+        runActivity(activities.copyChunk, chunk),
       ]);
       // One attempt committed; the other found its marker and reports the same chunk, done.
       assert.deepEqual(attempts.map((attempt) => attempt.alreadyDone).sort(), [false, true]);
@@ -133,7 +131,7 @@ describe('change capture, chunk markers and reconciliation', () => {
       );
       // Rows written on new since must survive a late retry of the chunk.
       await pools.new.query(`UPDATE ${quoteTable(table)} SET status = 'newer' WHERE id = 7`);
-      const again = await run(activities.copyChunk, chunk);
+      const again = await runActivity(activities.copyChunk, chunk);
       assert.deepEqual(again, { rowsRead: 30, rowsCopied: 30, alreadyDone: true });
       const { rows } = await pools.new.query<{ n: number; newer: number }>(
         `SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'newer')::int AS newer FROM ${quoteTable(table)}`,
@@ -152,7 +150,12 @@ describe('change capture, chunk markers and reconciliation', () => {
       }
       await pools.old.query(`DELETE FROM ${name} WHERE id = 1`);
       await pools.old.query(`INSERT INTO ${name} VALUES (2, 'a@example.com')`);
-      const synced = await run(activities.syncKeys, { from: 'old', to: 'new', table, keys: [['2'], ['1']] });
+      const synced = await runActivity(activities.syncKeys, {
+        from: 'old',
+        to: 'new',
+        table,
+        keys: [['2'], ['1']],
+      });
       assert.deepEqual(synced, { keys: 2, upserted: 1, deleted: 1 });
       const { rows } = await pools.new.query(`SELECT id::int, email FROM ${name}`);
       assert.deepEqual(rows, [{ id: 2, email: 'a@example.com' }]);

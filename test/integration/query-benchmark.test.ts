@@ -4,13 +4,13 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
 import { ConnectionPools } from '../../activities/pools';
 import { quoteTable } from '../../activities/sql';
 import { resolveConnections } from '../../config/connections';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { databasePools, testSite } from '../harness/servers';
+import { runActivity } from '../harness/activity';
 
 describe('query benchmark', () => {
   const pools = databasePools();
@@ -35,9 +35,7 @@ describe('query benchmark', () => {
   });
 
   it('measures reads on both sides, refuses writes, and says why top statements are missing', async () => {
-    const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
-      new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
-    const result = await run(activities.benchmarkQueries, {
+    const result = await runActivity(activities.benchmarkQueries, {
       queries: [
         { name: 'orders of a customer', sql: `SELECT * FROM ${name} WHERE customer_id = $1`, params: [7919] },
         { name: 'count', sql: `SELECT count(*) FROM ${name}` },

@@ -12,13 +12,13 @@ import { compareTables } from '../../activities/verifier';
 import type { MigrationRouter } from '../../router';
 import { routingBucket } from '../../router/stage-plan';
 import type { RouterStats } from '../../router/gate-stats';
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
 import { ConnectionPools } from '../../activities/pools';
 import { resolveConnections } from '../../config/connections';
 import { databasePools, testSite } from '../harness/servers';
 import { capturedLogger, moveStage, removeRoutedCapture, routedTable, startRouter } from '../harness/router';
 import { waitFor } from '../harness/wait';
+import { runActivity } from '../harness/activity';
 
 interface SampleRow {
   id: string;
@@ -304,15 +304,13 @@ describe('router: a drop-in for pg.Pool', () => {
   it('routers publish their gate figures: shadow mismatch rate, reads per side, errors on new', async () => {
     const migrationPools = new ConnectionPools(resolveConnections(testSite('unused'), process.env));
     const activities = createActivities({ pools: migrationPools });
-    const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
-      new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
     const gated = await startRouter('gates', {
       shadow: { sampleRate: 1, maxInFlight: 20 },
       stageWatcher: { pollMs: 200, heartbeatMs: 200 },
     });
     try {
       const figures = (baseline?: Record<string, RouterStats>) =>
-        run(activities.readGateFigures, { connection: 'old', migration: gated.migration, baseline });
+        runActivity(activities.readGateFigures, { connection: 'old', migration: gated.migration, baseline });
       await moveStage(pools.old, gated.migration, [gated.router], 'shadow');
       const start = await figures();
       const original = await pools.old.query<SampleRow>(`SELECT note FROM ${name} WHERE id = 11`);

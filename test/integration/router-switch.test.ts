@@ -7,7 +7,6 @@
 // old, which still takes writes.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities';
 import type { TableRef } from '../../activities/inspector';
@@ -23,11 +22,9 @@ import { freshDatabases, moveStage, routedTable, startRouter } from '../harness/
 import { installQuietRuntime, testSite } from '../harness/servers';
 import { workflowsPath } from '../harness/workflow-histories';
 import { waitFor } from '../harness/wait';
+import { runActivity } from '../harness/activity';
 
 installQuietRuntime();
-
-const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
-  new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
 
 interface Writer {
   id: number;
@@ -74,7 +71,11 @@ describe('the write switch', () => {
 
   async function drainOldToNew(): Promise<void> {
     for (;;) {
-      const drained = await run(activities.drainChangeLog, { from: 'old', to: 'new', batchSize: 500 });
+      const drained = await runActivity(activities.drainChangeLog, {
+        from: 'old',
+        to: 'new',
+        batchSize: 500,
+      });
       if (drained.entries === 0 && drained.backlog === 0) return;
     }
   }

@@ -5,20 +5,18 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
 import { ConnectionPools } from '../../activities/pools';
 import { quoteTable } from '../../activities/sql';
 import { resolveConnections } from '../../config/connections';
 import { refusalMessage } from '../harness/backfill';
 import { databasePools, testSite } from '../harness/servers';
+import { runActivity } from '../harness/activity';
 
 describe('advancing sequences on new', () => {
   const pools = databasePools();
   const migrationPools = new ConnectionPools(resolveConnections(testSite('unused'), process.env));
   const activities = createActivities({ pools: migrationPools });
-  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
-    new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
   const table = { schema: 'public', table: `sequenced_${randomUUID().slice(0, 8)}` };
   const name = quoteTable(table);
 
@@ -52,7 +50,7 @@ describe('advancing sequences on new', () => {
   });
 
   it('moves identity and serial sequences on new past everything old handed out, once', async () => {
-    const first = await run(activities.advanceSequences, {
+    const first = await runActivity(activities.advanceSequences, {
       from: 'old',
       to: 'new',
       tables: [table],
@@ -72,7 +70,7 @@ describe('advancing sequences on new', () => {
     const collision = await pools.old.query(`SELECT 1 FROM ${name} WHERE id = $1`, [inserted.rows[0]?.id]);
     assert.equal(collision.rowCount, 0);
 
-    const again = await run(activities.advanceSequences, {
+    const again = await runActivity(activities.advanceSequences, {
       from: 'old',
       to: 'new',
       tables: [table],
@@ -90,7 +88,7 @@ describe('advancing sequences on new', () => {
 
   it('leaves a sequence that is already ahead, and refuses a descending one', async () => {
     await pools.new.query(`SELECT setval(pg_get_serial_sequence($1, 'n'), 5000)`, [name]);
-    const ahead = await run(activities.advanceSequences, { from: 'old', to: 'new', tables: [table] });
+    const ahead = await runActivity(activities.advanceSequences, { from: 'old', to: 'new', tables: [table] });
     assert.equal(ahead.find((entry) => entry.column === 'n')?.after, '5000');
 
     const descending = { schema: 'public', table: `descending_${randomUUID().slice(0, 8)}` };
@@ -99,7 +97,7 @@ describe('advancing sequences on new', () => {
     );
     await pools.old.query(`CREATE TABLE ${quoteTable(descending)} (id bigint PRIMARY KEY)`);
     await assert.rejects(
-      run(activities.advanceSequences, { from: 'old', to: 'new', tables: [descending] }),
+      runActivity(activities.advanceSequences, { from: 'old', to: 'new', tables: [descending] }),
       (err: unknown) => /descending sequence/.test(refusalMessage(err)),
     );
   });

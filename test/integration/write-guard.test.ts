@@ -4,7 +4,6 @@
 // removing it lets everyone write again.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { MockActivityEnvironment } from '@temporalio/testing';
 import pg from 'pg';
 import { createActivities } from '../../activities';
 import type { TableRef } from '../../activities/inspector';
@@ -14,9 +13,7 @@ import { resolveConnections } from '../../config/connections';
 import type { MigrationRouter } from '../../router';
 import { freshDatabases, moveStage, routedTable, startRouter } from '../harness/router';
 import { testSite } from '../harness/servers';
-
-const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
-  new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
+import { runActivity } from '../harness/activity';
 
 describe('write guard on old', () => {
   let db: Awaited<ReturnType<typeof freshDatabases>>;
@@ -30,7 +27,7 @@ describe('write guard on old', () => {
     migrationPools = new ConnectionPools(resolveConnections(testSite('unused'), db.env));
     activities = createActivities({ pools: migrationPools });
     table = await routedTable(db.pools.old, db.pools.new, 'guarded', 10, db.env);
-    await run(activities.installChangeCapture, { connection: 'new', tables: [table] });
+    await runActivity(activities.installChangeCapture, { connection: 'new', tables: [table] });
   });
 
   after(async () => {
@@ -41,8 +38,8 @@ describe('write guard on old', () => {
 
   it('refuses writes from anyone but the migration, whose mirror still writes; removal lifts it', async () => {
     const name = quoteTable(table);
-    await run(activities.installWriteGuard, { connection: 'old', tables: [table] });
-    await run(activities.installWriteGuard, { connection: 'old', tables: [table] });
+    await runActivity(activities.installWriteGuard, { connection: 'old', tables: [table] });
+    await runActivity(activities.installWriteGuard, { connection: 'old', tables: [table] });
     for (const statement of [
       `UPDATE ${name} SET note = 'cron job' WHERE id = 1`,
       `INSERT INTO ${name} (id, customer_id, status, created_at) VALUES (99, 1, 'psql', now())`,
@@ -70,7 +67,7 @@ describe('write guard on old', () => {
     assert.equal(mirrored.rows[0]?.note, 'written after the switch');
     assert.equal(await router.metrics.count('mirrors', 'mirrored'), 1);
 
-    await run(activities.removeWriteGuard, { connection: 'old', tables: [table] });
+    await runActivity(activities.removeWriteGuard, { connection: 'old', tables: [table] });
     await db.pools.old.query(`UPDATE ${name} SET note = 'allowed again' WHERE id = 3`);
   });
 });
