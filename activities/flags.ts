@@ -6,6 +6,7 @@ import type { ConnectionName } from '../config/connections';
 import { NO_STATS, statsSince, type GateFigures, type RouterStats } from '../router/gate-stats';
 import {
   listRouters,
+  liveRouters,
   setStage,
   type RegisteredRouter,
   type Stage,
@@ -54,8 +55,10 @@ export function createFlags(pools: ConnectionPools) {
       baseline?: Record<string, RouterStats>;
       silentAfterSeconds?: number;
     }): Promise<GateFigures & { routers: number; snapshot: Record<string, RouterStats> }> => {
-      const routers = (await listRouters(pools.get(input.connection), input.migration)).filter(
-        (router) => router.silentSeconds <= (input.silentAfterSeconds ?? 15),
+      const routers = await liveRouters(
+        pools.get(input.connection),
+        input.migration,
+        input.silentAfterSeconds,
       );
       const snapshot = Object.fromEntries(
         routers.map((router) => [router.routerId, router.stats ?? NO_STATS]),
@@ -77,8 +80,10 @@ export function createFlags(pools: ConnectionPools) {
     }): Promise<{ acknowledged: string[]; missing: string[] }> => {
       const deadline = Date.now() + input.timeoutMs;
       for (;;) {
-        const routers = (await listRouters(pools.get(input.connection), input.migration)).filter(
-          (router) => router.silentSeconds <= (input.silentAfterSeconds ?? 15),
+        const routers = await liveRouters(
+          pools.get(input.connection),
+          input.migration,
+          input.silentAfterSeconds,
         );
         const acknowledged = routers.filter((router) => (router.fenceAcknowledged ?? 0) >= input.version);
         const missing = routers.filter((router) => (router.fenceAcknowledged ?? 0) < input.version);

@@ -5,12 +5,15 @@ import pg from 'pg';
 import { HELPER_SCHEMA } from '../activities/helper-schema';
 import { resolveConnection } from '../config/connections';
 import type { SiteConfig } from '../config/schema';
-import { listRouters, readStage, type RegisteredRouter, type StageState } from '../router/stage-store';
+import {
+  listRouters,
+  readStage,
+  SILENT_AFTER_SECONDS,
+  type RegisteredRouter,
+  type StageState,
+} from '../router/stage-store';
 import { OperatorError } from '../config/errors';
 import { describeConnectionError } from './doctor';
-
-/** A router that has not said it is alive for this long is reported as silent (3 heartbeats). */
-export const SILENT_AFTER_SECONDS = 15;
 
 export interface RouterReport {
   migration: string;

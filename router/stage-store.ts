@@ -87,6 +87,18 @@ export interface RegisteredRouter {
   stats: RouterStats | null;
 }
 
+/** A router not heard from for longer than this (three default heartbeats) counts as gone. */
+export const SILENT_AFTER_SECONDS = 15;
+
+/** The routers heard from within `silentAfterSeconds`: those a gate or a fence must count. */
+export async function liveRouters(
+  pool: pg.Pool,
+  migration: string,
+  silentAfterSeconds = SILENT_AFTER_SECONDS,
+): Promise<RegisteredRouter[]> {
+  return (await listRouters(pool, migration)).filter((router) => router.silentSeconds <= silentAfterSeconds);
+}
+
 export async function listRouters(pool: pg.Pool, migration: string): Promise<RegisteredRouter[]> {
   const { rows } = await pool.query<{
     router_id: string;

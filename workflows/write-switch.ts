@@ -23,7 +23,7 @@ export interface WriteSwitchInput {
   from: { stage: Stage; readPercent: number };
   /** How long routers get to acknowledge the fence, in ms (default 10,000). */
   fenceTimeoutMs?: number;
-  /** A router not heard from for longer is not waited for, in s (default 15). */
+  /** A router not heard from for longer is not waited for, in s (default SILENT_AFTER_SECONDS, 15). */
   silentAfterSeconds?: number;
   /** Added to the sequences' highest values on new (default 1000). */
   sequenceMargin?: number;
@@ -77,7 +77,7 @@ export async function writeSwitchWorkflow(input: WriteSwitchInput): Promise<Writ
     migration: input.migration,
     version: fence.version,
     timeoutMs: input.fenceTimeoutMs ?? 10_000,
-    silentAfterSeconds: input.silentAfterSeconds ?? 15,
+    silentAfterSeconds: input.silentAfterSeconds,
   });
   if (acks.missing.length > 0) {
     await liftFence();
