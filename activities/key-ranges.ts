@@ -14,13 +14,20 @@ export interface KeyRange {
   upper: string[];
 }
 
-/** WHERE text selecting a key range, plus an optional row predicate (hot rows). */
-export function keyRangeWhere(shape: TableShape, range: KeyRange, predicate?: string): string {
+/** A key range whose upper end may be open too (null = to the largest key there is). */
+export interface OpenKeyRange {
+  lower: string[] | null;
+  upper: string[] | null;
+}
+
+/** WHERE text selecting a key range (its upper end may be open), plus an optional row predicate. */
+export function keyRangeWhere(shape: TableShape, range: OpenKeyRange, predicate?: string): string {
   const key = `(${quoteList(shape.primaryKey)})`;
-  const conditions = [`${key} <= ${keyLiteral(range.upper, shape.primaryKeyTypes)}`];
-  if (range.lower !== null) conditions.unshift(`${key} > ${keyLiteral(range.lower, shape.primaryKeyTypes)}`);
+  const conditions: string[] = [];
+  if (range.lower !== null) conditions.push(`${key} > ${keyLiteral(range.lower, shape.primaryKeyTypes)}`);
+  if (range.upper !== null) conditions.push(`${key} <= ${keyLiteral(range.upper, shape.primaryKeyTypes)}`);
   if (predicate !== undefined) conditions.push(`(${predicate})`);
-  return conditions.join(' AND ');
+  return conditions.length === 0 ? 'true' : conditions.join(' AND ');
 }
 
 export interface PartitionPlan {

@@ -12,15 +12,10 @@ import type pg from 'pg';
 import type { ConnectionName } from '../config/connections';
 import type { TableRef, TableShape } from './inspector';
 import type { NamedPools } from './pools';
+import { keyRangeWhere, type OpenKeyRange } from './key-ranges';
 import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
 import type { SyncKeysInput, SyncKeysResult } from './syncer';
 import type { TableShapes } from './table-shapes';
-
-/** Keys after `lower` (exclusive; null: from the smallest) up to `upper` (inclusive; null: no end). */
-export interface OpenKeyRange {
-  lower: string[] | null;
-  upper: string[] | null;
-}
 
 export interface VerifyRangeInput {
   /** The authoritative side: its keys set the chunks, its rows are the truth for repairs. */
@@ -55,14 +50,6 @@ export interface VerifyRangeResult {
 }
 
 const SAMPLE_KEYS = 10;
-
-function rangeWhere(shape: TableShape, range: OpenKeyRange): string {
-  const key = `(${quoteList(shape.primaryKey)})`;
-  const conditions: string[] = [];
-  if (range.lower !== null) conditions.push(`${key} > ${keyLiteral(range.lower, shape.primaryKeyTypes)}`);
-  if (range.upper !== null) conditions.push(`${key} <= ${keyLiteral(range.upper, shape.primaryKeyTypes)}`);
-  return conditions.length === 0 ? 'true' : conditions.join(' AND ');
-}
 
 function rowText(shape: TableShape): string {
   return `ROW(${quoteList(shape.copyColumns)})::text`;
@@ -119,7 +106,7 @@ export function createRangeVerifier(
       `SELECT key, n FROM (
          SELECT ${keyTextArray(shape.primaryKey)} AS key, row_number() OVER (ORDER BY ${keyOrder}) AS n
            FROM (SELECT ${keyOrder} FROM ${quoteTable(input.table)}
-                  WHERE ${rangeWhere(shape, { lower, upper: input.range.upper })}
+                  WHERE ${keyRangeWhere(shape, { lower, upper: input.range.upper })}
                   ORDER BY ${keyOrder} LIMIT $1) AS walked) AS numbered
         ORDER BY n DESC LIMIT 1`,
       [input.chunkSize],
@@ -157,7 +144,7 @@ export function createRangeVerifier(
       const to = pools.get(input.to);
       while (!result.done && result.chunks < input.maxChunks) {
         const chunk = await nextChunkUpper(shape, input, result.reached);
-        const where = rangeWhere(shape, { lower: result.reached, upper: chunk.upper });
+        const where = keyRangeWhere(shape, { lower: result.reached, upper: chunk.upper });
         const [a, b] = await Promise.all([checksum(from, shape, where), checksum(to, shape, where)]);
         result.rowsFrom += a.rows;
         result.rowsTo += b.rows;

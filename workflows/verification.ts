@@ -15,7 +15,8 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { TableRef } from '../activities/inspector';
-import type { OpenKeyRange, VerifyRangeResult } from '../activities/range-verifier';
+import type { OpenKeyRange } from '../activities/key-ranges';
+import type { VerifyRangeResult } from '../activities/range-verifier';
 import type { ConnectionName } from '../config/connections';
 import { verificationReportQuery, type VerificationReport } from './messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_TABLE } from './search-attributes';
