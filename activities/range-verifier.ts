@@ -15,6 +15,7 @@ import type { NamedPools } from './pools';
 import { keyRangeWhere, type OpenKeyRange } from './key-ranges';
 import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
 import type { SyncKeysInput, SyncKeysResult } from './syncer';
+import { addSampleKeys, noCounts, type VerificationCounts } from './verification-counts';
 import type { TableShapes } from './table-shapes';
 
 export interface VerifyRangeInput {
@@ -32,24 +33,11 @@ export interface VerifyRangeInput {
   repair: boolean;
 }
 
-export interface VerifyRangeResult {
+export interface VerifyRangeResult extends VerificationCounts {
   /** The last key verified (the range continues after it), or null when nothing was verified. */
   reached: string[] | null;
   done: boolean;
-  rowsFrom: number;
-  rowsTo: number;
-  chunks: number;
-  mismatchedChunks: number;
-  /** Keys that differed, and still differed after the settle delay. */
-  differences: number;
-  /** Keys that differed at first and agreed after the settle delay (writes in flight). */
-  settled: number;
-  repaired: number;
-  /** A few of the differing keys, as text. */
-  sampleKeys: string[][];
 }
-
-const SAMPLE_KEYS = 10;
 
 function rowText(shape: TableShape): string {
   return `ROW(${quoteList(shape.copyColumns)})::text`;
@@ -131,14 +119,7 @@ export function createRangeVerifier(
       const result: VerifyRangeResult = resumed?.result ?? {
         reached: input.range.lower,
         done: false,
-        rowsFrom: 0,
-        rowsTo: 0,
-        chunks: 0,
-        mismatchedChunks: 0,
-        differences: 0,
-        settled: 0,
-        repaired: 0,
-        sampleKeys: [],
+        ...noCounts(),
       };
       const from = pools.get(input.from);
       const to = pools.get(input.to);
@@ -175,9 +156,10 @@ export function createRangeVerifier(
             keys = keys.filter((key) => still.has(key));
           }
           result.differences += keys.length;
-          for (const key of keys.slice(0, Math.max(0, SAMPLE_KEYS - result.sampleKeys.length))) {
-            result.sampleKeys.push(JSON.parse(key) as string[]);
-          }
+          addSampleKeys(
+            result,
+            keys.map((key) => JSON.parse(key) as string[]),
+          );
           if (input.repair && keys.length > 0) {
             const synced = await syncKeys({
               from: input.from,

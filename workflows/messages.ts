@@ -2,6 +2,7 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { KeyRange } from '../activities/key-ranges';
 import type { TableRef } from '../activities/inspector';
+import type { VerificationCounts } from '../activities/verification-counts';
 
 /** Stop starting new chunks (chunks in flight finish); takes effect at once. */
 export const pauseSignal = defineSignal('pause');
@@ -79,22 +80,9 @@ export interface ReconciliationStatus {
 export const reconciliationStatusQuery = defineQuery<ReconciliationStatus>('reconciliationStatus');
 
 /** What verification found in one table (verificationWorkflow). */
-export interface VerificationReport {
+export interface VerificationReport extends VerificationCounts {
   table: string;
   phase: 'planning' | 'verifying' | 'done';
-  /** Rows compared on the authoritative side, and rows found on the other side in the same chunks. */
-  rowsFrom: number;
-  rowsTo: number;
-  chunks: number;
-  /** Chunks whose checksums differed and were compared row by row. */
-  mismatchedChunks: number;
-  /** Keys still different after the settle delay. */
-  differences: number;
-  /** Keys that differed at first and agreed after the settle delay (writes in flight). */
-  settled: number;
-  repaired: number;
-  /** Up to ten differing keys, as text. */
-  sampleKeys: string[][];
   startedAt: number;
   finishedAt: number | null;
   rowsPerSecond: number | null;

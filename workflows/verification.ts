@@ -16,7 +16,7 @@ import {
 import type { Activities } from '../activities';
 import type { TableRef } from '../activities/inspector';
 import type { OpenKeyRange } from '../activities/key-ranges';
-import type { VerifyRangeResult } from '../activities/range-verifier';
+import { addCounts, noCounts } from '../activities/verification-counts';
 import type { ConnectionName } from '../config/connections';
 import { verificationReportQuery, type VerificationReport } from './messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_TABLE } from './search-attributes';
@@ -61,30 +61,12 @@ function emptyReport(table: TableRef, startedAt: number): VerificationReport {
   return {
     table: `${table.schema}.${table.table}`,
     phase: 'planning',
-    rowsFrom: 0,
-    rowsTo: 0,
-    chunks: 0,
-    mismatchedChunks: 0,
-    differences: 0,
-    settled: 0,
-    repaired: 0,
-    sampleKeys: [],
+    ...noCounts(),
     startedAt,
     finishedAt: null,
     rowsPerSecond: null,
     runs: 1,
   };
-}
-
-function add(report: VerificationReport, result: VerifyRangeResult): void {
-  report.rowsFrom += result.rowsFrom;
-  report.rowsTo += result.rowsTo;
-  report.chunks += result.chunks;
-  report.mismatchedChunks += result.mismatchedChunks;
-  report.differences += result.differences;
-  report.settled += result.settled;
-  report.repaired += result.repaired;
-  for (const key of result.sampleKeys) if (report.sampleKeys.length < 10) report.sampleKeys.push(key);
 }
 
 export async function verificationWorkflow(input: VerificationInput): Promise<VerificationReport> {
@@ -130,7 +112,7 @@ export async function verificationWorkflow(input: VerificationInput): Promise<Ve
         settleMs: input.settleMs ?? 2000,
         repair: input.repair ?? true,
       });
-      add(report, result);
+      addCounts(report, result);
       cursor.reached = result.reached;
       cursor.done = result.done;
       setCurrentDetails(
