@@ -2,11 +2,13 @@
 import { createCapture } from './capture';
 import { createCopier, type CopierHooks } from './copier';
 import { createFlags } from './flags';
+import { createHelperRemoval } from './helper-removal';
 import { createInspector } from './inspector';
 import { createKeyRanges } from './key-ranges';
 import type { ConnectionPools } from './pools';
 import { createQueryBenchmark } from './query-benchmark';
 import { createRangeVerifier, type VerifierHooks } from './range-verifier';
+import { createReconciliationControl } from './reconciliation-control';
 import { createSequences } from './sequences';
 import { createSyncer } from './syncer';
 import { TableShapes } from './table-shapes';
@@ -38,6 +40,8 @@ export function createActivities({ pools, copierHooks, verifierHooks }: Activity
     ...createQueryBenchmark(pools),
     ...createSequences(pools),
     ...createWriteGuard(pools),
+    ...createReconciliationControl(),
+    ...createHelperRemoval(pools),
   };
 }
 

@@ -3,14 +3,63 @@
 // errors are one line without a stack trace (add --debug for one) and never show a password.
 import { Command } from 'commander';
 import { OperatorError } from '../config/errors';
-import { loadSiteConfig } from '../config/load';
+import { loadMigrationConfig, loadSiteConfig } from '../config/load';
+import type { SiteConfig } from '../config/schema';
+import { resolveTemporalSettings } from '../config/temporal';
 import { redactSecrets } from '../config/redact';
 import { runDoctor } from './doctor';
 import { commandEnvironment } from './environment';
+import { formatMigrationStatus, MigrationControl, startMigration } from './migrations';
 import { formatRouterReport, readRouterReport } from './routers';
+import { connectClient } from './temporal-connection';
 
 function print(line: string): void {
   process.stdout.write(`${line}\n`);
+}
+
+/** Runs `work` with a Temporal client for the site, and closes the connection afterwards. */
+async function withClient<T>(
+  site: SiteConfig,
+  quiet: boolean,
+  work: (client: Awaited<ReturnType<typeof connectClient>>, taskQueue: string) => Promise<T>,
+): Promise<T> {
+  const { env, note } = commandEnvironment();
+  if (note !== undefined && !quiet) print(`note: ${note}`);
+  const settings = resolveTemporalSettings(site, env);
+  let client: Awaited<ReturnType<typeof connectClient>>;
+  try {
+    client = await connectClient(settings);
+  } catch (err) {
+    throw new OperatorError(`cannot reach Temporal at ${settings.address}: ${(err as Error).message}`);
+  }
+  try {
+    return await work(client, settings.taskQueue);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+/** A command on one migration, by name. */
+function control(
+  program: Command,
+  name: string,
+  description: string,
+  run: (migration: MigrationControl, options: Record<string, string | boolean | undefined>) => Promise<void>,
+): Command {
+  return program
+    .command(name)
+    .description(description)
+    .argument('<migration>', 'the migration name')
+    .option(
+      '-c, --config <file>',
+      'config file for the Temporal settings; without it, they come from the environment',
+    )
+    .action(async (migration: string, options: Record<string, string | boolean | undefined>) => {
+      const site = loadSiteConfig(options.config as string | undefined);
+      await withClient(site, options.json === true, (client) =>
+        run(new MigrationControl(client, migration), options),
+      );
+    });
 }
 
 export function buildProgram(): Command {
@@ -52,6 +101,85 @@ export function buildProgram(): Command {
       else for (const line of formatRouterReport(report)) print(line);
       if (report.routers.some((router) => router.behind || router.silent)) process.exitCode = 1;
     });
+
+  program
+    .command('start')
+    .description(
+      'start the migration a config file describes (safe to repeat: a running one is left as it is)',
+    )
+    .requiredOption('-c, --config <file>', 'migration config file (YAML or JSON)')
+    .action(async (options: { config: string }) => {
+      const config = loadMigrationConfig(options.config);
+      await withClient(config, false, async (client, taskQueue) => {
+        const started = await startMigration(client, config, taskQueue);
+        print(
+          started.started
+            ? `started migration ${config.name} (workflow ${started.workflowId}, task queue ${taskQueue}); follow it with \`migrate status ${config.name}\``
+            : `migration ${config.name} is already running (workflow ${started.workflowId}); nothing changed`,
+        );
+      });
+    });
+
+  control(
+    program,
+    'status',
+    "print the migration's step, gates, progress and latest events",
+    async (migration, options) => {
+      const status = await migration.status();
+      if (options.json === true) print(JSON.stringify(status, null, 2));
+      else for (const line of formatMigrationStatus(status)) print(line);
+    },
+  ).option('--json', 'print the status as JSON');
+
+  control(
+    program,
+    'pause',
+    'stop the ramp and the backfill where they are (chunks in flight finish)',
+    async (migration) => {
+      await migration.pause();
+      print(`asked migration ${migration.name} to pause`);
+    },
+  );
+
+  control(
+    program,
+    'resume',
+    'go on after a pause; retry a failed gate or write switch',
+    async (migration) => {
+      await migration.resume();
+      print(`asked migration ${migration.name} to resume`);
+    },
+  );
+
+  control(
+    program,
+    'approve',
+    'release what the migration waits for: an approval point or a failed gate',
+    async (migration) => {
+      const result = await migration.approve(process.env.USER);
+      print(`approved: ${result.released}`);
+    },
+  );
+
+  control(
+    program,
+    'rollback',
+    'roll back to an earlier step (default: one step); from switched, authority moves back to old without losing a write',
+    async (migration, options) => {
+      const result = await migration.rollback(options.to as string | undefined, process.env.USER);
+      print(`rolled back migration ${migration.name} from ${result.from} to ${result.to}`);
+    },
+  ).option('--to <step>', 'off, dual_write, shadow, live, live:25, switched');
+
+  control(
+    program,
+    'abort',
+    'end the migration: everyone back on old, capture and guards removed (new keeps its rows)',
+    async (migration) => {
+      const result = await migration.abort(process.env.USER);
+      print(`aborted migration ${migration.name} at ${result.abortedAt}; everyone is on old`);
+    },
+  );
 
   return program;
 }

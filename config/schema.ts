@@ -1,6 +1,16 @@
 // The migration config file's shape, validated with zod: what an operator may write, with defaults.
 // Secrets never live here: a connection names an environment variable that holds them.
+import { msToNumber } from '@temporalio/common';
 import { z } from 'zod';
+import {
+  APPROVAL_POINTS,
+  DEFAULT_APPROVALS,
+  DEFAULT_COMPLETION_SOAK_MS,
+  DEFAULT_GATES,
+  DEFAULT_READ_STEPS,
+  DEFAULT_STEP_SOAK_MS,
+  readStepProblems,
+} from '../workflows/migration-plan';
 import {
   DEFAULT_CHUNKS_IN_FLIGHT,
   DEFAULT_CHUNKS_PER_ACTIVITY,
@@ -137,6 +147,78 @@ export const throttleSchema = z.strictObject({
     .default(DEFAULT_THROTTLE.backoffMs),
 });
 
+/** A duration such as "10m", "2 hours", "14d", or a number of milliseconds; parsed to milliseconds. */
+function duration(fallback: number) {
+  return z
+    .union([z.number().int().min(0), z.string()])
+    .default(fallback)
+    .transform((value, ctx) => {
+      if (typeof value === 'number') return value;
+      try {
+        return msToNumber(value as Parameters<typeof msToNumber>[0]);
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `${value} is not a duration such as 30s, 10m, 2h or 14d` });
+        return z.NEVER;
+      }
+    });
+}
+
+const rate = (fallback: number) => z.number().min(0).max(1, 'is a fraction from 0 to 1').default(fallback);
+
+/** The read ramp, its gates, the write switch and the soak before retiring old. */
+export const cutoverSchema = z.strictObject({
+  /** Percent of reads served by new at each `live` step; rising, ending with 100. */
+  readSteps: z
+    .array(z.number())
+    .default(DEFAULT_READ_STEPS)
+    .superRefine((steps, ctx) => {
+      for (const problem of readStepProblems(steps)) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+  /** How long each step from shadow on runs before its gates are read. */
+  stepSoak: duration(DEFAULT_STEP_SOAK_MS),
+  /** What a failed gate in `live` does: hold there, or step back one read step and hold. */
+  onGateFailure: z.enum(['hold', 'step-back']).default('hold'),
+  /** Stages entered only after `migrate approve`. Retiring old always needs approval. */
+  approvals: z.array(z.enum(APPROVAL_POINTS)).default(DEFAULT_APPROVALS),
+  gates: z
+    .strictObject({
+      maxShadowMismatchRate: rate(DEFAULT_GATES.maxShadowMismatchRate),
+      minShadowComparisons: z.number().int().min(0).default(DEFAULT_GATES.minShadowComparisons),
+      maxNewErrorRate: rate(DEFAULT_GATES.maxNewErrorRate),
+      maxLatencyRatio: z.number().positive().default(DEFAULT_GATES.maxLatencyRatio),
+      maxReconciliationBacklog: z.number().int().min(0).default(DEFAULT_GATES.maxReconciliationBacklog),
+      maxQueryRatio: z.number().positive().nullable().default(DEFAULT_GATES.maxQueryRatio),
+    })
+    .default(() => ({ ...DEFAULT_GATES })),
+  /** How long routers get to acknowledge the write fence before the switch gives up. */
+  fenceTimeout: duration(10_000),
+  /** How long old stays read-only and reverse-synced after `complete` before it may be retired. */
+  soak: duration(DEFAULT_COMPLETION_SOAK_MS),
+});
+
+export const verificationSchema = z.strictObject({
+  chunkSize: z.number().int().min(100).max(1_000_000).default(10_000),
+  partitions: z.number().int().min(1).max(256).default(4),
+  /** How long a differing key gets to settle (a write in flight) before it counts. */
+  settle: duration(2000),
+});
+
+export const queryBenchmarkSchema = z.strictObject({
+  /** Reads to time on both sides; a statement that is not provably a read is never run. */
+  queries: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        sql: z.string().min(1),
+        params: z.array(z.unknown()).optional(),
+      }),
+    )
+    .default([]),
+  /** Also time this many of old's top statements from pg_stat_statements, when it is installed. */
+  topStatements: z.number().int().min(0).max(100).default(5),
+  runs: z.number().int().min(1).max(1000).default(20),
+});
+
 /** A whole migration: the site plus what to move and how fast. */
 export const migrationSchema = siteSchema.extend({
   name: z
@@ -161,6 +243,9 @@ export const migrationSchema = siteSchema.extend({
   throttle: throttleSchema.default(() => throttleSchema.parse({})),
   /** Create a table on new from old's definition when new does not have it. */
   createTables: z.boolean().default(false),
+  cutover: cutoverSchema.default(() => cutoverSchema.parse({})),
+  verification: verificationSchema.default(() => verificationSchema.parse({})),
+  queryBenchmark: queryBenchmarkSchema.default(() => queryBenchmarkSchema.parse({})),
 });
 export type MigrationConfig = z.infer<typeof migrationSchema>;
 

@@ -9,7 +9,8 @@ import { NO_STATS, type RouterStats } from './gate-stats';
 /** What ran on a side: a read or write of the application, a mirror, or a shadow read. */
 export type WorkKind = 'read' | 'write' | 'mirror' | 'shadow';
 export type MirrorResult = 'mirrored' | 'failed' | 'timed_out' | 'circuit_open' | 'too_many_keys';
-export type ShadowResult = 'match' | 'mismatch' | 'failed' | 'skipped_busy' | 'circuit_open';
+/** `settled`: differed, then old read again agreed with new (a write was in flight). */
+export type ShadowResult = 'match' | 'mismatch' | 'settled' | 'failed' | 'skipped_busy' | 'circuit_open';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
@@ -134,7 +135,7 @@ export class RouterMetrics {
 
   shadow(result: ShadowResult): void {
     this.shadowReads.inc({ result });
-    if (result === 'match' || result === 'mismatch') this.stats.shadowCompared++;
+    if (result === 'match' || result === 'mismatch' || result === 'settled') this.stats.shadowCompared++;
     if (result === 'mismatch') this.stats.shadowMismatched++;
   }
 

@@ -17,6 +17,7 @@ import { TableShapes } from '../activities/table-shapes';
 import { describeDatabaseError } from '../client/doctor';
 import type { ConnectionName } from '../config/connections';
 import { createLogger, type Logger } from '../worker/logger';
+import { reconciliationWorkflowId } from '../workflows/ids';
 import type { StatementKind } from './classify';
 import { CircuitBreaker, type CircuitBreakerOptions, type CircuitState } from './circuit-breaker';
 import {
@@ -53,8 +54,11 @@ export interface RouterOptions {
   logger?: Logger;
   /** Register the metrics here (one router per registry) instead of in the router's own registry. */
   registry?: Registry;
-  /** Where discrepancies go: the reconciliation workflow, through the application's Temporal client. */
-  reconciliation?: { client: import('@temporalio/client').Client; workflowId: string } | DiscrepancySink;
+  /**
+   * Where discrepancies go: the migration's reconciliation workflow, through the application's
+   * Temporal client (`workflowId` defaults to the one the migration workflow runs).
+   */
+  reconciliation?: { client: import('@temporalio/client').Client; workflowId?: string } | DiscrepancySink;
   /** How long a request waits for its mirror, in ms (default 250). */
   mirrorTimeoutMs?: number;
   /** Connections per side the mirrors use (default 4). */
@@ -231,7 +235,10 @@ export class MigrationRouter extends EventEmitter {
         ? undefined
         : 'send' in options.reconciliation
           ? options.reconciliation
-          : reconciliationSink(options.reconciliation.client, options.reconciliation.workflowId);
+          : reconciliationSink(
+              options.reconciliation.client,
+              options.reconciliation.workflowId ?? reconciliationWorkflowId(options.migration),
+            );
     this.queue = new DiscrepancyQueue(sink, this.logger, this.metrics, options.discrepancies);
     const named: NamedPools = {
       get: (name) => this.mirrorPools[name],
@@ -491,8 +498,11 @@ export class MigrationRouter extends EventEmitter {
     }
     const result = await this.metrics.time(plan.authoritative, 'read', () => onAuthoritative().query(config));
     if (plan.shadow) {
-      this.shadow.sample(info, result, () =>
-        this.metrics.time('new', 'shadow', () => this.pools.new.query(config)),
+      this.shadow.sample(
+        info,
+        result,
+        () => this.metrics.time('new', 'shadow', () => this.pools.new.query(config)),
+        () => this.pools.old.query(config),
       );
     }
     return result;

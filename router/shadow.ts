@@ -2,8 +2,10 @@
 // its answer from old and off its path. The two results are compared (row order ignored unless the
 // statement orders its rows); a mismatch is counted and logged with the statement's fingerprint and
 // normalized text, never with values. What the application receives is always old's result.
-// A write committed between the two reads can make a true mismatch look like one: the rate, not a
-// single mismatch, is the signal (the migration's gates read it).
+// A write committed between the two reads makes equal sides look different, so a mismatch is read
+// again on both sides by turns; when two neighbouring reads agree, a write was in flight and the
+// comparison counts as `settled`, not as a mismatch. The rate, not a single mismatch, is the signal
+// (the migration's gates read it).
 import type pg from 'pg';
 import type { Logger } from '../worker/logger';
 import type { CircuitBreaker } from './circuit-breaker';
@@ -16,6 +18,9 @@ export interface ShadowOptions {
   /** Shadow reads running at once at most; more are skipped (default 4). */
   maxInFlight?: number;
 }
+
+/** How many times a mismatch is read again on both sides before it counts. */
+const SETTLE_ROUNDS = 2;
 
 function rowText(row: unknown): string {
   return JSON.stringify(row, (_key, value: unknown) =>
@@ -52,7 +57,12 @@ export class ShadowReads {
   }
 
   /** Maybe runs `onNew` and compares it with `primary`; returns at once, never throws. */
-  sample(info: StatementInfo, primary: pg.QueryResult, onNew: () => Promise<pg.QueryResult>): void {
+  sample(
+    info: StatementInfo,
+    primary: pg.QueryResult,
+    onNew: () => Promise<pg.QueryResult>,
+    onOldAgain: () => Promise<pg.QueryResult>,
+  ): void {
     if (this.random() >= this.sampleRate) return;
     if (this.inFlight >= this.maxInFlight) {
       this.metrics.shadow('skipped_busy');
@@ -63,13 +73,14 @@ export class ShadowReads {
       return;
     }
     this.inFlight++;
-    void this.compare(info, primary, onNew).finally(() => this.inFlight--);
+    void this.compare(info, primary, onNew, onOldAgain).finally(() => this.inFlight--);
   }
 
   private async compare(
     info: StatementInfo,
     primary: pg.QueryResult,
     onNew: () => Promise<pg.QueryResult>,
+    onOldAgain: () => Promise<pg.QueryResult>,
   ): Promise<void> {
     let shadow: pg.QueryResult;
     try {
@@ -84,6 +95,25 @@ export class ShadowReads {
     if (sameRows(primary.rows, shadow.rows, info.ordered)) {
       this.metrics.shadow('match');
       return;
+    }
+    // Read the sides again by turns (old, new, old, new): two neighbouring reads that agree mean a
+    // write was in flight, not that new is wrong.
+    try {
+      let newRows = shadow.rows;
+      for (let round = 0; round < SETTLE_ROUNDS; round++) {
+        const oldRows = (await onOldAgain()).rows;
+        if (sameRows(oldRows, newRows, info.ordered)) {
+          this.metrics.shadow('settled');
+          return;
+        }
+        newRows = (await onNew()).rows;
+        if (sameRows(oldRows, newRows, info.ordered)) {
+          this.metrics.shadow('settled');
+          return;
+        }
+      }
+    } catch {
+      // A failed re-read settles nothing: the first comparison stands.
     }
     this.metrics.shadow('mismatch');
     this.logger.warn(

@@ -4,3 +4,4 @@ export { backfillPartitionWorkflow } from './backfill-partition';
 export { reconciliationWorkflow } from './reconciliation';
 export { verificationWorkflow } from './verification';
 export { writeSwitchWorkflow } from './write-switch';
+export { migrationWorkflow } from './migration';

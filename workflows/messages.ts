@@ -1,8 +1,10 @@
 // Signals, queries and updates, defined once and imported by workflows and the client alike.
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { KeyRange } from '../activities/key-ranges';
 import type { TableRef } from '../activities/inspector';
+import type { QueryBenchmarkResult } from '../activities/query-benchmark';
 import type { VerificationCounts } from '../activities/verification-counts';
+import type { Stage } from '../router/stage-store';
 
 /** Stop starting new chunks (chunks in flight finish); takes effect at once. */
 export const pauseSignal = defineSignal('pause');
@@ -90,3 +92,111 @@ export interface VerificationReport extends VerificationCounts {
   runs: number;
 }
 export const verificationReportQuery = defineQuery<VerificationReport>('verificationReport');
+
+// ---- The migration (workflows/migration.ts): pauseSignal and resumeSignal above, and these. ----
+
+/** Roll back one step, now; `rollbackUpdate` does the same with a target and an answer. */
+export const rollbackSignal = defineSignal('rollback');
+
+export interface ApproveResult {
+  /** What the approval released, e.g. "entering switched". */
+  released: string;
+}
+/** Releases what the migration holds for an operator: an approval point or a failed gate. */
+export const approveUpdate = defineUpdate<ApproveResult, [{ by?: string }]>('approve');
+
+export interface RollbackResult {
+  from: string;
+  to: string;
+}
+/** Rolls back to an earlier step (`off`, `dual_write`, `shadow`, `live`, `live:25`, `switched`). */
+export const rollbackUpdate = defineUpdate<RollbackResult, [{ to: string; by?: string }]>('rollbackTo');
+
+/** Ends the migration: everyone back on old, capture and guards removed; new's rows stay. */
+export const abortUpdate = defineUpdate<{ abortedAt: string }, [{ by?: string }]>('abort');
+
+export type MigrationPhase =
+  | 'preparing'
+  | 'backfilling'
+  | 'verifying'
+  | 'benchmarking'
+  | 'gating'
+  | 'held'
+  | 'paused'
+  | 'switching'
+  | 'rolling-back'
+  | 'soaking'
+  | 'retiring'
+  | 'retired'
+  | 'aborting'
+  | 'aborted';
+
+export interface GateCheck {
+  name: string;
+  /** The measured figure, or null when there was nothing to measure. */
+  value: number | null;
+  limit: number | null;
+  ok: boolean;
+  detail: string;
+}
+
+export interface GateReport {
+  step: string;
+  at: number;
+  /** The soak window the router figures cover, in ms. */
+  windowMs: number;
+  routers: number;
+  passed: boolean;
+  checks: GateCheck[];
+}
+
+export interface MigrationHold {
+  kind: 'approval' | 'gate' | 'rollback' | 'switch-failed' | 'retire';
+  reason: string;
+  since: number;
+  /** `approve` releases it; `resume` retries a failed gate or switch. */
+  approvable: boolean;
+}
+
+export interface TableProgress {
+  table: string;
+  rowsCopied: number;
+  backfillDone: boolean;
+  verification: VerificationReport | null;
+}
+
+export interface MigrationStatus {
+  name: string;
+  phase: MigrationPhase;
+  /** The current step and the whole ramp, e.g. "live 25%". */
+  step: string;
+  stage: Stage;
+  readPercent: number;
+  position: number;
+  steps: string[];
+  paused: boolean;
+  held: MigrationHold | null;
+  tables: TableProgress[];
+  /** True once the latest verification (since the last time the migration entered dual_write) found nothing left. */
+  verifiedClean: boolean | null;
+  lastGate: GateReport | null;
+  queryBenchmark: QueryBenchmarkResult | null;
+  switches: Array<{ direction: 'to-new' | 'to-old'; at: number } & WriteSwitchResultSummary>;
+  rollbacks: Array<{ from: string; to: string; at: number; by: string }>;
+  /** When the soak after `complete` ends (workflow time, ms since epoch). */
+  soakUntil: number | null;
+  /** The latest things the migration did, newest last. */
+  events: Array<{ at: number; text: string }>;
+  error: string | null;
+  runs: number;
+}
+
+export interface WriteSwitchResultSummary {
+  switched: boolean;
+  fencedMs: number;
+  changesDrained: number;
+  missing: string[];
+  reason?: string;
+}
+
+export const migrationStatusQuery = defineQuery<MigrationStatus>('migrationStatus');

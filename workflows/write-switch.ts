@@ -1,31 +1,52 @@
-// The write switch: moves write authority from old to new with a pause nobody notices, or gives up
-// and leaves everyone on old. In order:
+// The write switch: moves write authority from one side to the other with a pause nobody notices,
+// or gives up and leaves everyone where they were. The migration runs it forward (old → new, into
+// `switched`) and backward (new → old, a rollback from `switched` or `complete`: hazard 8). In order:
 //   1. raise the write fence: every router holds new writes and finishes the ones in flight;
 //   2. wait until every live router acknowledges; if one does not in time, lift the fence: abort;
-//   3. guard old: it refuses writes from anyone but the migration (writers that bypass the routers
-//      are stopped here, so nobody writes old after the switch: hazard 7);
-//   4. drain the change log to zero: new now has every write old took;
-//   5. move sequences and identity columns on new past old's values (hazard 9);
-//   6. capture on new, for the reverse sync to old; capture on old goes (the reverse sync's own
-//      writes to old must not be logged and carried back to new);
-//   7. the stage `switched`, which lifts the fence: the held writes run on new.
-// A failure after step 3 and before 7 undoes it all (guard, capture on new, capture on old back) and
-// lifts the fence, so old stays authoritative.
+//   3. guard the side giving up authority: it refuses writes from anyone but the migration (writers
+//      that bypass the routers are stopped here, so nobody writes it after the switch: hazard 7);
+//   4. drain its change log to zero: the other side now has every write it took;
+//   5. stop the reconciliation that synced toward the receiving side (nothing is left for it, and
+//      after the flip it would carry stale rows over newer ones);
+//   6. move sequences and identity columns on the receiving side past the giving side's values
+//      (hazard 9);
+//   7. capture on the receiving side, for the sync the other way; capture on the giving side goes
+//      (the reverse sync's own writes there must not be logged and carried back); the receiving
+//      side's guard, left from an earlier switch, goes;
+//   8. the target stage, which lifts the fence: the held writes run on the receiving side;
+//   9. reconciliation starts again in the new direction.
+// A failure after step 3 and before 8 undoes it all and lifts the fence, so authority stays put.
 import { log, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { TableRef } from '../activities/inspector';
-import type { Stage } from '../router/stage-store';
+import type { ConnectionName } from '../config/connections';
+import type { StagePosition } from './migration-plan';
+
+export interface AuthoritySwitchInput {
+  migration: string;
+  tables: TableRef[];
+  /** The side giving up authority, and the stage the switch starts from (and returns to on abort). */
+  from: { side: ConnectionName } & StagePosition;
+  /** The side taking authority, and the stage that lifts the fence. */
+  to: { side: ConnectionName } & StagePosition;
+  /** The migration's reconciliation workflow, stopped before the flip and started after it. */
+  reconciliationWorkflowId?: string;
+  /** How long routers get to acknowledge the fence, in ms (default 10,000). */
+  fenceTimeoutMs?: number;
+  /** A router not heard from for longer is not waited for, in s (default SILENT_AFTER_SECONDS, 15). */
+  silentAfterSeconds?: number;
+  /** Added to the sequences' highest values on the receiving side (default 1000). */
+  sequenceMargin?: number;
+}
 
 export interface WriteSwitchInput {
   migration: string;
   tables: TableRef[];
   /** The stage and read percentage the switch starts from (and returns to when it aborts). */
-  from: { stage: Stage; readPercent: number };
-  /** How long routers get to acknowledge the fence, in ms (default 10,000). */
+  from: StagePosition;
+  reconciliationWorkflowId?: string;
   fenceTimeoutMs?: number;
-  /** A router not heard from for longer is not waited for, in s (default SILENT_AFTER_SECONDS, 15). */
   silentAfterSeconds?: number;
-  /** Added to the sequences' highest values on new (default 1000). */
   sequenceMargin?: number;
 }
 
@@ -46,41 +67,49 @@ const {
   advanceSequences,
   installChangeCapture,
   removeChangeCapture,
+  ensureReconciliation,
 } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '200 milliseconds', maximumInterval: '5 seconds', maximumAttempts: 5 },
 });
-const { awaitRouterFence, drainChangeLog } = proxyActivities<Activities>({
+const { awaitRouterFence, drainChangeLog, stopReconciliation } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '200 milliseconds', maximumInterval: '5 seconds', maximumAttempts: 5 },
 });
 
-export async function writeSwitchWorkflow(input: WriteSwitchInput): Promise<WriteSwitchResult> {
+/** Moves write authority from `input.from.side` to `input.to.side`; see the steps above. */
+export async function switchAuthority(input: AuthoritySwitchInput): Promise<WriteSwitchResult> {
+  const { from, to, migration, tables } = input;
   const fencedAt = Date.now();
-  const fence = await setMigrationStage({
-    connection: 'old',
-    migration: input.migration,
-    stage: input.from.stage,
-    readPercent: input.from.readPercent,
-    fenced: true,
-  });
-  const liftFence = () =>
+  const setStage = (position: StagePosition, fenced?: boolean) =>
     setMigrationStage({
       connection: 'old',
-      migration: input.migration,
-      stage: input.from.stage,
-      readPercent: input.from.readPercent,
+      migration,
+      stage: position.stage,
+      readPercent: position.readPercent,
+      ...(fenced !== undefined && { fenced }),
     });
+  const reconcile = (source: ConnectionName, target: ConnectionName) =>
+    input.reconciliationWorkflowId === undefined
+      ? Promise.resolve()
+      : ensureReconciliation({
+          workflowId: input.reconciliationWorkflowId,
+          migration,
+          from: source,
+          to: target,
+        });
+
+  const fence = await setStage(from, true);
   const acks = await awaitRouterFence({
     connection: 'old',
-    migration: input.migration,
+    migration,
     version: fence.version,
     timeoutMs: input.fenceTimeoutMs ?? 10_000,
     silentAfterSeconds: input.silentAfterSeconds,
   });
   if (acks.missing.length > 0) {
-    await liftFence();
+    await setStage(from);
     const reason = `routers did not acknowledge the write fence in time: ${acks.missing.join(', ')}`;
     log.warn(`write switch aborted: ${reason}`);
     return {
@@ -93,26 +122,42 @@ export async function writeSwitchWorkflow(input: WriteSwitchInput): Promise<Writ
   }
   let changesDrained = 0;
   try {
-    await installWriteGuard({ connection: 'old', tables: input.tables });
+    await installWriteGuard({ connection: from.side, tables });
     for (;;) {
-      const drained = await drainChangeLog({ from: 'old', to: 'new', batchSize: 1000 });
+      const drained = await drainChangeLog({ from: from.side, to: to.side, batchSize: 1000 });
       changesDrained += drained.entries;
       if (drained.entries === 0 && drained.backlog === 0) break;
     }
-    await advanceSequences({ from: 'old', to: 'new', tables: input.tables, margin: input.sequenceMargin });
-    await installChangeCapture({ connection: 'new', tables: input.tables });
-    await removeChangeCapture({ connection: 'old', tables: input.tables });
-    await setMigrationStage({ connection: 'old', migration: input.migration, stage: 'switched' });
+    if (input.reconciliationWorkflowId !== undefined) {
+      await stopReconciliation({ workflowId: input.reconciliationWorkflowId });
+    }
+    await advanceSequences({ from: from.side, to: to.side, tables, margin: input.sequenceMargin });
+    await installChangeCapture({ connection: to.side, tables });
+    await removeChangeCapture({ connection: from.side, tables });
+    await removeWriteGuard({ connection: to.side, tables });
+    await setStage(to);
   } catch (err) {
-    // Old stays authoritative: capture back on old, none on new, old takes writes again, and the
-    // held writes go there.
-    await installChangeCapture({ connection: 'old', tables: input.tables });
-    await removeChangeCapture({ connection: 'new', tables: input.tables, discardPending: true });
-    await removeWriteGuard({ connection: 'old', tables: input.tables });
-    await liftFence();
+    // Authority stays where it was: capture back on the giving side, none on the receiving side, the
+    // giving side takes writes again, and the held writes go there.
+    await installChangeCapture({ connection: from.side, tables });
+    await removeChangeCapture({ connection: to.side, tables, discardPending: true });
+    await removeWriteGuard({ connection: from.side, tables });
+    await setStage(from);
+    await reconcile(from.side, to.side);
     const reason = `the switch failed and was undone: ${(err as Error).message}`;
     log.warn(reason);
     return { switched: false, missing: [], fencedMs: Date.now() - fencedAt, changesDrained, reason };
   }
-  return { switched: true, missing: [], fencedMs: Date.now() - fencedAt, changesDrained };
+  const fencedMs = Date.now() - fencedAt;
+  await reconcile(to.side, from.side);
+  return { switched: true, missing: [], fencedMs, changesDrained };
+}
+
+/** The forward switch on its own: old → new, into `switched`. */
+export async function writeSwitchWorkflow(input: WriteSwitchInput): Promise<WriteSwitchResult> {
+  return switchAuthority({
+    ...input,
+    from: { side: 'old', ...input.from },
+    to: { side: 'new', stage: 'switched', readPercent: 100 },
+  });
 }

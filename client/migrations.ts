@@ -1,0 +1,245 @@
+// The typed client helpers for a migration, used by the CLI and by operators' scripts: start it
+// (safe to repeat), read its status, and steer it. Every failure an operator can cause (no such
+// migration, a migration that has ended, a command the current step does not allow) becomes an
+// OperatorError with one clear line.
+import {
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+  type WorkflowExecutionDescription,
+} from '@temporalio/client';
+import { migrationInputFor } from '../config/migration-input';
+import { OperatorError } from '../config/errors';
+import type { MigrationConfig } from '../config/schema';
+import { migrationWorkflow } from '../workflows';
+import { migrationWorkflowId } from '../workflows/ids';
+import {
+  abortUpdate,
+  approveUpdate,
+  migrationStatusQuery,
+  pauseSignal,
+  resumeSignal,
+  rollbackUpdate,
+  type ApproveResult,
+  type MigrationStatus,
+  type RollbackResult,
+} from '../workflows/messages';
+import { MIGRATION_NAME } from '../workflows/search-attributes';
+
+export interface StartedMigration {
+  workflowId: string;
+  /** False when the migration was already running: nothing was started, nothing changed. */
+  started: boolean;
+}
+
+/** Starts the migration the config describes, or finds it running (its first config stays in force). */
+export async function startMigration(
+  client: Client,
+  config: MigrationConfig,
+  taskQueue: string,
+): Promise<StartedMigration> {
+  const workflowId = migrationWorkflowId(config.name);
+  const existing = await describe(client, workflowId);
+  if (existing !== undefined && existing.status.name === 'RUNNING') return { workflowId, started: false };
+  if (existing !== undefined && existing.status.name === 'COMPLETED') {
+    const status = await client.workflow
+      .getHandle(workflowId)
+      .query(migrationStatusQuery)
+      .catch(() => undefined);
+    throw new OperatorError(
+      `migration ${config.name} has already ended${status !== undefined ? ` (${status.phase})` : ''}; give a new migration a new name`,
+    );
+  }
+  await client.workflow.start(migrationWorkflow, {
+    workflowId,
+    taskQueue,
+    args: [migrationInputFor(config)],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    typedSearchAttributes: [{ key: MIGRATION_NAME, value: config.name }],
+  });
+  return { workflowId, started: true };
+}
+
+async function describe(
+  client: Client,
+  workflowId: string,
+): Promise<WorkflowExecutionDescription | undefined> {
+  try {
+    return await client.workflow.getHandle(workflowId).describe();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+function cause(err: unknown): string {
+  let current = err as Error | undefined;
+  while (current?.cause instanceof Error) current = current.cause;
+  return current?.message ?? String(err);
+}
+
+/** One migration, by name: its status and the operator's commands. */
+export class MigrationControl {
+  readonly workflowId: string;
+
+  constructor(
+    private readonly client: Client,
+    readonly name: string,
+  ) {
+    this.workflowId = migrationWorkflowId(name);
+  }
+
+  private get handle() {
+    return this.client.workflow.getHandle<typeof migrationWorkflow>(this.workflowId);
+  }
+
+  /** The migration's workflow, running; or a clear error when it does not exist or has ended. */
+  private async running(command: string): Promise<void> {
+    const description = await describe(this.client, this.workflowId);
+    if (description === undefined) {
+      throw new OperatorError(
+        `there is no migration named ${this.name} (workflow ${this.workflowId}) in this Temporal namespace; start it with \`migrate start --config FILE\``,
+      );
+    }
+    if (description.status.name !== 'RUNNING') {
+      const status = await this.status().catch(() => undefined);
+      throw new OperatorError(
+        `migration ${this.name} has ended (${status?.phase ?? description.status.name.toLowerCase()}); ${command} no longer applies`,
+      );
+    }
+  }
+
+  /** The migration's status; works on an ended migration too. */
+  async status(): Promise<MigrationStatus> {
+    try {
+      return await this.handle.query(migrationStatusQuery);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) {
+        throw new OperatorError(
+          `there is no migration named ${this.name} (workflow ${this.workflowId}) in this Temporal namespace`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  async pause(): Promise<void> {
+    await this.running('pause');
+    await this.handle.signal(pauseSignal);
+  }
+
+  async resume(): Promise<void> {
+    await this.running('resume');
+    await this.handle.signal(resumeSignal);
+  }
+
+  /** Rolls back to `to` (default: one step back) and answers once it has happened. */
+  async rollback(to?: string, by?: string): Promise<RollbackResult> {
+    await this.running('rollback');
+    const target = to ?? (await this.previousStep());
+    return this.update(
+      () =>
+        this.handle.executeUpdate(rollbackUpdate, {
+          args: [{ to: target, ...(by !== undefined && { by }) }],
+        }),
+      'rollback',
+    );
+  }
+
+  async approve(by?: string): Promise<ApproveResult> {
+    await this.running('approve');
+    return this.update(
+      () => this.handle.executeUpdate(approveUpdate, { args: [{ ...(by !== undefined && { by }) }] }),
+      'approve',
+    );
+  }
+
+  async abort(by?: string): Promise<{ abortedAt: string }> {
+    await this.running('abort');
+    return this.update(
+      () => this.handle.executeUpdate(abortUpdate, { args: [{ ...(by !== undefined && { by }) }] }),
+      'abort',
+    );
+  }
+
+  /** Waits until the migration ends; its final status. */
+  async result(): Promise<MigrationStatus> {
+    try {
+      return await this.handle.result();
+    } catch (err) {
+      if (err instanceof WorkflowFailedError)
+        throw new OperatorError(`migration ${this.name} failed: ${cause(err)}`);
+      throw err;
+    }
+  }
+
+  private async previousStep(): Promise<string> {
+    const status = await this.status();
+    if (status.position === 0) {
+      throw new OperatorError(
+        `migration ${this.name} is at ${status.step}; there is nothing earlier to roll back to`,
+      );
+    }
+    const previous = status.steps[status.position - 1]!;
+    return previous.startsWith('live ') ? `live:${previous.slice(5, -1)}` : previous;
+  }
+
+  private async update<T>(send: () => Promise<T>, command: string): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError)
+        throw new OperatorError(`${command} refused: ${cause(err)}`);
+      // A validator's rejection arrives as the update's failure too, on older servers as a plain error.
+      if ((err as Error).name === 'WorkflowUpdateFailedError')
+        throw new OperatorError(`${command} refused: ${cause(err)}`);
+      throw err;
+    }
+  }
+}
+
+/** A short, human report of a status, for `migrate status`. */
+export function formatMigrationStatus(status: MigrationStatus): string[] {
+  const lines = [
+    `migration ${status.name}: ${status.step} — ${status.phase}${status.paused ? ' (paused)' : ''}`,
+    `  steps: ${status.steps.map((step, i) => (i === status.position ? `[${step}]` : step)).join(' → ')}`,
+  ];
+  if (status.held !== null) {
+    lines.push(
+      `  held: ${status.held.reason}${status.held.approvable ? ' (migrate approve releases it)' : ''}`,
+    );
+  }
+  for (const table of status.tables) {
+    const verified =
+      table.verification === null
+        ? 'not verified yet'
+        : `verified ${table.verification.rowsFrom} rows, ${table.verification.differences} differences, ${table.verification.repaired} repaired`;
+    lines.push(
+      `  ${table.table}: ${table.backfillDone ? `backfilled ${table.rowsCopied} rows` : 'backfill not done'}; ${verified}`,
+    );
+  }
+  if (status.lastGate !== null) {
+    lines.push(
+      `  gates at ${status.lastGate.step}: ${status.lastGate.passed ? 'passed' : 'FAILED'} (${status.lastGate.routers} routers)`,
+    );
+    for (const check of status.lastGate.checks)
+      lines.push(`    ${check.ok ? '✓' : '✗'} ${check.name}: ${check.detail}`);
+  }
+  for (const query of status.queryBenchmark?.queries ?? []) {
+    lines.push(
+      `  query ${query.name}: p50 ${query.old.p50.toFixed(2)} → ${query.new.p50.toFixed(2)} ms (${query.ratioP50.toFixed(2)}×)`,
+    );
+  }
+  const lastSwitch = status.switches[status.switches.length - 1];
+  if (lastSwitch !== undefined) {
+    lines.push(
+      `  last write switch (${lastSwitch.direction}): ${lastSwitch.switched ? `done, writes waited at most ${lastSwitch.fencedMs} ms` : `did not happen: ${lastSwitch.reason}`}`,
+    );
+  }
+  if (status.soakUntil !== null) lines.push(`  soak until ${new Date(status.soakUntil).toISOString()}`);
+  if (status.error !== null) lines.push(`  error: ${status.error}`);
+  for (const event of status.events.slice(-5))
+    lines.push(`  ${new Date(event.at).toISOString()} ${event.text}`);
+  return lines;
+}

@@ -1,0 +1,797 @@
+// The migration: one long-running workflow per migration (id from its name, see ids.ts) that moves
+// it through its steps and lets an operator steer it.
+//
+//   off ─ prepare: refuse what cannot be migrated (hazard 10), capture on old, reconciliation
+//   dual_write ─ routers write old then new; backfill every table; verify new equals old
+//   shadow ─ a sample of reads also runs on new and is compared; the query benchmark runs
+//   live p% ─ for each read step: p% of reads from new
+//   switched ─ the write switch (write-switch.ts): new takes writes, old is reverse-synced
+//   complete ─ writes on new only; old read-only and reverse-synced for the soak (a durable timer)
+//   retire ─ on approval: capture, guards, flags and helper tables go; old's data stays
+//
+// Each step from shadow on runs for its soak window, then its gates are read (shadow mismatch rate,
+// error rate and latency on new, reconciliation backlog, last verification clean, query ratio). A
+// failed gate holds the migration with its reason (or steps back one read step first, when so
+// configured); `approve` releases it, `resume` measures again. Steps listed in `approvals` wait for
+// an operator before they are entered. `pause` stops the ramp (and the backfill) where it is; a
+// rollback goes back any number of steps, from `switched` or `complete` through the write switch the
+// other way, so no write made on new is lost (hazard 8); `abort` rolls back to `off` and removes
+// capture and guards. The state travels through continue-as-new; long waits are timers.
+import {
+  ApplicationFailure,
+  ParentClosePolicy,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  isCancellation,
+  log,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  startChild,
+  upsertSearchAttributes,
+  workflowInfo,
+  type ChildWorkflowHandle,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { BenchmarkQuery } from '../activities/query-benchmark';
+import type { RouterStats } from '../router/gate-stats';
+import { backfillTableWorkflow, type BackfillTableInput } from './backfill';
+import { reconciliationWorkflowId } from './ids';
+import {
+  abortUpdate,
+  approveUpdate,
+  migrationStatusQuery,
+  pauseSignal,
+  resumeSignal,
+  rollbackSignal,
+  rollbackUpdate,
+  type GateCheck,
+  type GateReport,
+  type MigrationHold,
+  type MigrationPhase,
+  type MigrationStatus,
+  type RollbackResult,
+} from './messages';
+import {
+  newIsAuthoritative,
+  planSteps,
+  rollbackTarget,
+  stepLabel,
+  type ApprovalPoint,
+  type GateLimits,
+  type StagePosition,
+} from './migration-plan';
+import { MIGRATION_NAME, MIGRATION_PHASE } from './search-attributes';
+import { verificationWorkflow } from './verification';
+import { switchAuthority } from './write-switch';
+
+export interface MigrationSettings {
+  /** Percentages of reads served by new in `live`, rising, ending with 100. */
+  readSteps: number[];
+  /** How long each step from shadow on runs before its gates are read, in ms. */
+  stepSoakMs: number;
+  /** How long old stays read-only and reverse-synced after `complete`, in ms. */
+  completionSoakMs: number;
+  /** What a failed gate does in `live`: hold there, or step back one read step and hold. */
+  onGateFailure: 'hold' | 'step-back';
+  /** Stages entered only after an operator approves. Retiring always needs approval. */
+  approvals: ApprovalPoint[];
+  gates: GateLimits;
+  /** How long routers get to acknowledge the write fence, in ms. */
+  fenceTimeoutMs: number;
+  verification: { chunkSize: number; partitions: number; settleMs: number };
+  queryBenchmark: { queries: BenchmarkQuery[]; topStatements: number; runs: number };
+  /** Continue as new after this many history events, even before the server suggests it. */
+  historyEventLimit?: number;
+}
+
+export interface MigrationInput {
+  name: string;
+  /** Each table's backfill, as built from the config (config/migration-input.ts). */
+  tables: BackfillTableInput[];
+  settings: MigrationSettings;
+  /** Carried across continue-as-new. */
+  resume?: MigrationMemory;
+}
+
+/** What the workflow remembers beyond the status it reports. */
+interface MigrationMemory {
+  status: MigrationStatus;
+  prepared: boolean;
+  /** The current step's own work and gates are done; the migration may go on. */
+  stepPassed: boolean;
+  /** The step an operator approved entering. */
+  approvedStep: number | null;
+  /** Router counters at the start of the current soak window. */
+  baseline: Record<string, RouterStats> | null;
+  verificationRounds: number;
+}
+
+const MAX_EVENTS = 30;
+
+const { setMigrationStage, readGateFigures, ensureReconciliation, reconciliationStatus } =
+  proxyActivities<Activities>({
+    startToCloseTimeout: '1 minute',
+    retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+  });
+const {
+  prepareTargetTable,
+  installChangeCapture,
+  removeChangeCapture,
+  removeWriteGuard,
+  removeMigrationHelpers,
+} = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', nonRetryableErrorTypes: ['Refusal'] },
+});
+const { benchmarkQueries } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 3 },
+});
+const { stopReconciliation } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+});
+
+function tableName(input: BackfillTableInput): string {
+  return `${input.table.schema}.${input.table.table}`;
+}
+
+function initialMemory(input: MigrationInput): MigrationMemory {
+  const steps = planSteps(input.settings.readSteps);
+  return {
+    status: {
+      name: input.name,
+      phase: 'preparing',
+      step: stepLabel(steps[0]!),
+      stage: 'off',
+      readPercent: 0,
+      position: 0,
+      steps: steps.map(stepLabel),
+      paused: false,
+      held: null,
+      tables: input.tables.map((table) => ({
+        table: tableName(table),
+        rowsCopied: 0,
+        backfillDone: false,
+        verification: null,
+      })),
+      verifiedClean: null,
+      lastGate: null,
+      queryBenchmark: null,
+      switches: [],
+      rollbacks: [],
+      soakUntil: null,
+      events: [],
+      error: null,
+      runs: 0,
+    },
+    prepared: false,
+    stepPassed: false,
+    approvedStep: null,
+    baseline: null,
+    verificationRounds: 0,
+  };
+}
+
+export async function migrationWorkflow(input: MigrationInput): Promise<MigrationStatus> {
+  const { settings, name } = input;
+  const steps = planSteps(settings.readSteps);
+  const switchedAt = steps.findIndex((step) => step.stage === 'switched');
+  const last = steps.length - 1;
+  const memory = input.resume ?? initialMemory(input);
+  const status = memory.status;
+  status.runs += 1;
+  const reconciliationId = reconciliationWorkflowId(name);
+  const tables = input.tables.map((table) => table.table);
+
+  // ---- Requests from the operator, answered by the main loop. ----
+  let approvals = 0;
+  let resumes = 0;
+  let pendingRollback: { target: number; by: string; ticket: number } | null = null;
+  let pendingAbort: { by: string; ticket: number } | null = null;
+  let tickets = 0;
+  const answers = new Map<number, { ok: true; value: RollbackResult } | { ok: false; reason: string }>();
+  const backfills = new Map<string, ChildWorkflowHandle<typeof backfillTableWorkflow>>();
+
+  const note = (text: string) => {
+    status.events.push({ at: Date.now(), text });
+    if (status.events.length > MAX_EVENTS) status.events.splice(0, status.events.length - MAX_EVENTS);
+    log.info(text);
+  };
+  const setPhase = (phase: MigrationPhase) => {
+    status.phase = phase;
+    upsertSearchAttributes([
+      { key: MIGRATION_NAME, value: name },
+      { key: MIGRATION_PHASE, value: `${phase}:${status.step}` },
+    ]);
+    setCurrentDetails(
+      `${name}: ${status.step}, ${phase}${status.paused ? ' (paused)' : ''}${status.held ? ` — held: ${status.held.reason}` : ''}`,
+    );
+  };
+  const interrupted = () => pendingRollback !== null || pendingAbort !== null;
+  const closed = () => ['retiring', 'retired', 'aborting', 'aborted'].includes(status.phase);
+  const tellBackfills = (signal: typeof pauseSignal | typeof resumeSignal) => {
+    for (const child of backfills.values()) void child.signal(signal).catch(() => undefined);
+  };
+
+  setHandler(migrationStatusQuery, () => status);
+  setHandler(pauseSignal, () => {
+    if (status.paused) return;
+    status.paused = true;
+    note('paused by an operator');
+    tellBackfills(pauseSignal);
+  });
+  setHandler(resumeSignal, () => {
+    resumes += 1;
+    if (status.paused) {
+      status.paused = false;
+      note('resumed by an operator');
+      tellBackfills(resumeSignal);
+    }
+  });
+  setHandler(rollbackSignal, () => {
+    if (closed() || status.position === 0) {
+      note(`rollback signal ignored: the migration is at ${status.step}, ${status.phase}`);
+      return;
+    }
+    pendingRollback ??= { target: status.position - 1, by: 'operator (signal)', ticket: ++tickets };
+  });
+  setHandler(
+    approveUpdate,
+    ({ by }) => {
+      const held = status.held!;
+      approvals += 1;
+      note(`approved by ${by ?? 'an operator'}: ${held.reason}`);
+      return { released: held.reason };
+    },
+    {
+      validator: (_request) => {
+        if (status.held === null || !status.held.approvable) {
+          throw new Error(
+            `nothing is waiting for approval: the migration is at ${status.step}, ${status.phase}${status.paused ? ' and paused' : ''}`,
+          );
+        }
+      },
+    },
+  );
+  setHandler(
+    rollbackUpdate,
+    async ({ to, by }) => {
+      const ticket = ++tickets;
+      pendingRollback = { target: rollbackTarget(to, steps, status.position), by: by ?? 'operator', ticket };
+      await condition(() => answers.has(ticket));
+      const answer = answers.get(ticket)!;
+      answers.delete(ticket);
+      if (!answer.ok) throw ApplicationFailure.create({ message: answer.reason, nonRetryable: true });
+      return answer.value;
+    },
+    {
+      validator: ({ to }: { to: string }) => {
+        if (closed()) throw new Error(`the migration is ${status.phase}; it can no longer roll back`);
+        if (pendingRollback !== null) throw new Error('a rollback is already under way');
+        rollbackTarget(to, steps, status.position);
+      },
+    },
+  );
+  setHandler(
+    abortUpdate,
+    async ({ by }) => {
+      const ticket = ++tickets;
+      pendingAbort = { by: by ?? 'operator', ticket };
+      await condition(() => answers.has(ticket));
+      const answer = answers.get(ticket)!;
+      answers.delete(ticket);
+      if (!answer.ok) throw ApplicationFailure.create({ message: answer.reason, nonRetryable: true });
+      return { abortedAt: answer.value.from };
+    },
+    {
+      validator: (_request) => {
+        if (closed()) throw new Error(`the migration is ${status.phase}; there is nothing to abort`);
+      },
+    },
+  );
+
+  // ---- Moving between steps. ----
+  const setStage = (step: StagePosition, fenced?: boolean) =>
+    setMigrationStage({
+      connection: 'old',
+      migration: name,
+      stage: step.stage,
+      readPercent: step.readPercent,
+      ...(fenced !== undefined && { fenced }),
+    });
+  const arrive = (position: number) => {
+    const step = steps[position]!;
+    status.position = position;
+    status.step = stepLabel(step);
+    status.stage = step.stage;
+    status.readPercent = step.readPercent;
+    memory.stepPassed = false;
+    memory.baseline = null;
+  };
+  const hold = (kind: MigrationHold['kind'], reason: string, approvable = true) => {
+    status.held = { kind, reason, since: Date.now(), approvable };
+    note(`held: ${reason}`);
+    setPhase('held');
+  };
+  /** Moves write authority; records the switch. */
+  const switchWrites = async (from: number, to: number) => {
+    const direction = to >= switchedAt ? 'to-new' : 'to-old';
+    setPhase(direction === 'to-new' ? 'switching' : 'rolling-back');
+    const result = await switchAuthority({
+      migration: name,
+      tables,
+      from: { side: direction === 'to-new' ? 'old' : 'new', ...steps[from]! },
+      to: { side: direction === 'to-new' ? 'new' : 'old', ...steps[to]! },
+      reconciliationWorkflowId: reconciliationId,
+      fenceTimeoutMs: settings.fenceTimeoutMs,
+    });
+    status.switches.push({ direction, at: Date.now(), ...result });
+    note(
+      result.switched
+        ? `write authority moved ${direction === 'to-new' ? 'to new' : 'back to old'}: writes waited at most ${result.fencedMs} ms, ${result.changesDrained} changes drained`
+        : `the write switch ${direction === 'to-new' ? 'to new' : 'back to old'} did not happen: ${result.reason}`,
+    );
+    return result;
+  };
+
+  const rollBack = async (request: { target: number; by: string; ticket: number }) => {
+    const from = status.position;
+    const target = request.target;
+    const fromLabel = status.step;
+    const toLabel = stepLabel(steps[target]!);
+    if (target >= from) {
+      answers.set(request.ticket, { ok: false, reason: `the migration is already at ${fromLabel}` });
+      return;
+    }
+    setPhase('rolling-back');
+    if (newIsAuthoritative(steps[from]!) && !newIsAuthoritative(steps[target]!)) {
+      const result = await switchWrites(from, target);
+      if (!result.switched) {
+        answers.set(request.ticket, {
+          ok: false,
+          reason: `the rollback to ${toLabel} did not happen, authority stays on new: ${result.reason}`,
+        });
+        setPhase(status.held === null ? 'gating' : 'held');
+        return;
+      }
+    } else {
+      await setStage(steps[target]!);
+    }
+    arrive(target);
+    if (target <= 1) status.verifiedClean = null;
+    status.soakUntil = null;
+    status.rollbacks.push({ from: fromLabel, to: toLabel, at: Date.now(), by: request.by });
+    answers.set(request.ticket, { ok: true, value: { from: fromLabel, to: toLabel } });
+    hold(
+      'rollback',
+      `rolled back from ${fromLabel} to ${toLabel} by ${request.by}; resume or approve to go forward again`,
+    );
+  };
+
+  const abort = async (request: { by: string; ticket: number }) => {
+    const from = status.step;
+    setPhase('aborting');
+    if (newIsAuthoritative(steps[status.position]!)) {
+      const result = await switchWrites(status.position, 0);
+      if (!result.switched) {
+        answers.set(request.ticket, {
+          ok: false,
+          reason: `the abort did not happen, authority stays on new: ${result.reason}`,
+        });
+        setPhase(status.held === null ? 'gating' : 'held');
+        return false;
+      }
+    }
+    await setStage(steps[0]!);
+    arrive(0);
+    await stopReconciliation({ workflowId: reconciliationId });
+    for (const side of ['old', 'new'] as const) {
+      await removeChangeCapture({ connection: side, tables, discardPending: true });
+      await removeWriteGuard({ connection: side, tables });
+    }
+    status.held = null;
+    answers.set(request.ticket, { ok: true, value: { from, to: 'off' } });
+    note(
+      `aborted at ${from} by ${request.by}: everyone is on old; capture and guards removed, new keeps its rows`,
+    );
+    setPhase('aborted');
+    return true;
+  };
+
+  /** Waits up to `ms`, or less when the operator asks for something; true when the time ran out. */
+  const waitUnlessInterrupted = async (ms: number, alsoStop: () => boolean = () => false) =>
+    !(await condition(() => interrupted() || alsoStop(), ms));
+
+  // ---- The work of each step. ----
+  const prepare = async () => {
+    setPhase('preparing');
+    // Every refusal (hazard 10) comes before anything is written on either side.
+    for (const table of input.tables) {
+      await prepareTargetTable({
+        source: table.source,
+        target: table.target,
+        table: table.table,
+        createIfMissing: table.createTargetTable ?? false,
+      });
+    }
+    await installChangeCapture({ connection: 'old', tables });
+    await ensureReconciliation({ workflowId: reconciliationId, migration: name, from: 'old', to: 'new' });
+    memory.prepared = true;
+    note(`prepared: ${tables.length} tables checked, change capture on old, reconciliation running`);
+  };
+
+  // The backfill runs on when a rollback interrupts the wait for it; going forward waits again.
+  let backfilling: Promise<void> | undefined;
+  const backfill = () => {
+    backfilling ??= (async () => {
+      await Promise.all(
+        input.tables.map(async (table, i) => {
+          const progress = status.tables[i]!;
+          if (progress.backfillDone) return;
+          const child = await startChild(backfillTableWorkflow, {
+            workflowId: `${workflowInfo().workflowId}/backfill-${progress.table}`,
+            parentClosePolicy: ParentClosePolicy.TERMINATE,
+            args: [table],
+          });
+          backfills.set(progress.table, child);
+          if (status.paused) void child.signal(pauseSignal).catch(() => undefined);
+          const result = await child.result();
+          backfills.delete(progress.table);
+          progress.rowsCopied = result.rowsCopied;
+          progress.backfillDone = true;
+          note(
+            `backfill of ${progress.table} done: ${result.rowsCopied} rows in ${result.chunksDone} chunks`,
+          );
+        }),
+      );
+    })().finally(() => (backfilling = undefined));
+    return backfilling;
+  };
+
+  const verify = async () => {
+    setPhase('verifying');
+    memory.verificationRounds += 1;
+    const reports = await Promise.all(
+      input.tables.map(async (table, i) => {
+        const child = await startChild(verificationWorkflow, {
+          workflowId: `${workflowInfo().workflowId}/verify-${status.tables[i]!.table}-${memory.verificationRounds}`,
+          parentClosePolicy: ParentClosePolicy.TERMINATE,
+          args: [
+            {
+              migration: name,
+              table: table.table,
+              from: 'old',
+              to: 'new',
+              chunkSize: settings.verification.chunkSize,
+              partitions: settings.verification.partitions,
+              settleMs: settings.verification.settleMs,
+            },
+          ],
+        });
+        return child.result();
+      }),
+    );
+    reports.forEach((report, i) => (status.tables[i]!.verification = report));
+    const differences = reports.reduce((sum, report) => sum + report.differences, 0);
+    const unrepaired = reports.reduce((sum, report) => sum + report.differences - report.repaired, 0);
+    note(
+      `verification round ${memory.verificationRounds}: ${reports.reduce((sum, report) => sum + report.rowsFrom, 0)} rows compared, ${differences} differences, ${differences - unrepaired} repaired`,
+    );
+    return differences;
+  };
+
+  const checkGates = async (step: StagePosition, windowMs: number): Promise<GateReport> => {
+    setPhase('gating');
+    const limits = settings.gates;
+    const figures = await readGateFigures({
+      connection: 'old',
+      migration: name,
+      ...(memory.baseline !== null && { baseline: memory.baseline }),
+    });
+    const reconciliation = await reconciliationStatus({ workflowId: reconciliationId });
+    const checks: GateCheck[] = [];
+    const check = (
+      checkName: string,
+      value: number | null,
+      limit: number | null,
+      ok: boolean,
+      detail: string,
+    ) => checks.push({ name: checkName, value, limit, ok, detail });
+    if (step.stage === 'shadow' || step.stage === 'live') {
+      const compared = figures.totals.shadowCompared;
+      const rate = figures.shadowMismatchRate;
+      if (compared < limits.minShadowComparisons) {
+        check(
+          'shadow comparisons',
+          compared,
+          limits.minShadowComparisons,
+          false,
+          `only ${compared} shadow reads were compared; the gate needs ${limits.minShadowComparisons}`,
+        );
+      } else {
+        check(
+          'shadow mismatch rate',
+          rate,
+          limits.maxShadowMismatchRate,
+          rate === null || rate <= limits.maxShadowMismatchRate,
+          `${figures.totals.shadowMismatched} of ${compared} shadow reads differed`,
+        );
+      }
+    }
+    if (step.stage === 'live' || step.stage === 'switched') {
+      const rate = figures.newErrorRate;
+      check(
+        'error rate on new',
+        rate,
+        limits.maxNewErrorRate,
+        rate === null || rate <= limits.maxNewErrorRate,
+        `${figures.totals.readsNewFailed} of ${figures.totals.readsNew} reads on new failed`,
+      );
+    }
+    if (step.stage === 'live') {
+      const ratio = figures.readLatencyRatio;
+      check(
+        'read latency new/old',
+        ratio,
+        limits.maxLatencyRatio,
+        ratio === null || ratio <= limits.maxLatencyRatio,
+        ratio === null
+          ? 'not measured: reads ran on one side only'
+          : `mean read time on new is ${ratio.toFixed(2)}× old's`,
+      );
+    }
+    const backlog = reconciliation?.backlog ?? null;
+    check(
+      'reconciliation backlog',
+      backlog,
+      limits.maxReconciliationBacklog,
+      backlog !== null && backlog <= limits.maxReconciliationBacklog,
+      reconciliation === null
+        ? 'reconciliation is not running'
+        : `${reconciliation.changeLogBacklog} changes and ${reconciliation.queuedDiscrepancyKeys} discrepancy keys waiting, lag ${reconciliation.lagSeconds.toFixed(1)} s`,
+    );
+    check(
+      'last verification clean',
+      status.verifiedClean === null ? null : status.verifiedClean ? 0 : 1,
+      0,
+      status.verifiedClean === true,
+      status.verifiedClean === true
+        ? 'the latest verification found nothing left to repair'
+        : 'no clean verification since dual_write',
+    );
+    if (limits.maxQueryRatio !== null && status.queryBenchmark !== null) {
+      const worst = status.queryBenchmark.queries.reduce<{ name: string; ratio: number } | null>(
+        (found, query) =>
+          found === null || query.ratioP50 > found.ratio
+            ? { name: query.name, ratio: query.ratioP50 }
+            : found,
+        null,
+      );
+      check(
+        'query p50 ratio new/old',
+        worst?.ratio ?? null,
+        limits.maxQueryRatio,
+        worst === null || worst.ratio <= limits.maxQueryRatio,
+        worst === null
+          ? 'no query was benchmarked'
+          : `slowest on new: ${worst.name} at ${worst.ratio.toFixed(2)}×`,
+      );
+    }
+    memory.baseline = figures.snapshot;
+    const report: GateReport = {
+      step: stepLabel(step),
+      at: Date.now(),
+      windowMs,
+      routers: figures.routers,
+      passed: checks.every((c) => c.ok),
+      checks,
+    };
+    status.lastGate = report;
+    return report;
+  };
+
+  /** The current step's own work: true when it passed, false when it held (or was interrupted). */
+  const runStep = async (): Promise<boolean> => {
+    const position = status.position;
+    const step = steps[position]!;
+    if (step.stage === 'off') {
+      if (!memory.prepared) await prepare();
+      return true;
+    }
+    if (step.stage === 'dual_write') {
+      if (status.tables.some((table) => !table.backfillDone)) {
+        setPhase('backfilling');
+        const done = backfill().then(() => true);
+        if (!(await Promise.race([done, condition(interrupted).then(() => false)]))) return false;
+      }
+      // Once more when the first round repaired something: clean means a round that found nothing.
+      let differences = await verify();
+      if (differences > 0) differences = await verify();
+      status.verifiedClean = differences === 0;
+      if (!status.verifiedClean) {
+        hold(
+          'gate',
+          `verification still found ${differences} differences after repairing them once; see the tables' sample keys`,
+        );
+        return false;
+      }
+      const gates = await checkGates(step, 0);
+      if (!gates.passed) {
+        hold(
+          'gate',
+          `${stepLabel(step)}: ${gates.checks
+            .filter((c) => !c.ok)
+            .map((c) => `${c.name}: ${c.detail}`)
+            .join('; ')}`,
+        );
+        return false;
+      }
+      return true;
+    }
+    if (step.stage === 'shadow' && status.queryBenchmark === null) {
+      const { queries, topStatements, runs } = settings.queryBenchmark;
+      if (queries.length > 0 || topStatements > 0) {
+        setPhase('benchmarking');
+        status.queryBenchmark = await benchmarkQueries({ queries, topStatements, runs });
+        note(
+          `query benchmark: ${status.queryBenchmark.queries.map((q) => `${q.name} p50 ${q.ratioP50.toFixed(2)}×`).join(', ') || 'no query ran'}`,
+        );
+      }
+    }
+    // Soak, then gates.
+    if (memory.baseline === null) {
+      memory.baseline = (await readGateFigures({ connection: 'old', migration: name })).snapshot;
+    }
+    setPhase('gating');
+    const started = Date.now();
+    if (!(await waitUnlessInterrupted(settings.stepSoakMs, () => status.paused))) return false;
+    const gates = await checkGates(step, Date.now() - started);
+    if (gates.passed) {
+      note(`${stepLabel(step)}: gates passed (${gates.routers} routers)`);
+      return true;
+    }
+    const reasons = gates.checks
+      .filter((c) => !c.ok)
+      .map((c) => `${c.name}: ${c.detail}`)
+      .join('; ');
+    if (
+      settings.onGateFailure === 'step-back' &&
+      step.stage === 'live' &&
+      steps[position - 1]!.stage === 'live'
+    ) {
+      await setStage(steps[position - 1]!);
+      const from = stepLabel(step);
+      arrive(position - 1);
+      status.rollbacks.push({ from, to: status.step, at: Date.now(), by: 'gate' });
+      hold('gate', `${from}: ${reasons}; stepped back to ${status.step}`);
+    } else {
+      hold('gate', `${stepLabel(step)}: ${reasons}`);
+    }
+    return false;
+  };
+
+  const enter = async (position: number): Promise<boolean> => {
+    const step = steps[position]!;
+    if (step.stage === 'switched' && !newIsAuthoritative(steps[status.position]!)) {
+      const result = await switchWrites(status.position, position);
+      if (!result.switched) {
+        hold(
+          'switch-failed',
+          `the write switch did not happen, everyone stays on old: ${result.reason}; resume or approve to try again`,
+        );
+        return false;
+      }
+    } else {
+      await setStage(step);
+    }
+    arrive(position);
+    note(`entered ${status.step}`);
+    return true;
+  };
+
+  const retire = async () => {
+    setPhase('retiring');
+    await stopReconciliation({ workflowId: reconciliationId });
+    await removeChangeCapture({ connection: 'new', tables, discardPending: false });
+    await removeChangeCapture({ connection: 'old', tables, discardPending: true });
+    for (const side of ['old', 'new'] as const) await removeWriteGuard({ connection: side, tables });
+    const kept: string[] = [];
+    for (const side of ['new', 'old'] as const) {
+      const removal = await removeMigrationHelpers({ connection: side, migration: name });
+      if (!removal.dropped) kept.push(`${side}'s helper schema stays (${removal.kept})`);
+    }
+    note(
+      `retired: capture, guards and flags removed${kept.length > 0 ? `; ${kept.join('; ')}` : ', helper tables dropped'}; old's data is untouched`,
+    );
+    setPhase('retired');
+  };
+
+  // ---- The main loop. ----
+  setPhase(status.phase);
+  try {
+    for (;;) {
+      if (pendingAbort !== null) {
+        const request = pendingAbort;
+        pendingAbort = null;
+        if (await abort(request)) return status;
+        continue;
+      }
+      if (pendingRollback !== null) {
+        const request = pendingRollback;
+        pendingRollback = null;
+        await rollBack(request);
+        continue;
+      }
+      if (status.paused) {
+        setPhase('paused');
+        await condition(() => !status.paused || interrupted());
+        continue;
+      }
+      if (status.held !== null) {
+        const held = status.held;
+        const seenApprovals = approvals;
+        const seenResumes = resumes;
+        await condition(
+          () =>
+            interrupted() ||
+            approvals > seenApprovals ||
+            (held.kind !== 'approval' && held.kind !== 'retire' && resumes > seenResumes),
+        );
+        if (interrupted()) continue;
+        status.held = null;
+        if (approvals > seenApprovals) {
+          if (held.kind === 'gate') memory.stepPassed = true;
+          if (held.kind === 'approval') memory.approvedStep = status.position + 1;
+          if (held.kind === 'retire') {
+            await retire();
+            return status;
+          }
+        } else {
+          memory.baseline = null;
+        }
+        continue;
+      }
+      if (
+        backfilling === undefined &&
+        (workflowInfo().continueAsNewSuggested ||
+          (settings.historyEventLimit !== undefined &&
+            workflowInfo().historyLength > settings.historyEventLimit))
+      ) {
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof migrationWorkflow>({ ...input, resume: memory });
+      }
+      if (!memory.stepPassed) {
+        memory.stepPassed = await runStep();
+        continue;
+      }
+      if (status.position === last) {
+        // complete: the soak, then retiring waits for an operator.
+        status.soakUntil ??= Date.now() + settings.completionSoakMs;
+        setPhase('soaking');
+        const left = status.soakUntil - Date.now();
+        if (left > 0 && !(await waitUnlessInterrupted(left))) continue;
+        hold(
+          'retire',
+          'the soak is over: approve to retire (removes capture, guards, flags and helper tables; old keeps its data)',
+        );
+        continue;
+      }
+      const next = status.position + 1;
+      const point = steps[next]!.stage as ApprovalPoint;
+      if (settings.approvals.includes(point) && memory.approvedStep !== next) {
+        hold('approval', `entering ${stepLabel(steps[next]!)} needs an operator's approval`);
+        continue;
+      }
+      if (await enter(next)) memory.approvedStep = null;
+    }
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    status.error = err instanceof Error ? err.message : String(err);
+    note(`failed: ${status.error}`);
+    throw err;
+  }
+}
