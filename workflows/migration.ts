@@ -201,12 +201,17 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     if (status.events.length > MAX_EVENTS) status.events.splice(0, status.events.length - MAX_EVENTS);
     log.info(text);
   };
+  // The Web UI lists migrations by name and `phase:step`; upserted only when it changes.
+  let shownPhase = '';
   const setPhase = (phase: MigrationPhase) => {
     status.phase = phase;
-    upsertSearchAttributes([
-      { key: MIGRATION_NAME, value: name },
-      { key: MIGRATION_PHASE, value: `${phase}:${status.step}` },
-    ]);
+    if (shownPhase !== `${phase}:${status.step}`) {
+      shownPhase = `${phase}:${status.step}`;
+      upsertSearchAttributes([
+        { key: MIGRATION_NAME, value: name },
+        { key: MIGRATION_PHASE, value: shownPhase },
+      ]);
+    }
     setCurrentDetails(
       `${name}: ${status.step}, ${phase}${status.paused ? ' (paused)' : ''}${status.held ? ` — held: ${status.held.reason}` : ''}`,
     );

@@ -9,7 +9,8 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { ConnectionPools } from '../../activities/pools';
 import { quoteTable } from '../../activities/sql';
 import { resolveConnections } from '../../config/connections';
-import { parseSiteConfig } from '../../config/load';
+import { parseMigrationConfig, parseSiteConfig } from '../../config/load';
+import { MigrationControl, startMigration } from '../../client/migrations';
 import { startLocalStack } from '../../provision/local-stack';
 import { dataDir } from '../../provision/project-paths';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
@@ -17,6 +18,7 @@ import { createMigrationWorker } from '../../worker/create-worker';
 import { createLogger } from '../../worker/logger';
 import { installRuntime } from '../../worker/runtime';
 import { backfillTableWorkflow, reconciliationWorkflow, verificationWorkflow } from '../../workflows';
+import { reconciliationWorkflowId } from '../../workflows/ids';
 import { discrepancySignal, drainAndStopSignal, pauseSignal, resumeSignal } from '../../workflows/messages';
 import { historiesDir, historyFileName } from './workflow-histories';
 
@@ -94,12 +96,51 @@ async function main(): Promise<void> {
           ],
         });
         await verification.result();
+        // The migration, end to end without routers: held for approval before the switch, rolled
+        // back from switched (the reverse switch), forward again, the soak, and retire on approval.
+        const migration = new MigrationControl(client, 'record');
+        await startMigration(
+          client,
+          parseMigrationConfig({
+            name: 'record',
+            tables: ['public.orders'],
+            chunkSize: 500,
+            partitions: 2,
+            cutover: { readSteps: [50, 100], stepSoak: 100, soak: '1s', approvals: ['switched'] },
+            verification: { chunkSize: 1000, settle: 100 },
+            queryBenchmark: { topStatements: 0 },
+          }),
+          worker.taskQueue,
+        );
+        const heldFor = async (kind: string) => {
+          for (;;) {
+            const status = await migration.status();
+            if (status.held?.kind === kind) return status;
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        };
+        await heldFor('approval');
+        await migration.approve('recorder');
+        for (;;) {
+          const status = await migration.status();
+          if (status.stage === 'switched' || status.stage === 'complete') break;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        await migration.rollback('live:100', 'recorder');
+        await migration.resume();
+        await heldFor('approval');
+        await migration.approve('recorder');
+        await heldFor('retire');
+        await migration.approve('recorder');
+        await migration.result();
         const progress = await backfill.query('backfillProgress');
         const children = (progress as { partitions: Array<{ workflowId: string }> }).partitions;
         return [
           backfill.workflowId,
           reconciliation.workflowId,
           verification.workflowId,
+          migration.workflowId,
+          reconciliationWorkflowId('record'),
           ...children.map((child) => child.workflowId),
         ];
       })(),

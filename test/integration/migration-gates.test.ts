@@ -80,7 +80,12 @@ describe('gates and operator commands', () => {
 
     const control = new MigrationControl(worker.client, migration);
     const reach = (what: string, ok: (status: MigrationStatus) => boolean) =>
-      waitFor(what, () => control.status(), (status) => status.error === null && ok(status), 600);
+      waitFor(
+        what,
+        () => control.status(),
+        (status) => status.error === null && ok(status),
+        600,
+      );
     await reach('shadow', (status) => status.stage === 'shadow');
 
     // New now differs from old in one row, where verification can no longer see it.
@@ -121,7 +126,10 @@ describe('gates and operator commands', () => {
     // Nothing else moves while it holds; a rollback to a later step is refused with the reason.
     const wrongWay = await cli('rollback', migration, '--to', 'switched');
     assert.equal(wrongWay.code, 2);
-    assert.match(wrongWay.stderr, /rollback refused: the migration is at shadow; it can roll back to off, dual_write, not to switched/);
+    assert.match(
+      wrongWay.stderr,
+      /rollback refused: the migration is at shadow; it can roll back to off, dual_write, not to switched/,
+    );
     assert.equal((await readStage(db.pools.old, migration)).stage, 'shadow');
 
     // Approval releases it: the ramp goes on to live 100% and holds before the switch for approval.
