@@ -102,7 +102,7 @@ describe('gates and operator commands', () => {
     let reading = true;
     const reads = (async () => {
       while (reading) {
-        const result = await router!.query(`SELECT note FROM ${quoteTable(table)} WHERE id = $1`, [7]);
+        const result = await router.query(`SELECT note FROM ${quoteTable(table)} WHERE id = $1`, [7]);
         assert.notEqual(result.rows[0]?.note, 'planted on new', 'the application is answered by old');
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
