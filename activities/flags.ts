@@ -16,6 +16,9 @@ import { ensureHelperSchema } from './helper-schema';
 import { refuse } from './inspector';
 import type { ConnectionPools } from './pools';
 
+/** How often the fence's acknowledgements are read: every millisecond here is a write held. */
+const FENCE_POLL_MS = 20;
+
 export function createFlags(pools: ConnectionPools) {
   return {
     setMigrationStage: async (input: {
@@ -94,7 +97,7 @@ export function createFlags(pools: ConnectionPools) {
           };
         }
         Context.current().heartbeat(missing.length);
-        await sleep(100);
+        await sleep(FENCE_POLL_MS);
       }
     },
   };

@@ -1,4 +1,5 @@
 // All activities, built by one factory from their dependencies, so tests pass real or fake pools.
+import { createAuthoritySwitch } from './authority-switch';
 import { createCapture } from './capture';
 import { createCopier, type CopierHooks } from './copier';
 import { createFlags } from './flags';
@@ -28,18 +29,23 @@ export interface ActivityDependencies extends ActivityHooks {
 export function createActivities({ pools, copierHooks, verifierHooks }: ActivityDependencies) {
   const shapes = new TableShapes(pools);
   const syncer = createSyncer(pools, shapes);
+  const capture = createCapture(pools, shapes);
+  const flags = createFlags(pools);
+  const sequences = createSequences(pools);
+  const writeGuard = createWriteGuard(pools);
   return {
     ...createInspector(pools),
     ...createKeyRanges(pools, shapes),
     ...createCopier(pools, shapes, copierHooks),
-    ...createCapture(pools, shapes),
+    ...capture,
     ...syncer,
     ...createRangeVerifier(pools, shapes, syncer.syncKeys, verifierHooks),
     ...createThrottler(pools),
-    ...createFlags(pools),
+    ...flags,
     ...createQueryBenchmark(pools),
-    ...createSequences(pools),
-    ...createWriteGuard(pools),
+    ...sequences,
+    ...writeGuard,
+    ...createAuthoritySwitch({ writeGuard, capture, syncer, sequences, flags }),
     ...createReconciliationControl(),
     ...createHelperRemoval(pools),
   };

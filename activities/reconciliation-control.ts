@@ -1,15 +1,11 @@
 // Reconciliation control, for the migration and the write switch: start the migration's
-// reconciliation workflow in a given direction (or find it running), stop it once it has drained,
+// reconciliation workflow in a given direction (or find it running), stop it,
 // and read its backlog for the ramp's gates. Through the worker's own Temporal client, so the
 // migration may continue as new while reconciliation keeps running, and a retry is harmless.
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { ConnectionName } from '../config/connections';
-import {
-  drainAndStopSignal,
-  reconciliationStatusQuery,
-  type ReconciliationStatus,
-} from '../workflows/messages';
+import { reconciliationStatusQuery, stopSignal, type ReconciliationStatus } from '../workflows/messages';
 
 const WORKFLOW_TYPE = 'reconciliationWorkflow';
 
@@ -60,12 +56,15 @@ export function createReconciliationControl() {
       });
     },
 
-    /** Asks reconciliation to finish once everything is drained, and waits until it has. */
+    /**
+     * Asks reconciliation to finish after the batch in hand, and waits until it has. What is left in
+     * the change log is the caller's: the write switch drains it, retire and abort discard it.
+     */
     stopReconciliation: async (input: { workflowId: string }): Promise<ReconciliationStatus | null> => {
       const running = await describe(input.workflowId);
       if (running === undefined || !isRunning(running.status.name)) return null;
       const handle = client().workflow.getHandle(input.workflowId);
-      await handle.signal(drainAndStopSignal);
+      await handle.signal(stopSignal);
       const context = Context.current();
       const beat = setInterval(() => context.heartbeat(), 1000);
       try {

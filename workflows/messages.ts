@@ -5,6 +5,7 @@ import type { TableRef } from '../activities/inspector';
 import type { QueryBenchmarkResult } from '../activities/query-benchmark';
 import type { VerificationCounts } from '../activities/verification-counts';
 import type { Stage } from '../router/stage-store';
+import type { WriteSwitchResult } from './write-switch';
 
 /** Stop starting new chunks (chunks in flight finish); takes effect at once. */
 export const pauseSignal = defineSignal('pause');
@@ -62,6 +63,12 @@ export interface DiscrepancyBatch {
 export const discrepancySignal = defineSignal<[DiscrepancyBatch]>('discrepancy');
 /** Finish once the change log and the queued discrepancies are empty. */
 export const drainAndStopSignal = defineSignal('drainAndStop');
+/**
+ * Finish after the batch in hand, whatever is left: the write switch drains the change log itself
+ * under the fence (under steady writes the log is never empty, so drainAndStop would never end).
+ * Queued discrepancy keys are dropped; capture logged every one of them.
+ */
+export const stopSignal = defineSignal('stop');
 
 export interface ReconciliationStatus {
   /** Change log entries waiting (counted up to a million) plus queued discrepancy keys. */
@@ -75,7 +82,8 @@ export interface ReconciliationStatus {
   rowsUpserted: number;
   rowsDeleted: number;
   lastDrainAt: number | null;
-  stopping: boolean;
+  /** Asked to finish: once drained (drainAndStop), or after the batch in hand (stop). */
+  stopping: false | 'when-drained' | 'now';
   /** Workflow runs so far (1 + times it continued as new). */
   runs: number;
 }
@@ -181,7 +189,7 @@ export interface MigrationStatus {
   verifiedClean: boolean | null;
   lastGate: GateReport | null;
   queryBenchmark: QueryBenchmarkResult | null;
-  switches: Array<{ direction: 'to-new' | 'to-old'; at: number } & WriteSwitchResultSummary>;
+  switches: Array<{ direction: 'to-new' | 'to-old'; at: number } & WriteSwitchResult>;
   rollbacks: Array<{ from: string; to: string; at: number; by: string }>;
   /** When the soak after `complete` ends (workflow time, ms since epoch). */
   soakUntil: number | null;
@@ -189,14 +197,6 @@ export interface MigrationStatus {
   events: Array<{ at: number; text: string }>;
   error: string | null;
   runs: number;
-}
-
-export interface WriteSwitchResultSummary {
-  switched: boolean;
-  fencedMs: number;
-  changesDrained: number;
-  missing: string[];
-  reason?: string;
 }
 
 export const migrationStatusQuery = defineQuery<MigrationStatus>('migrationStatus');

@@ -701,8 +701,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const retire = async () => {
     setPhase('retiring');
     await stopReconciliation({ workflowId: reconciliationId });
-    await removeChangeCapture({ connection: 'new', tables, discardPending: false });
-    await removeChangeCapture({ connection: 'old', tables, discardPending: true });
+    // Old is being let go: what reverse sync had not carried yet stays behind with the change log.
+    for (const side of ['new', 'old'] as const) {
+      await removeChangeCapture({ connection: side, tables, discardPending: true });
+    }
     for (const side of ['old', 'new'] as const) await removeWriteGuard({ connection: side, tables });
     const kept: string[] = [];
     for (const side of ['new', 'old'] as const) {

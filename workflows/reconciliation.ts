@@ -18,6 +18,7 @@ import {
   discrepancySignal,
   drainAndStopSignal,
   reconciliationStatusQuery,
+  stopSignal,
   type DiscrepancyBatch,
   type ReconciliationStatus,
 } from './messages';
@@ -118,14 +119,20 @@ export async function reconciliationWorkflow(input: ReconciliationInput): Promis
     refresh();
   });
   setHandler(drainAndStopSignal, () => {
-    status.stopping = true;
+    if (status.stopping === false) status.stopping = 'when-drained';
+  });
+  setHandler(stopSignal, () => {
+    status.stopping = 'now';
   });
   upsertSearchAttributes([
     { key: MIGRATION_NAME, value: input.migration },
     { key: MIGRATION_PHASE, value: 'reconciliation' },
   ]);
 
+  // A signal may change it while an activity runs: read it through a call, not a narrowed field.
+  const stopNow = () => status.stopping === 'now';
   for (;;) {
+    if (stopNow()) return status;
     const discrepancies = queue.take(batchSize);
     if (discrepancies !== undefined) {
       const synced = await syncKeys({ from: input.from, to: input.to, ...discrepancies });
@@ -146,13 +153,13 @@ export async function reconciliationWorkflow(input: ReconciliationInput): Promis
       `backlog ${status.backlog} (change log ${status.changeLogBacklog}, discrepancies ${status.queuedDiscrepancyKeys}), lag ${status.lagSeconds.toFixed(1)} s; ${status.keysSynced} keys synced`,
     );
     const idle = drained.entries === 0 && queue.size === 0;
-    if (idle && status.stopping) return status;
+    if ((idle && status.stopping !== false) || stopNow()) return status;
     if (workflowInfo().continueAsNewSuggested) {
       await continueAsNew<typeof reconciliationWorkflow>({
         ...input,
         resume: { status, queued: queue.toBatches() },
       });
     }
-    if (idle) await condition(() => queue.size > 0 || status.stopping, input.idlePollMs ?? 1000);
+    if (idle) await condition(() => queue.size > 0 || status.stopping !== false, input.idlePollMs ?? 1000);
   }
 }

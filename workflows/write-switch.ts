@@ -1,21 +1,25 @@
 // The write switch: moves write authority from one side to the other with a pause nobody notices,
 // or gives up and leaves everyone where they were. The migration runs it forward (old → new, into
 // `switched`) and backward (new → old, a rollback from `switched` or `complete`: hazard 8). In order:
-//   1. raise the write fence: every router holds new writes and finishes the ones in flight;
-//   2. wait until every live router acknowledges; if one does not in time, lift the fence: abort;
-//   3. guard the side giving up authority: it refuses writes from anyone but the migration (writers
+//   1. stop the reconciliation that syncs toward the receiving side after its batch in hand (after
+//      the flip it would carry stale rows over newer ones); what it leaves behind, step 5 drains;
+//   2. raise the write fence: every router holds new writes and finishes the ones in flight;
+//   3. wait until every live router acknowledges; if one does not in time, lift the fence and start
+//      reconciliation again: abort;
+//   then, in one activity (activities/authority-switch.ts), so the held writes wait for database
+//   work only:
+//   4. guard the side giving up authority: it refuses writes from anyone but the migration (writers
 //      that bypass the routers are stopped here, so nobody writes it after the switch: hazard 7);
-//   4. drain its change log to zero: the other side now has every write it took;
-//   5. stop the reconciliation that synced toward the receiving side (nothing is left for it, and
-//      after the flip it would carry stale rows over newer ones);
+//   5. drain its change log to zero: the other side now has every write it took;
 //   6. move sequences and identity columns on the receiving side past the giving side's values
 //      (hazard 9);
 //   7. capture on the receiving side, for the sync the other way; capture on the giving side goes
 //      (the reverse sync's own writes there must not be logged and carried back); the receiving
 //      side's guard, left from an earlier switch, goes;
 //   8. the target stage, which lifts the fence: the held writes run on the receiving side;
+//   and last:
 //   9. reconciliation starts again in the new direction.
-// A failure after step 3 and before 8 undoes it all and lifts the fence, so authority stays put.
+// A failure in 4–8 undoes it all and lifts the fence, so authority stays put.
 import { log, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { TableRef } from '../activities/inspector';
@@ -57,14 +61,14 @@ export interface WriteSwitchResult {
   /** Workflow time from raising the fence to lifting it: the longest any write waited. */
   fencedMs: number;
   changesDrained: number;
+  /** Where the fence time went, in ms: acknowledged, then guard, drain, sequences, capture, stage. */
+  stepsMs?: Record<string, number>;
   reason?: string;
 }
 
 const {
   setMigrationStage,
-  installWriteGuard,
   removeWriteGuard,
-  advanceSequences,
   installChangeCapture,
   removeChangeCapture,
   ensureReconciliation,
@@ -72,7 +76,7 @@ const {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '200 milliseconds', maximumInterval: '5 seconds', maximumAttempts: 5 },
 });
-const { awaitRouterFence, drainChangeLog, stopReconciliation } = proxyActivities<Activities>({
+const { awaitRouterFence, moveWriteAuthority, stopReconciliation } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '200 milliseconds', maximumInterval: '5 seconds', maximumAttempts: 5 },
@@ -81,7 +85,6 @@ const { awaitRouterFence, drainChangeLog, stopReconciliation } = proxyActivities
 /** Moves write authority from `input.from.side` to `input.to.side`; see the steps above. */
 export async function switchAuthority(input: AuthoritySwitchInput): Promise<WriteSwitchResult> {
   const { from, to, migration, tables } = input;
-  const fencedAt = Date.now();
   const setStage = (position: StagePosition, fenced?: boolean) =>
     setMigrationStage({
       connection: 'old',
@@ -90,16 +93,20 @@ export async function switchAuthority(input: AuthoritySwitchInput): Promise<Writ
       readPercent: position.readPercent,
       ...(fenced !== undefined && { fenced }),
     });
-  const reconcile = (source: ConnectionName, target: ConnectionName) =>
-    input.reconciliationWorkflowId === undefined
-      ? Promise.resolve()
-      : ensureReconciliation({
-          workflowId: input.reconciliationWorkflowId,
-          migration,
-          from: source,
-          to: target,
-        });
+  const reconcile = async (source: ConnectionName, target: ConnectionName) => {
+    if (input.reconciliationWorkflowId === undefined) return;
+    await ensureReconciliation({
+      workflowId: input.reconciliationWorkflowId,
+      migration,
+      from: source,
+      to: target,
+    });
+  };
 
+  if (input.reconciliationWorkflowId !== undefined) {
+    await stopReconciliation({ workflowId: input.reconciliationWorkflowId });
+  }
+  const fencedAt = Date.now();
   const fence = await setStage(from, true);
   const acks = await awaitRouterFence({
     connection: 'old',
@@ -110,32 +117,32 @@ export async function switchAuthority(input: AuthoritySwitchInput): Promise<Writ
   });
   if (acks.missing.length > 0) {
     await setStage(from);
+    const fencedMs = Date.now() - fencedAt;
+    await reconcile(from.side, to.side);
     const reason = `routers did not acknowledge the write fence in time: ${acks.missing.join(', ')}`;
     log.warn(`write switch aborted: ${reason}`);
-    return {
-      switched: false,
-      missing: acks.missing,
-      fencedMs: Date.now() - fencedAt,
-      changesDrained: 0,
-      reason,
-    };
+    return { switched: false, missing: acks.missing, fencedMs, changesDrained: 0, reason };
   }
-  let changesDrained = 0;
+  const acknowledgedMs = Date.now() - fencedAt;
   try {
-    await installWriteGuard({ connection: from.side, tables });
-    for (;;) {
-      const drained = await drainChangeLog({ from: from.side, to: to.side, batchSize: 1000 });
-      changesDrained += drained.entries;
-      if (drained.entries === 0 && drained.backlog === 0) break;
-    }
-    if (input.reconciliationWorkflowId !== undefined) {
-      await stopReconciliation({ workflowId: input.reconciliationWorkflowId });
-    }
-    await advanceSequences({ from: from.side, to: to.side, tables, margin: input.sequenceMargin });
-    await installChangeCapture({ connection: to.side, tables });
-    await removeChangeCapture({ connection: from.side, tables });
-    await removeWriteGuard({ connection: to.side, tables });
-    await setStage(to);
+    const moved = await moveWriteAuthority({
+      migration,
+      tables,
+      from: from.side,
+      to: to.side,
+      stage: to.stage,
+      readPercent: to.readPercent,
+      sequenceMargin: input.sequenceMargin,
+    });
+    const fencedMs = Date.now() - fencedAt;
+    await reconcile(to.side, from.side);
+    return {
+      switched: true,
+      missing: [],
+      fencedMs,
+      changesDrained: moved.changesDrained,
+      stepsMs: { acknowledged: acknowledgedMs, ...moved.stepsMs },
+    };
   } catch (err) {
     // Authority stays where it was: capture back on the giving side, none on the receiving side, the
     // giving side takes writes again, and the held writes go there.
@@ -143,14 +150,12 @@ export async function switchAuthority(input: AuthoritySwitchInput): Promise<Writ
     await removeChangeCapture({ connection: to.side, tables, discardPending: true });
     await removeWriteGuard({ connection: from.side, tables });
     await setStage(from);
+    const fencedMs = Date.now() - fencedAt;
     await reconcile(from.side, to.side);
     const reason = `the switch failed and was undone: ${(err as Error).message}`;
     log.warn(reason);
-    return { switched: false, missing: [], fencedMs: Date.now() - fencedAt, changesDrained, reason };
+    return { switched: false, missing: [], fencedMs, changesDrained: 0, reason };
   }
-  const fencedMs = Date.now() - fencedAt;
-  await reconcile(to.side, from.side);
-  return { switched: true, missing: [], fencedMs, changesDrained };
 }
 
 /** The forward switch on its own: old → new, into `switched`. */

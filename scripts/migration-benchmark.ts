@@ -1,0 +1,315 @@
+#!/usr/bin/env node
+// `npm run bench:migration`: a whole migration under a steady write load through routers (a
+// benchmark that prints figures, never a timed test). On the embedded default (a Temporal dev server
+// and PostgreSQL 15 → 17 with default durability) it seeds `public.orders` on old, starts two routers
+// and a paced load of BENCH_MIGRATION_WRITES writes per second (default 500; single-row updates,
+// each followed by a read of the same row), measures the load at `off` first, then runs the
+// migration workflow without approvals: dual_write + backfill + verification, shadow with the query
+// benchmark, live at 5%, 50%, 100%, the write switch, complete, a short soak, retire. It prints:
+//   - write latency per phase of the migration, against the same load at `off` (the peer);
+//   - the write switch: how long the fence was up and the longest write that met it (goal: 250 ms);
+//   - verification rows/s against backfill rows/s (goal: at least 1×);
+//   - the query benchmark's p50/p95 per query and the ratios new/old.
+// Settings (environment): BENCH_MIGRATION_ROWS rows seeded (default 200000),
+// BENCH_MIGRATION_WRITES writes per second (default 500). Ctrl-C stops the servers.
+import path from 'node:path';
+import { Client } from '@temporalio/client';
+import { quoteTable } from '../activities/sql';
+import { compareTables } from '../activities/verifier';
+import { MigrationControl, startMigration } from '../client/migrations';
+import { OperatorError } from '../config/errors';
+import { parseMigrationConfig, parseSiteConfig } from '../config/load';
+import { startLocalStack, type LocalStack } from '../provision/local-stack';
+import { dataDir } from '../provision/project-paths';
+import { sampleTableDdl, seedSampleRows } from '../provision/sample-table';
+import { createRouter, type MigrationRouter } from '../router';
+import { createMigrationWorker } from '../worker/create-worker';
+import { createLogger } from '../worker/logger';
+import { installRuntime } from '../worker/runtime';
+import { migrationWorkflowId } from '../workflows/ids';
+import type { MigrationStatus } from '../workflows/messages';
+import { formatCount, formatTable } from './benchmark/report';
+import pg from 'pg';
+
+const log = createLogger({ name: 'bench-migration' });
+const TABLE = { schema: 'public', table: 'orders' };
+const NAME = quoteTable(TABLE);
+const MIGRATION = 'bench';
+const WRITERS = 10;
+
+function positiveInteger(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new OperatorError(`${name} must be a positive whole number, not "${raw}"`);
+  return value;
+}
+
+interface WriteSample {
+  startedAt: number;
+  ms: number;
+  failed: boolean;
+}
+
+/** Paced single-row updates (each followed by a read of the row) through the routers, by turns. */
+function startLoad(routers: MigrationRouter[], writesPerSecond: number, rows: number) {
+  const samples: WriteSample[] = [];
+  let stopping = false;
+  const interval = (1000 * WRITERS) / writesPerSecond;
+  const loops = Array.from({ length: WRITERS }, async (_, w) => {
+    const router = routers[w % routers.length]!;
+    const begin = Date.now() + (interval * w) / WRITERS;
+    let n = w * 7919 + 1;
+    for (let k = 0; !stopping; k++) {
+      const due = begin + k * interval;
+      const wait = due - Date.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      n = (n * 48271) % 2147483647;
+      const id = 1 + (n % rows);
+      const startedAt = Date.now();
+      const started = process.hrtime.bigint();
+      let failed = false;
+      try {
+        await router.query(`UPDATE ${NAME} SET note = $1 WHERE id = $2`, [`bench ${k}`, id]);
+      } catch (err) {
+        failed = true;
+        log.warn({ err }, 'a write of the load failed');
+      }
+      samples.push({ startedAt, ms: Number(process.hrtime.bigint() - started) / 1e6, failed });
+      await router
+        .query({ text: `SELECT * FROM ${NAME} WHERE id = $1`, values: [id], routingKey: id })
+        .catch((err: unknown) => log.warn({ err }, 'a read of the load failed'));
+    }
+  });
+  return {
+    samples,
+    stop: async () => {
+      stopping = true;
+      await Promise.all(loops);
+    },
+  };
+}
+
+function percentile(sorted: number[], q: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+function summarize(samples: WriteSample[], from: number, to: number) {
+  const inside = samples.filter((s) => s.startedAt >= from && s.startedAt < to);
+  const ms = inside.map((s) => s.ms).sort((a, b) => a - b);
+  return {
+    writes: inside.length,
+    perSecond: inside.length / Math.max(0.001, (to - from) / 1000),
+    failed: inside.filter((s) => s.failed).length,
+    p50: percentile(ms, 0.5),
+    p99: percentile(ms, 0.99),
+    max: ms.length === 0 ? NaN : ms[ms.length - 1]!,
+  };
+}
+
+const fixed = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : '-');
+
+async function main(): Promise<number> {
+  const rows = positiveInteger('BENCH_MIGRATION_ROWS', 200_000);
+  const writesPerSecond = positiveInteger('BENCH_MIGRATION_WRITES', 500);
+  installRuntime(log, []);
+  let stack: LocalStack | undefined;
+  const interrupt = () => void (stack?.stop() ?? Promise.resolve()).then(() => process.exit(130));
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  const routers: MigrationRouter[] = [];
+  try {
+    stack = await startLocalStack({
+      root: path.join(dataDir, 'bench-migration'),
+      persistent: false,
+      oldMajor: 15,
+      newMajor: 17,
+      log: (message) => log.info(message),
+    });
+    const env = { ...process.env, ...stack.env };
+    const admin = {
+      old: new pg.Pool({ connectionString: stack.env.OLD_DATABASE_URL, max: 2 }),
+      new: new pg.Pool({ connectionString: stack.env.NEW_DATABASE_URL, max: 2 }),
+    };
+    await admin.old.query(sampleTableDdl(TABLE));
+    await admin.new.query(sampleTableDdl(TABLE));
+    await seedSampleRows(admin.old, TABLE, rows);
+    await admin.old.query(`CREATE INDEX ON ${NAME} (customer_id)`);
+    await admin.new.query(`CREATE INDEX ON ${NAME} (customer_id)`);
+    await admin.old.query(`VACUUM ANALYZE ${NAME}`);
+    log.info(`seeded ${formatCount(rows)} rows on old`);
+
+    const site = parseSiteConfig({ temporal: { taskQueue: 'bench-migration' } });
+    const worker = await createMigrationWorker(site, env);
+    const client = new Client({ connection: stack.temporal.environment.connection });
+    for (let i = 0; i < 2; i++) {
+      routers.push(
+        await createRouter({
+          migration: MIGRATION,
+          old: { connectionString: stack.env.OLD_DATABASE_URL, max: 8 },
+          new: { connectionString: stack.env.NEW_DATABASE_URL, max: 8 },
+          logger: createLogger({ name: 'router', level: 'warn' }),
+          stageWatcher: { pollMs: 500, heartbeatMs: 1000 },
+          reconciliation: { client },
+        }),
+      );
+    }
+    const control = new MigrationControl(client, MIGRATION);
+    const marks: Array<{ at: number; label: string }> = [];
+    let status: MigrationStatus | undefined;
+    const load = startLoad(routers, writesPerSecond, rows);
+    let report = '';
+    try {
+      report = await worker.runUntil(
+        (async () => {
+          const baselineFrom = Date.now();
+          await new Promise((resolve) => setTimeout(resolve, 5000));
+          marks.push({ at: baselineFrom, label: 'off (peer)' });
+          const config = parseMigrationConfig({
+            name: MIGRATION,
+            tables: ['public.orders'],
+            cutover: { readSteps: [5, 50, 100], stepSoak: '3s', soak: '3s', approvals: [] },
+            verification: { settle: 500 },
+            queryBenchmark: {
+              queries: [
+                { name: 'order by id', sql: `SELECT * FROM ${NAME} WHERE id = 4242` },
+                { name: 'orders of a customer', sql: `SELECT * FROM ${NAME} WHERE customer_id = 4242` },
+                { name: 'count by status', sql: `SELECT status, count(*) FROM ${NAME} GROUP BY status` },
+              ],
+              topStatements: 0,
+              runs: 20,
+            },
+          });
+          marks.push({ at: Date.now(), label: 'migration' });
+          await startMigration(client, config, worker.taskQueue);
+          let lastStep = '';
+          for (;;) {
+            status = await control.status();
+            if (status.error !== null) throw new Error(`the migration failed: ${status.error}`);
+            if (status.step !== lastStep) {
+              marks.push({ at: Date.now(), label: status.step });
+              lastStep = status.step;
+            }
+            if (status.held?.kind === 'retire') break;
+            if (status.held !== null) throw new Error(`the migration holds: ${status.held.reason}`);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          marks.push({ at: Date.now(), label: 'end' });
+          await load.stop();
+          // Reverse sync brings the load's last writes on new to old; then the sides must be equal.
+          let comparison = await compareTables(admin.new, admin.old, TABLE, ['id']);
+          for (let i = 0; i < 60 && comparison.differenceCount > 0; i++) {
+            await new Promise((resolve) => setTimeout(resolve, 500));
+            comparison = await compareTables(admin.new, admin.old, TABLE, ['id']);
+          }
+          await control.approve('benchmark');
+          await control.result();
+          const backfill = await client.workflow
+            .getHandle(`${migrationWorkflowId(MIGRATION)}/backfill-public.orders`)
+            .describe();
+          const backfillSeconds =
+            ((backfill.closeTime?.getTime() ?? Date.now()) - backfill.startTime.getTime()) / 1000;
+          return formatReport(status, load.samples, marks, {
+            rows,
+            writesPerSecond,
+            backfillSeconds,
+            equal: comparison.differenceCount === 0 && comparison.rowsNew === comparison.rowsOld,
+          });
+        })(),
+      );
+    } finally {
+      await load.stop();
+      await Promise.all(routers.map((router) => router.end()));
+      await admin.old.end();
+      await admin.new.end();
+    }
+    process.stdout.write(report);
+    return 0;
+  } finally {
+    await stack?.stop();
+  }
+}
+
+function formatReport(
+  status: MigrationStatus,
+  samples: WriteSample[],
+  marks: Array<{ at: number; label: string }>,
+  run: { rows: number; writesPerSecond: number; backfillSeconds: number; equal: boolean },
+): string {
+  const lines: string[] = [];
+  const table = status.tables[0]!;
+  lines.push('');
+  lines.push(
+    `Migration of ${formatCount(run.rows)} rows (PostgreSQL 15 → 17, fsync on), ${run.writesPerSecond} writes/s asked through 2 routers; new equals old at the end: ${run.equal ? 'yes' : 'NO'}`,
+  );
+  lines.push('');
+  const phases = marks.slice(0, -1).map((mark, i) => ({ ...mark, to: marks[i + 1]!.at }));
+  const peer = summarize(samples, phases[0]!.at, phases[0]!.to);
+  lines.push(
+    formatTable(
+      ['phase', 's', 'writes/s', 'failed', 'p50 ms', 'p99 ms', 'max ms', 'p50 vs off', 'p99 vs off'],
+      phases.map((phase) => {
+        const figures = summarize(samples, phase.at, phase.to);
+        return [
+          phase.label,
+          fixed((phase.to - phase.at) / 1000, 1),
+          fixed(figures.perSecond, 0),
+          String(figures.failed),
+          fixed(figures.p50),
+          fixed(figures.p99),
+          fixed(figures.max),
+          `${fixed(figures.p50 / peer.p50)}×`,
+          `${fixed(figures.p99 / peer.p99)}×`,
+        ];
+      }),
+    ),
+  );
+  lines.push('');
+  const forward = status.switches.find((s) => s.direction === 'to-new' && s.switched);
+  if (forward !== undefined) {
+    const fenceFrom = forward.at - forward.fencedMs;
+    const met = samples.filter((s) => s.startedAt <= forward.at && s.startedAt + s.ms >= fenceFrom);
+    const longest = Math.max(...met.map((s) => s.ms));
+    lines.push(
+      `Write switch: fence up ${forward.fencedMs} ms (workflow time), ${forward.changesDrained} changes drained; ${met.length} writes met it, the longest took ${fixed(longest)} ms (goal: at most 250 ms; ${longest <= 250 ? 'met' : 'NOT met'}).`,
+    );
+    lines.push(
+      `  where the fence time went (ms): ${Object.entries(forward.stepsMs ?? {})
+        .map(([step, ms]) => `${step} ${ms}`)
+        .join(', ')}`,
+    );
+  }
+  const verification = table.verification;
+  const backfillRate = table.rowsCopied / run.backfillSeconds;
+  if (verification !== null && verification.rowsPerSecond !== null) {
+    lines.push(
+      `Backfill: ${formatCount(table.rowsCopied)} rows in ${fixed(run.backfillSeconds, 1)} s = ${formatCount(backfillRate)} rows/s. Verification: ${formatCount(verification.rowsFrom)} rows at ${formatCount(verification.rowsPerSecond)} rows/s = ${fixed(verification.rowsPerSecond / backfillRate)}× the backfill (goal: at least 1×).`,
+    );
+  }
+  lines.push('');
+  lines.push(
+    formatTable(
+      ['query', 'old p50', 'new p50', 'p50 new/old', 'old p95', 'new p95', 'p95 new/old'],
+      (status.queryBenchmark?.queries ?? []).map((query) => [
+        query.name,
+        fixed(query.old.p50, 3),
+        fixed(query.new.p50, 3),
+        `${fixed(query.ratioP50)}×`,
+        fixed(query.old.p95, 3),
+        fixed(query.new.p95, 3),
+        `${fixed(query.ratioP95)}×`,
+      ]),
+    ),
+  );
+  lines.push('');
+  return `${lines.join('\n')}\n`;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    log.error(err instanceof OperatorError ? err.message : `the benchmark failed: ${String(err)}`);
+    process.exit(1);
+  },
+);
