@@ -1,6 +1,7 @@
-// A mixed write load on the sample table, straight on a database (no router): inserts into gaps
+// A mixed write load on the sample table: inserts into gaps
 // and above the largest key, updates and deletes of random rows, multi-row transactions and
-// rolled-back ones. The tests provoke the hazards with it; the demo shows a live copy with it.
+// rolled-back ones, straight on a database or through a router. The tests provoke the hazards with
+// it; the demo runs it through the routers and past them.
 // Deterministic per seed; counts what it committed.
 import type pg from 'pg';
 import type { TableRef } from '../activities/inspector';
@@ -31,12 +32,18 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** What the load needs of a pool: a pg.Pool, or the migration's router (a drop-in for one). */
+export interface LoadTarget {
+  query(text: string, values?: unknown[]): Promise<pg.QueryResult>;
+  connect(): Promise<{ query(text: string, values?: unknown[]): Promise<pg.QueryResult>; release(): void }>;
+}
+
 /**
  * Starts `writers` loops on `pool` against a sample table (provision/sample-table.ts) whose ids
  * lie in 1..maxId. Each loop runs one statement or transaction at a time until stopped.
  */
 export function startWriteLoad(
-  pool: pg.Pool,
+  pool: LoadTarget,
   table: TableRef,
   options: { writers: number; maxId: number; seed: number; pauseMs?: number },
 ): WriteLoad {

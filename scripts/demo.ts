@@ -1,30 +1,36 @@
 #!/usr/bin/env node
 // `npm run demo`: the main job on the embedded default. Starts a throwaway Temporal dev server and
-// two real PostgreSQL clusters (15 as old, 17 as new), seeds a sample table on old, and copies it to
-// new live: writers keep inserting, updating and deleting rows on old (straight, as a cron job
-// would) while the backfill workflow copies the table and the reconciliation workflow carries their
-// changes over. Then the writers stop, the change log drains, and new must equal old row for row.
+// two real PostgreSQL clusters (15 as old, 17 as new), seeds a sample table on old, and migrates it
+// live with the migration workflow, from `off` to `complete` and retired, while an application keeps
+// writing: two routers carry a mixed load (inserts, updates, deletes, transactions, rollbacks), and
+// a cron job writes old directly, past the routers, until the ramp reaches its last read step. The
+// steps: dual_write + backfill + verification, shadow, live 10% / 50% / 100% (each gated), the write
+// switch, complete, a short soak, retire (approved by the demo, as an operator would). At the end new
+// must equal old row for row, and old must refuse a write that bypasses the routers.
 // DEMO_ROWS sets the table size (default 20000).
 import path from 'node:path';
 import { Client } from '@temporalio/client';
+import pg from 'pg';
 import { ConnectionPools } from '../activities/pools';
 import { compareTables } from '../activities/verifier';
+import { MigrationControl, startMigration } from '../client/migrations';
 import { resolveConnections } from '../config/connections';
 import { OperatorError } from '../config/errors';
-import { parseSiteConfig } from '../config/load';
+import { parseMigrationConfig, parseSiteConfig } from '../config/load';
 import { redactSecrets } from '../config/redact';
 import { startLocalStack, type LocalStack } from '../provision/local-stack';
 import { parsePostgresMajor } from '../provision/postgres';
 import { dataDir } from '../provision/project-paths';
 import { sampleTableDdl, seedSampleRows } from '../provision/sample-table';
-import { startWriteLoad } from '../provision/write-load';
+import { startWriteLoad, type WriteLoad } from '../provision/write-load';
+import { createRouter, type MigrationRouter } from '../router';
 import { createMigrationWorker } from '../worker/create-worker';
 import { createLogger } from '../worker/logger';
 import { installRuntime } from '../worker/runtime';
-import { backfillTableWorkflow, reconciliationWorkflow } from '../workflows';
-import { drainAndStopSignal } from '../workflows/messages';
+import type { MigrationStatus } from '../workflows/messages';
 
 const logger = createLogger({ name: 'demo' });
+const MIGRATION = 'demo';
 
 function rowsFromEnv(): number {
   const value = process.env.DEMO_ROWS ?? '20000';
@@ -33,6 +39,8 @@ function rowsFromEnv(): number {
     throw new OperatorError(`DEMO_ROWS is ${value}; it must be a whole number`);
   return rows;
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main(): Promise<number> {
   installRuntime(logger, []);
@@ -59,6 +67,9 @@ async function main(): Promise<number> {
     const site = parseSiteConfig({ temporal: { taskQueue: 'demo' } });
     const pools = new ConnectionPools(resolveConnections(site, env));
     const table = { schema: 'public', table: 'orders' };
+    const routers: MigrationRouter[] = [];
+    const loads: WriteLoad[] = [];
+    const closers: Array<() => Promise<void>> = [];
     try {
       await pools.get('old').query(sampleTableDdl(table));
       await pools.get('new').query(sampleTableDdl(table));
@@ -67,43 +78,93 @@ async function main(): Promise<number> {
 
       const worker = await createMigrationWorker(site, env);
       const client = new Client({ connection: stack.temporal.environment.connection });
-      const writers = startWriteLoad(pools.get('old'), table, {
-        writers: 2,
-        maxId: rows * 3,
-        seed: 1,
-        pauseMs: 5,
-      });
-      let result: { rowsCopied: number; chunksDone: number };
-      let seconds = 0;
-      let reconciled: { entriesApplied: number; keysSynced: number };
-      try {
-        [result, reconciled] = await worker.runUntil(
-          (async () => {
-            const reconciliation = await client.workflow.start(reconciliationWorkflow, {
-              taskQueue: worker.taskQueue,
-              workflowId: 'demo-reconciliation',
-              args: [{ migration: 'demo', from: 'old', to: 'new' }],
-            });
-            const started = Date.now();
-            const copied = await client.workflow.execute(backfillTableWorkflow, {
-              taskQueue: worker.taskQueue,
-              workflowId: 'demo-backfill-orders',
-              args: [{ migration: 'demo', source: 'old', target: 'new', table, chunkSize: 1000 }],
-            });
-            seconds = (Date.now() - started) / 1000;
-            const counts = await writers.stop();
-            logger.info(
-              `writers on old during the copy: ${counts.inserts} inserts, ${counts.updates} updates, ${counts.deletes} deletes, ${counts.rolledBack} rolled back`,
-            );
-            await reconciliation.signal(drainAndStopSignal);
-            return [copied, await reconciliation.result()] as const;
-          })(),
+      for (let i = 0; i < 2; i++) {
+        routers.push(
+          await createRouter({
+            migration: MIGRATION,
+            old: { connectionString: stack.env.OLD_DATABASE_URL, max: 4 },
+            new: { connectionString: stack.env.NEW_DATABASE_URL, max: 4 },
+            logger: createLogger({ name: `router-${i + 1}`, level: 'warn' }),
+            stageWatcher: { pollMs: 500, heartbeatMs: 1000 },
+            reconciliation: { client },
+          }),
         );
-      } finally {
-        await writers.stop();
       }
+      const load = { writers: 1, maxId: rows * 3, pauseMs: 5 };
+      loads.push(...routers.map((router, i) => startWriteLoad(router, table, { ...load, seed: i + 1 })));
+      // The cron job: the same load, straight on old, in sessions of its own (not the migration's).
+      const cronPool = new pg.Pool({ connectionString: stack.env.OLD_DATABASE_URL, max: 2 });
+      closers.push(() => cronPool.end());
+      const cron = startWriteLoad(cronPool, table, { ...load, seed: 9 });
+      loads.push(cron);
+
+      const control = new MigrationControl(client, MIGRATION);
+      const config = parseMigrationConfig({
+        name: MIGRATION,
+        tables: ['public.orders'],
+        cutover: {
+          readSteps: [10, 50, 100],
+          stepSoak: '2s',
+          soak: '5s',
+          approvals: [],
+          // The load rewrites rows without pause, so a shadow read often races a write.
+          gates: { maxShadowMismatchRate: 0.2, maxLatencyRatio: 10 },
+        },
+        verification: { settle: '500ms' },
+        queryBenchmark: {
+          queries: [
+            { name: 'orders of a customer', sql: 'SELECT * FROM public.orders WHERE customer_id = 4242' },
+          ],
+          topStatements: 0,
+          runs: 10,
+        },
+      });
+      const final = await worker.runUntil(
+        (async () => {
+          await startMigration(client, config, worker.taskQueue);
+          let shown = '';
+          let status: MigrationStatus;
+          for (;;) {
+            status = await control.status();
+            if (status.error !== null) throw new Error(`the migration failed: ${status.error}`);
+            const line = `${status.step}: ${status.phase}${status.held !== null ? ` (${status.held.reason})` : ''}`;
+            if (line !== shown) {
+              logger.info(`migration ${line}`);
+              shown = line;
+            }
+            if (status.step === 'live 100%' && loads.includes(cron)) {
+              const counts = await cron.stop();
+              loads.splice(loads.indexOf(cron), 1);
+              logger.info(
+                `the cron job stops writing old directly before the switch (${counts.inserts} inserts, ${counts.updates} updates, ${counts.deletes} deletes so far)`,
+              );
+            }
+            if (status.held?.kind === 'retire') break;
+            if (status.held !== null) throw new Error(`the migration holds: ${status.held.reason}`);
+            await sleep(200);
+          }
+          for (const writer of loads.splice(0)) await writer.stop();
+          logger.info('the application stops writing; reverse sync brings its last writes on new to old');
+          const bypass = await cronPool.query(`UPDATE public.orders SET note = 'bypass' WHERE id = 3`).then(
+            () => undefined,
+            (err: { code?: string; message: string }) => err,
+          );
+          if (bypass?.code !== '25006')
+            throw new Error('old took a write that bypassed the routers after the switch');
+          logger.info(`old refuses a write that bypasses the routers: ${bypass.message}`);
+          for (let i = 0; i < 60; i++) {
+            const comparison = await compareTables(pools.get('new'), pools.get('old'), table, ['id']);
+            if (comparison.differenceCount === 0 && comparison.rowsNew === comparison.rowsOld) break;
+            await sleep(500);
+          }
+          await control.approve('demo');
+          return control.result();
+        })(),
+      );
+      const [forward] = final.switches;
+      const verification = final.tables[0]?.verification;
       logger.info(
-        `backfill copied ${result.rowsCopied} rows in ${result.chunksDone} chunks in ${seconds.toFixed(1)} s (${Math.round(result.rowsCopied / Math.max(seconds, 0.001))} rows/s); reconciliation applied ${reconciled.entriesApplied} captured changes (${reconciled.keysSynced} keys)`,
+        `migration ${final.phase}: backfill copied ${final.tables[0]?.rowsCopied} rows; verification compared ${verification?.rowsFrom} rows at ${verification?.rowsPerSecond} rows/s; the write switch held writes for ${forward?.fencedMs} ms`,
       );
       const comparison = await compareTables(pools.get('old'), pools.get('new'), table, ['id']);
       if (comparison.differenceCount > 0 || comparison.rowsNew !== comparison.rowsOld) {
@@ -111,10 +172,13 @@ async function main(): Promise<number> {
         return 1;
       }
       logger.info(
-        `verified: new (PostgreSQL ${stack.new.major}) equals old row for row, ${comparison.rowsNew} rows, every column`,
+        `verified: new (PostgreSQL ${stack.new.major}) equals old row for row, ${comparison.rowsNew} rows, every column; helpers retired, old keeps its data`,
       );
       return 0;
     } finally {
+      await Promise.all(loads.map((writer) => writer.stop()));
+      await Promise.all(routers.map((router) => router.end()));
+      for (const close of closers) await close();
       await pools.end();
     }
   } finally {
