@@ -28,6 +28,7 @@ import { createLogger } from '../worker/logger';
 import { installRuntime } from '../worker/runtime';
 import { migrationWorkflowId } from '../workflows/ids';
 import type { MigrationStatus } from '../workflows/messages';
+import { wholeNumber } from './benchmark/options';
 import { formatCount, formatTable } from './benchmark/report';
 import pg from 'pg';
 
@@ -36,15 +37,6 @@ const TABLE = { schema: 'public', table: 'orders' };
 const NAME = quoteTable(TABLE);
 const MIGRATION = 'bench';
 const WRITERS = 10;
-
-function positiveInteger(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0)
-    throw new OperatorError(`${name} must be a positive whole number, not "${raw}"`);
-  return value;
-}
 
 interface WriteSample {
   startedAt: number;
@@ -111,8 +103,8 @@ function summarize(samples: WriteSample[], from: number, to: number) {
 const fixed = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : '-');
 
 async function main(): Promise<number> {
-  const rows = positiveInteger('BENCH_MIGRATION_ROWS', 200_000);
-  const writesPerSecond = positiveInteger('BENCH_MIGRATION_WRITES', 500);
+  const rows = wholeNumber(process.env, 'BENCH_MIGRATION_ROWS', 200_000, 1, 1_000_000_000);
+  const writesPerSecond = wholeNumber(process.env, 'BENCH_MIGRATION_WRITES', 500, 1, 100_000);
   installRuntime(log, []);
   let stack: LocalStack | undefined;
   const interrupt = () => void (stack?.stop() ?? Promise.resolve()).then(() => process.exit(130));

@@ -32,6 +32,7 @@ import { sampleTableDdl, seedSampleRows } from '../provision/sample-table';
 import { createRouter, type MigrationRouter } from '../router';
 import { setStage, type Stage } from '../router/stage-store';
 import { createLogger } from '../worker/logger';
+import { wholeNumber } from './benchmark/options';
 import { formatTable } from './benchmark/report';
 
 const log = createLogger({ name: 'bench-router' });
@@ -39,15 +40,6 @@ const TABLE: TableRef = { schema: 'public', table: 'orders' };
 const NAME = quoteTable(TABLE);
 /** Operations in a row on one runner before the other takes its turn. */
 const BLOCK = 10;
-
-function positiveInteger(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0)
-    throw new OperatorError(`${name} must be a positive whole number, not "${raw}"`);
-  return value;
-}
 
 type Runner = { query(text: string, values: unknown[]): Promise<unknown> };
 type Operation = 'read' | 'write';
@@ -98,8 +90,8 @@ interface Row {
 }
 
 async function main(): Promise<number> {
-  const ops = positiveInteger('BENCH_ROUTER_OPS', 2000);
-  const rows = positiveInteger('BENCH_ROUTER_ROWS', 10_000);
+  const ops = wholeNumber(process.env, 'BENCH_ROUTER_OPS', 2000, 1, 10_000_000);
+  const rows = wholeNumber(process.env, 'BENCH_ROUTER_ROWS', 10_000, 1, 1_000_000_000);
   const root = path.join(dataDir, 'bench-router');
   rmSync(root, { recursive: true, force: true });
   const clusters: EmbeddedCluster[] = [];

@@ -506,6 +506,9 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       ok: boolean,
       detail: string,
     ) => checks.push({ name: checkName, value, limit, ok, detail });
+    /** A figure that must not exceed its limit; nothing measured passes. */
+    const atMost = (checkName: string, value: number | null, limit: number, detail: string) =>
+      check(checkName, value, limit, value === null || value <= limit, detail);
     if (step.stage === 'shadow' || step.stage === 'live') {
       const compared = figures.totals.shadowCompared;
       const rate = figures.shadowMismatchRate;
@@ -518,32 +521,28 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
           `only ${compared} shadow reads were compared; the gate needs ${limits.minShadowComparisons}`,
         );
       } else {
-        check(
+        atMost(
           'shadow mismatch rate',
           rate,
           limits.maxShadowMismatchRate,
-          rate === null || rate <= limits.maxShadowMismatchRate,
           `${figures.totals.shadowMismatched} of ${compared} shadow reads differed`,
         );
       }
     }
     if (step.stage === 'live' || step.stage === 'switched') {
-      const rate = figures.newErrorRate;
-      check(
+      atMost(
         'error rate on new',
-        rate,
+        figures.newErrorRate,
         limits.maxNewErrorRate,
-        rate === null || rate <= limits.maxNewErrorRate,
         `${figures.totals.readsNewFailed} of ${figures.totals.readsNew} reads on new failed`,
       );
     }
     if (step.stage === 'live') {
       const ratio = figures.readLatencyRatio;
-      check(
+      atMost(
         'read latency new/old',
         ratio,
         limits.maxLatencyRatio,
-        ratio === null || ratio <= limits.maxLatencyRatio,
         ratio === null
           ? 'not measured: reads ran on one side only'
           : `mean read time on new is ${ratio.toFixed(2)}× old's`,
@@ -576,11 +575,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
             : found,
         null,
       );
-      check(
+      atMost(
         'query p50 ratio new/old',
         worst?.ratio ?? null,
         limits.maxQueryRatio,
-        worst === null || worst.ratio <= limits.maxQueryRatio,
         worst === null
           ? 'no query was benchmarked'
           : `slowest on new: ${worst.name} at ${worst.ratio.toFixed(2)}×`,

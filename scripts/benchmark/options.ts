@@ -34,7 +34,8 @@ export interface BenchOptions {
 
 type Env = Record<string, string | undefined>;
 
-function wholeNumber(env: Env, name: string, fallback: number, min: number, max: number): number {
+/** A whole number from the environment, or `fallback` when unset; refused outside min..max. */
+export function wholeNumber(env: Env, name: string, fallback: number, min: number, max: number): number {
   const value = env[name];
   if (value === undefined || value === '') return fallback;
   const parsed = Number(value.replace(/_/g, ''));

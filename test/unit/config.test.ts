@@ -6,19 +6,9 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { backfillInputFor } from '../../config/backfill-input';
 import { resolveConnection } from '../../config/connections';
-import { OperatorError } from '../../config/errors';
 import { loadMigrationConfig, parseMigrationConfig, parseSiteConfig } from '../../config/load';
 import { qualifiedTableName } from '../../config/schema';
-
-function rejection(document: unknown): string {
-  try {
-    parseMigrationConfig(document, 'migration.yaml');
-  } catch (err) {
-    assert.ok(err instanceof OperatorError);
-    return err.message;
-  }
-  assert.fail('the config was accepted');
-}
+import { configRejection } from '../harness/config';
 
 describe('migration config', () => {
   it('fills in defaults: chunk size 1000, connections from OLD_/NEW_DATABASE_URL', () => {
@@ -43,28 +33,31 @@ describe('migration config', () => {
   });
 
   it('names the field and the problem for bad values', () => {
-    assert.match(rejection({ name: 'x', tables: ['orders'], chunkSize: 0 }), /chunkSize: .*>=\s*1/);
+    assert.match(configRejection({ name: 'x', tables: ['orders'], chunkSize: 0 }), /chunkSize: .*>=\s*1/);
     assert.match(
-      rejection({ name: 'x', tables: ['orders'], chunkSize: 2.5 }),
+      configRejection({ name: 'x', tables: ['orders'], chunkSize: 2.5 }),
       /chunkSize: must be a whole number/,
     );
-    assert.match(rejection({ name: 'x', tables: [] }), /tables: must list at least one table/);
-    assert.match(rejection({ name: 'Bad Name!', tables: ['t'] }), /name: must be 1-63 lowercase/);
-    assert.match(rejection({ name: 'x', tables: ['a.b.c'] }), /tables\.0: must be a table name/);
-    assert.match(rejection({ name: 'x', tables: ['t'], concurency: 3 }), /concurency|Unrecognized key/);
-    assert.match(rejection({ tables: ['t'] }), /name: /);
-    assert.match(rejection({ name: 'x', tables: ['t'], partitions: 0 }), /partitions: .*>=\s*1/);
+    assert.match(configRejection({ name: 'x', tables: [] }), /tables: must list at least one table/);
+    assert.match(configRejection({ name: 'Bad Name!', tables: ['t'] }), /name: must be 1-63 lowercase/);
+    assert.match(configRejection({ name: 'x', tables: ['a.b.c'] }), /tables\.0: must be a table name/);
+    assert.match(configRejection({ name: 'x', tables: ['t'], concurency: 3 }), /concurency|Unrecognized key/);
+    assert.match(configRejection({ tables: ['t'] }), /name: /);
+    assert.match(configRejection({ name: 'x', tables: ['t'], partitions: 0 }), /partitions: .*>=\s*1/);
     assert.match(
-      rejection({ name: 'x', tables: ['t'], chunksInFlight: 1.5 }),
+      configRejection({ name: 'x', tables: ['t'], chunksInFlight: 1.5 }),
       /chunksInFlight: must be a whole number/,
     );
     assert.match(
-      rejection({ name: 'x', tables: ['t'], throttle: { maxRowsPerSecond: -5 } }),
+      configRejection({ name: 'x', tables: ['t'], throttle: { maxRowsPerSecond: -5 } }),
       /throttle\.maxRowsPerSecond: must be above 0 \(or null for no limit\)/,
     );
-    assert.match(rejection({ name: 'x', tables: ['t'], throttle: { maxLag: 3 } }), /throttle: .*maxLag/);
     assert.match(
-      rejection({ name: 'x', tables: [{ name: 't', hotRowsWhere: '  ' }] }),
+      configRejection({ name: 'x', tables: ['t'], throttle: { maxLag: 3 } }),
+      /throttle: .*maxLag/,
+    );
+    assert.match(
+      configRejection({ name: 'x', tables: [{ name: 't', hotRowsWhere: '  ' }] }),
       /tables\.0\.hotRowsWhere: must be a SQL condition on the table/,
     );
   });
@@ -100,7 +93,7 @@ describe('migration config', () => {
   });
 
   it('refuses a password written into the config file, without repeating it', () => {
-    const message = rejection({
+    const message = configRejection({
       name: 'x',
       tables: ['t'],
       old: { url: 'postgres://app:hunter2@db:5432/app' },
@@ -111,7 +104,7 @@ describe('migration config', () => {
 
   it('asks for exactly one of url and urlEnv', () => {
     assert.match(
-      rejection({ name: 'x', tables: ['t'], new: {} }),
+      configRejection({ name: 'x', tables: ['t'], new: {} }),
       /new: set exactly one of urlEnv \(recommended\) or url/,
     );
   });

@@ -2,22 +2,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { migrationInputFor } from '../../config/migration-input';
-import { OperatorError } from '../../config/errors';
 import { parseMigrationConfig } from '../../config/load';
+import { configRejection } from '../harness/config';
 import { planSteps, readStepProblems, rollbackTarget, stepLabel } from '../../workflows/migration-plan';
 
 const steps = planSteps([1, 5, 25, 50, 100]);
 const at = (label: string) => steps.findIndex((step) => stepLabel(step) === label);
 
-function configRejection(cutover: unknown): string {
-  try {
-    parseMigrationConfig({ name: 'm', tables: ['t'], cutover }, 'migration.yaml');
-  } catch (err) {
-    assert.ok(err instanceof OperatorError);
-    return err.message;
-  }
-  assert.fail('the config was accepted');
-}
+const cutoverRejection = (cutover: unknown) => configRejection({ name: 'm', tables: ['t'], cutover });
 
 describe('migration plan', () => {
   it('lays out off, dual_write, shadow, each live step, switched, complete', () => {
@@ -82,13 +74,13 @@ describe('migration plan', () => {
     );
     assert.equal(tuned.settings.stepSoakMs, 90_000);
     assert.equal(tuned.settings.completionSoakMs, 2 * 24 * 3600_000);
-    assert.match(configRejection({ stepSoak: 'soon' }), /cutover\.stepSoak: soon is not a duration/);
-    assert.match(configRejection({ readSteps: [50, 25] }), /cutover\.readSteps: must grow step by step/);
-    assert.match(configRejection({ approvals: ['retire'] }), /cutover\.approvals\.0/);
+    assert.match(cutoverRejection({ stepSoak: 'soon' }), /cutover\.stepSoak: soon is not a duration/);
+    assert.match(cutoverRejection({ readSteps: [50, 25] }), /cutover\.readSteps: must grow step by step/);
+    assert.match(cutoverRejection({ approvals: ['retire'] }), /cutover\.approvals\.0/);
     assert.match(
       configRejection({ gates: { maxShadowMismatchRate: 2 } }),
       /cutover\.gates\.maxShadowMismatchRate: is a fraction from 0 to 1/,
     );
-    assert.match(configRejection({ onGateFailure: 'panic' }), /cutover\.onGateFailure/);
+    assert.match(cutoverRejection({ onGateFailure: 'panic' }), /cutover\.onGateFailure/);
   });
 });
