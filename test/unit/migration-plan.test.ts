@@ -78,7 +78,7 @@ describe('migration plan', () => {
     assert.match(cutoverRejection({ readSteps: [50, 25] }), /cutover\.readSteps: must grow step by step/);
     assert.match(cutoverRejection({ approvals: ['retire'] }), /cutover\.approvals\.0/);
     assert.match(
-      configRejection({ gates: { maxShadowMismatchRate: 2 } }),
+      cutoverRejection({ gates: { maxShadowMismatchRate: 2 } }),
       /cutover\.gates\.maxShadowMismatchRate: is a fraction from 0 to 1/,
     );
     assert.match(cutoverRejection({ onGateFailure: 'panic' }), /cutover\.onGateFailure/);
