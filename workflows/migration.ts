@@ -82,8 +82,6 @@ export interface MigrationSettings {
   fenceTimeoutMs: number;
   verification: { chunkSize: number; partitions: number; settleMs: number };
   queryBenchmark: { queries: BenchmarkQuery[]; topStatements: number; runs: number };
-  /** Continue as new after this many history events, even before the server suggests it. */
-  historyEventLimit?: number;
 }
 
 export interface MigrationInput {
@@ -760,12 +758,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
         }
         continue;
       }
-      if (
-        backfilling === undefined &&
-        (workflowInfo().continueAsNewSuggested ||
-          (settings.historyEventLimit !== undefined &&
-            workflowInfo().historyLength > settings.historyEventLimit))
-      ) {
+      // Between steps, with no child running here: the next run carries the whole state.
+      if (backfilling === undefined && workflowInfo().continueAsNewSuggested) {
         await condition(allHandlersFinished);
         await continueAsNew<typeof migrationWorkflow>({ ...input, resume: memory });
       }
