@@ -507,7 +507,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     /** A figure that must not exceed its limit; nothing measured passes. */
     const atMost = (checkName: string, value: number | null, limit: number, detail: string) =>
       check(checkName, value, limit, value === null || value <= limit, detail);
-    if (step.stage === 'shadow' || step.stage === 'live') {
+    // Only `shadow` compares reads; in `live` new answers its share itself, measured below.
+    if (step.stage === 'shadow') {
       const compared = figures.totals.shadowCompared;
       const rate = figures.shadowMismatchRate;
       if (compared < limits.minShadowComparisons) {

@@ -11,7 +11,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { TableRef } from '../../activities/inspector';
 import { quoteTable } from '../../activities/sql';
-import { MigrationControl } from '../../client/migrations';
+import { MigrationControl, startMigration } from '../../client/migrations';
+import { parseMigrationConfig } from '../../config/load';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import type { MigrationRouter } from '../../router';
 import { readStage } from '../../router/stage-store';
@@ -28,6 +29,7 @@ describe('gates and operator commands', () => {
   let db: Awaited<ReturnType<typeof freshDatabases>>;
   let worker: Awaited<ReturnType<typeof startRunningWorker>>;
   let router: MigrationRouter | undefined;
+  let liveRouter: MigrationRouter | undefined;
   const table: TableRef = { schema: 'public', table: 'accounts' };
   const dir = mkdtempSync(path.join(tmpdir(), 'migration-gates-'));
 
@@ -41,6 +43,7 @@ describe('gates and operator commands', () => {
 
   after(async () => {
     await router?.end();
+    await liveRouter?.end();
     await worker.stop();
     await db.end();
     rmSync(dir, { recursive: true, force: true });
@@ -167,5 +170,72 @@ describe('gates and operator commands', () => {
     const late = await cli('approve', migration);
     assert.equal(late.code, 2);
     assert.match(late.stderr, /^error: migration .* has ended \(aborted\); approve no longer applies/);
+  });
+
+  it('with step-back, a failed live gate goes back one read step and holds with the reason', async () => {
+    const migration = `stepback-${db.urls.old.split('_').pop()}`;
+    const config = parseMigrationConfig({
+      name: migration,
+      tables: ['public.accounts'],
+      cutover: {
+        readSteps: [20, 60, 100],
+        stepSoak: '1500ms',
+        onGateFailure: 'step-back',
+        approvals: ['switched'],
+      },
+      verification: { settle: 100 },
+      queryBenchmark: { topStatements: 0 },
+    });
+    await startMigration(worker.client, config, worker.taskQueue);
+    const control = new MigrationControl(worker.client, migration);
+    const reach = (what: string, ok: (status: MigrationStatus) => boolean) =>
+      waitFor(
+        what,
+        () => control.status(),
+        (status) => status.error === null && ok(status),
+        600,
+      );
+    await reach('live 60%', (status) => status.step === 'live 60%');
+
+    // New breaks: its table is gone. Reads routed to new fail there and are answered by old.
+    await db.pools.new.query(`ALTER TABLE ${quoteTable(table)} RENAME TO accounts_gone`);
+    liveRouter = (
+      await startRouter('stepback', {
+        migration,
+        old: { connectionString: db.urls.old, max: 4 },
+        new: { connectionString: db.urls.new, max: 4 },
+        stageWatcher: { pollMs: 200, heartbeatMs: 300 },
+      })
+    ).router;
+    let reading = true;
+    const reads = (async () => {
+      for (let key = 0; reading; key++) {
+        const result: { rowCount: number | null } = await liveRouter.query({
+          text: `SELECT id FROM ${quoteTable(table)} WHERE id = $1`,
+          values: [1 + (key % 200)],
+          routingKey: key,
+        });
+        assert.equal(result.rowCount, 1, 'every read is answered');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    let held: MigrationStatus;
+    try {
+      held = await reach('the live gate to hold', (status) => status.held?.kind === 'gate');
+    } finally {
+      reading = false;
+      await reads;
+      await db.pools.new.query(`ALTER TABLE public.accounts_gone RENAME TO ${table.table}`);
+    }
+    assert.match(
+      held.held!.reason,
+      /^live 60%: error rate on new: (\d+) of \1 reads on new failed; .*stepped back to live 20%$/,
+    );
+    assert.equal(held.step, 'live 20%');
+    assert.deepEqual(held.rollbacks.at(-1)?.by, 'gate');
+    const stage = await readStage(db.pools.old, migration);
+    assert.deepEqual([stage.stage, stage.readPercent], ['live', 20]);
+    await control.abort('test');
+    assert.equal((await control.result()).phase, 'aborted');
   });
 });

@@ -1,14 +1,16 @@
 // The router's pure logic: the circuit breaker, statement fingerprints and ordering, the stage plan
-// and sticky read routing, shadow row comparison, and the written-keys list the capture trigger fills.
+// and sticky read routing, shadow row comparison and its settling of writes in flight, and the written-keys list the capture trigger fills.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CircuitBreaker } from '../../router/circuit-breaker';
 import { NO_STATS, statsSince } from '../../router/gate-stats';
 import { parseWrittenKeys } from '../../router/mirror';
-import { sameRows } from '../../router/shadow';
+import { RouterMetrics } from '../../router/metrics';
+import { sameRows, ShadowReads } from '../../router/shadow';
 import { readsFromNew, routingBucket, stagePlan } from '../../router/stage-plan';
 import { STAGES } from '../../router/stage-store';
 import { statementInfo } from '../../router/statement-info';
+import { createLogger } from '../../worker/logger';
 
 describe('circuit breaker', () => {
   it('opens after the threshold, lets one trial through after the cooldown, and closes on its success', () => {
@@ -164,5 +166,46 @@ describe('gate figures', () => {
       newErrorRate: null,
       readLatencyRatio: null,
     });
+  });
+});
+
+describe('shadow reads', () => {
+  /** Samples one read whose sides answer from the given row lists in turn; the outcome counted. */
+  async function outcome(oldAnswers: number[], newAnswers: number[]): Promise<string> {
+    const metrics = new RouterMetrics({ migration: 'unit', router: 'unit' });
+    const shadow = new ShadowReads(
+      { sampleRate: 1 },
+      new CircuitBreaker(),
+      metrics,
+      createLogger({ name: 'unit', level: 'silent', pretty: false }),
+      () => 0,
+    );
+    const answer = (values: number[]) => () =>
+      Promise.resolve({ rows: [{ n: values.shift() }], rowCount: 1 } as never);
+    const info = statementInfo('SELECT n FROM t WHERE id = 1');
+    shadow.sample(
+      info,
+      { rows: [{ n: oldAnswers.shift() }], rowCount: 1 } as never,
+      answer(newAnswers),
+      answer(oldAnswers),
+    );
+    for (;;) {
+      for (const result of ['match', 'mismatch', 'settled']) {
+        if ((await metrics.count('shadow', result)) > 0) return result;
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  it('counts equal answers as a match, and a difference that persists as a mismatch', async () => {
+    assert.equal(await outcome([1], [1]), 'match');
+    assert.equal(await outcome([1, 1, 1], [2, 2, 2]), 'mismatch');
+  });
+
+  it('counts a difference as settled when neighbouring reads agree again (a write in flight)', async () => {
+    // Old moved on (1 → 2) while new was read: old read again agrees with new.
+    assert.equal(await outcome([1, 2], [2]), 'settled');
+    // New lagged (mirror in flight): old 2, new 1; then old 2 and new 2.
+    assert.equal(await outcome([2, 2], [1, 2]), 'settled');
   });
 });
