@@ -50,7 +50,7 @@ describe('a migration from off to complete under load', () => {
     await db.end();
   });
 
-  it('moves reads and writes to new, rolls back from every stage without losing a write, and retires', async () => {
+  it('moves reads and writes to new, rolls back from every stage without losing a write, and retires', async (t) => {
     const migration = `e2e-${db.urls.old.split('/').pop()!.replace(/_/g, '-')}`;
     const config = parseMigrationConfig({
       name: migration,
@@ -204,6 +204,11 @@ describe('a migration from off to complete under load', () => {
       for (const load of loads.splice(0)) reports.push(...(await load.stop()));
     }
 
+    // The figures of the switches under this load (reported, not asserted: no timed tests).
+    const switches = (await control.status()).switches;
+    t.diagnostic(
+      `write switches: ${switches.map((s) => `${s.direction} fence ${s.fencedMs} ms (${JSON.stringify(s.stepsMs)})`).join('; ')}; longest write of the load over the whole run: ${Math.max(...reports.map((writer) => writer.longestWriteMs))} ms; ${reports.reduce((sum, writer) => sum + writer.acknowledged, 0)} writes acknowledged`,
+    );
     // No request of the load failed, and every acknowledged write is there exactly once.
     assert.deepEqual(
       reports.flatMap((writer) => writer.failures),
