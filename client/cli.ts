@@ -112,10 +112,19 @@ export function buildProgram(): Command {
       const config = loadMigrationConfig(options.config);
       await withClient(config, false, async (client, taskQueue) => {
         const started = await startMigration(client, config, taskQueue);
+        if (!started.started) {
+          print(
+            `migration ${config.name} is already running (workflow ${started.workflowId}); nothing changed`,
+          );
+          return;
+        }
+        print(`started migration ${config.name} (workflow ${started.workflowId}, task queue ${taskQueue})`);
+        // Refusals come while preparing, before anything is written: wait for them here.
+        const status = await new MigrationControl(client, config.name).prepared();
         print(
-          started.started
-            ? `started migration ${config.name} (workflow ${started.workflowId}, task queue ${taskQueue}); follow it with \`migrate status ${config.name}\``
-            : `migration ${config.name} is already running (workflow ${started.workflowId}); nothing changed`,
+          status.phase === 'preparing'
+            ? `still preparing (is a worker running on task queue ${taskQueue}?); follow it with \`migrate status ${config.name}\``
+            : `prepared: every table checked, change capture on old; follow it with \`migrate status ${config.name}\``,
         );
       });
     });

@@ -163,6 +163,21 @@ export class MigrationControl {
     );
   }
 
+  /**
+   * Waits until the migration has prepared (checked every table, installed capture) and returns its
+   * status; a refusal (a table without a primary key, say) comes back as an OperatorError.
+   */
+  async prepared(timeoutMs = 30_000): Promise<MigrationStatus> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const description = await describe(this.client, this.workflowId);
+      if (description?.status.name === 'FAILED') await this.result();
+      const status = await this.status();
+      if (status.phase !== 'preparing' || Date.now() > deadline) return status;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
   /** Waits until the migration ends; its final status. */
   async result(): Promise<MigrationStatus> {
     try {
@@ -189,10 +204,8 @@ export class MigrationControl {
     try {
       return await send();
     } catch (err) {
+      // A validator's rejection and a handler's failure both arrive as the update's failure.
       if (err instanceof WorkflowUpdateFailedError)
-        throw new OperatorError(`${command} refused: ${cause(err)}`);
-      // A validator's rejection arrives as the update's failure too, on older servers as a plain error.
-      if ((err as Error).name === 'WorkflowUpdateFailedError')
         throw new OperatorError(`${command} refused: ${cause(err)}`);
       throw err;
     }

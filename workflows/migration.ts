@@ -121,7 +121,8 @@ const {
   removeMigrationHelpers,
 } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', nonRetryableErrorTypes: ['Refusal'] },
+  // A refusal (hazard 10) is not retried: the activity marks it so.
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 const { benchmarkQueries } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',

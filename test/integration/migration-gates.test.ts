@@ -1,5 +1,6 @@
 // The read ramp's gates and the operator's commands, through the `migrate` CLI as an operator runs
-// them: `migrate start --config` starts the migration (again: nothing changes); a difference planted
+// them: `migrate start --config` refuses a table it cannot migrate before anything is written, with
+// the reason and no password; it starts the migration (again: nothing changes); a difference planted
 // on new after verification shows in shadow reads, and the shadow gate holds the ramp with the reason;
 // `approve` releases it; `pause` and `resume` stop and restart it; `abort` puts everyone back on old
 // and removes capture and guards. Commands that do not apply get one clear line and exit code 2.
@@ -49,7 +50,7 @@ describe('gates and operator commands', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a planted shadow mismatch holds the ramp with its reason until an operator approves; abort puts everyone back on old', async () => {
+  it('start refuses bad input with the reason; a planted shadow mismatch holds the ramp with its reason until an operator approves; abort puts everyone back on old', async () => {
     const migration = `gates-${db.urls.old.split('_').pop()}`;
     const configFile = path.join(dir, 'migration.yaml');
     writeFileSync(
@@ -75,9 +76,30 @@ describe('gates and operator commands', () => {
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /^error: there is no migration named no-such-migration/);
 
+    // Bad input: the migration refuses before anything is written, and `start` says why.
+    const refusedFile = path.join(dir, 'refused.yaml');
+    writeFileSync(
+      refusedFile,
+      JSON.stringify({
+        name: `${migration}-x`,
+        tables: ['public.nowhere'],
+        temporal: { taskQueue: worker.taskQueue },
+      }),
+    );
+    const refused = await cli('start', '--config', refusedFile);
+    assert.equal(refused.code, 2);
+    assert.match(
+      refused.stderr,
+      /^error: migration .*-x failed: table "public"\."nowhere" does not exist on the old database/,
+    );
+    const password = new URL(db.urls.old).password;
+    if (password !== '') assert.ok(!refused.stderr.includes(password), 'no password in the error');
+    assert.equal((await readStage(db.pools.old, `${migration}-x`)).stage, 'off');
+
     const start = await cli('start', '--config', configFile);
     assert.equal(start.code, 0, start.stderr);
     assert.match(start.stdout, new RegExp(`started migration ${migration}`));
+    assert.match(start.stdout, /prepared: every table checked/);
     const again = await cli('start', '--config', configFile);
     assert.match(again.stdout, /is already running .*nothing changed/);
 
