@@ -219,9 +219,7 @@ export function formatMigrationStatus(status: MigrationStatus): string[] {
     `  steps: ${status.steps.map((step, i) => (i === status.position ? `[${step}]` : step)).join(' → ')}`,
   ];
   if (status.held !== null) {
-    lines.push(
-      `  held: ${status.held.reason}${status.held.approvable ? ' (migrate approve releases it)' : ''}`,
-    );
+    lines.push(`  held: ${status.held.reason} (migrate approve releases it)`);
   }
   for (const table of status.tables) {
     const verified =

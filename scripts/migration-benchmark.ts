@@ -29,6 +29,7 @@ import { installRuntime } from '../worker/runtime';
 import { migrationWorkflowId } from '../workflows/ids';
 import type { MigrationStatus } from '../workflows/messages';
 import { wholeNumber } from './benchmark/options';
+import { percentile } from './benchmark/write-load';
 import { formatCount, formatTable } from './benchmark/report';
 import pg from 'pg';
 
@@ -83,10 +84,6 @@ function startLoad(routers: MigrationRouter[], writesPerSecond: number, rows: nu
   };
 }
 
-function percentile(sorted: number[], q: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 function summarize(samples: WriteSample[], from: number, to: number) {
   const inside = samples.filter((s) => s.startedAt >= from && s.startedAt < to);
   const ms = inside.map((s) => s.ms).sort((a, b) => a - b);
@@ -94,8 +91,8 @@ function summarize(samples: WriteSample[], from: number, to: number) {
     writes: inside.length,
     perSecond: inside.length / Math.max(0.001, (to - from) / 1000),
     failed: inside.filter((s) => s.failed).length,
-    p50: percentile(ms, 0.5),
-    p99: percentile(ms, 0.99),
+    p50: percentile(ms, 50),
+    p99: percentile(ms, 99),
     max: ms.length === 0 ? NaN : ms[ms.length - 1]!,
   };
 }

@@ -33,6 +33,7 @@ import { createRouter, type MigrationRouter } from '../router';
 import { setStage, type Stage } from '../router/stage-store';
 import { createLogger } from '../worker/logger';
 import { wholeNumber } from './benchmark/options';
+import { percentile } from './benchmark/write-load';
 import { formatTable } from './benchmark/report';
 
 const log = createLogger({ name: 'bench-router' });
@@ -43,10 +44,6 @@ const BLOCK = 10;
 
 type Runner = { query(text: string, values: unknown[]): Promise<unknown> };
 type Operation = 'read' | 'write';
-
-function percentile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
 
 interface Figures {
   p50: number;
@@ -77,7 +74,7 @@ async function measure(
   }
   return latencies.map((values) => {
     values.sort((a, b) => a - b);
-    return { p50: percentile(values, 0.5), p99: percentile(values, 0.99) };
+    return { p50: percentile(values, 50), p99: percentile(values, 99) };
   });
 }
 

@@ -158,12 +158,14 @@ export interface GateReport {
   checks: GateCheck[];
 }
 
+/**
+ * What the migration waits for. `approve` releases every hold; `resume` also releases all but
+ * `approval` and `retire`, measuring a failed gate again or retrying a failed switch.
+ */
 export interface MigrationHold {
   kind: 'approval' | 'gate' | 'rollback' | 'switch-failed' | 'retire';
   reason: string;
   since: number;
-  /** `approve` releases it; `resume` retries a failed gate or switch. */
-  approvable: boolean;
 }
 
 export interface TableProgress {

@@ -253,7 +253,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     },
     {
       validator: (_request) => {
-        if (status.held === null || !status.held.approvable) {
+        if (status.held === null) {
           throw new Error(
             `nothing is waiting for approval: the migration is at ${status.step}, ${status.phase}${status.paused ? ' and paused' : ''}`,
           );
@@ -316,8 +316,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     memory.stepPassed = false;
     memory.baseline = null;
   };
-  const hold = (kind: MigrationHold['kind'], reason: string, approvable = true) => {
-    status.held = { kind, reason, since: Date.now(), approvable };
+  const hold = (kind: MigrationHold['kind'], reason: string) => {
+    status.held = { kind, reason, since: Date.now() };
     note(`held: ${reason}`);
     setPhase('held');
   };

@@ -16,12 +16,12 @@ import { MigrationControl, startMigration } from '../../client/migrations';
 import { parseMigrationConfig } from '../../config/load';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { readStage } from '../../router/stage-store';
-import type { MigrationStatus } from '../../workflows/messages';
 import { startRunningWorker } from '../harness/backfill';
 import { startLoadProcess, type LoadProcess } from '../harness/load-processes';
 import type { LoadWriterReport } from '../harness/router-load-process';
 import { freshDatabases } from '../harness/router';
 import { installQuietRuntime, servers } from '../harness/servers';
+import { waitForMigration } from '../harness/migration';
 import { waitFor } from '../harness/wait';
 import { workflowsPath } from '../harness/workflow-histories';
 
@@ -103,11 +103,10 @@ describe('a migration from off to complete under load', () => {
     })();
 
     const heldFor = (kind: string, step?: string) =>
-      waitFor(
+      waitForMigration(
+        control,
         `the migration held (${kind}${step !== undefined ? ` at ${step}` : ''})`,
-        () => control.status(),
-        (status: MigrationStatus) =>
-          status.error === null && status.held?.kind === kind && (step === undefined || status.step === step),
+        (status) => status.held?.kind === kind && (step === undefined || status.step === step),
         3000,
       );
     const stageOnOld = async () => (await readStage(db.pools.old, migration)).stage;

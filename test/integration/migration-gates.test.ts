@@ -22,7 +22,7 @@ import { startRunningWorker } from '../harness/backfill';
 import { runCli } from '../harness/cli';
 import { freshDatabases, startRouter } from '../harness/router';
 import { installQuietRuntime, servers } from '../harness/servers';
-import { waitFor } from '../harness/wait';
+import { waitForMigration } from '../harness/migration';
 
 installQuietRuntime();
 
@@ -105,12 +105,7 @@ describe('gates and operator commands', () => {
 
     const control = new MigrationControl(worker.client, migration);
     const reach = (what: string, ok: (status: MigrationStatus) => boolean) =>
-      waitFor(
-        what,
-        () => control.status(),
-        (status) => status.error === null && ok(status),
-        600,
-      );
+      waitForMigration(control, what, ok);
     await reach('shadow', (status) => status.stage === 'shadow');
 
     // New now differs from old in one row, where verification can no longer see it.
@@ -211,12 +206,7 @@ describe('gates and operator commands', () => {
     await startMigration(worker.client, config, worker.taskQueue);
     const control = new MigrationControl(worker.client, migration);
     const reach = (what: string, ok: (status: MigrationStatus) => boolean) =>
-      waitFor(
-        what,
-        () => control.status(),
-        (status) => status.error === null && ok(status),
-        600,
-      );
+      waitForMigration(control, what, ok);
     await reach('live 60%', (status) => status.step === 'live 60%');
 
     // New breaks: its table is gone. Reads routed to new fail there and are answered by old.

@@ -16,10 +16,9 @@ import { freePort } from '../../provision/ports';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { startTemporalDevServer, type TemporalDevServer } from '../../provision/temporal-server';
 import { createMigrationWorker } from '../../worker/create-worker';
-import type { MigrationStatus } from '../../workflows/messages';
 import { freshDatabases } from '../harness/router';
 import { installQuietRuntime, servers, testSite } from '../harness/servers';
-import { waitFor } from '../harness/wait';
+import { waitForMigration } from '../harness/migration';
 
 installQuietRuntime();
 
@@ -78,11 +77,10 @@ describe('the soak after complete', () => {
       queryBenchmark: { topStatements: 0 },
     });
     await startMigration(first.client, config, TASK_QUEUE);
-    const soaking = await waitFor(
+    const soaking = await waitForMigration(
+      new MigrationControl(first.client, 'soak-restart'),
       'the soak',
-      () => new MigrationControl(first.client, 'soak-restart').status(),
-      (status: MigrationStatus) => status.error === null && status.phase === 'soaking',
-      600,
+      (status) => status.phase === 'soaking',
     );
     const soakUntil = soaking.soakUntil!;
     assert.equal(soaking.step, 'complete');
@@ -95,11 +93,10 @@ describe('the soak after complete', () => {
     server = await startServer();
     const second = await startWorkerAndClient();
     const control = new MigrationControl(second.client, 'soak-restart');
-    const held = await waitFor(
+    const held = await waitForMigration(
+      control,
       'the end of the soak',
-      () => control.status(),
-      (status: MigrationStatus) => status.held?.kind === 'retire',
-      600,
+      (status) => status.held?.kind === 'retire',
     );
     assert.equal(held.soakUntil, soakUntil, 'the soak was not restarted');
     assert.ok(held.held!.since >= soakUntil, 'the soak did not end early');
