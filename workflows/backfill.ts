@@ -41,6 +41,11 @@ export interface BackfillTableInput {
   chunkSize: number;
   /** Create the table on the target from the source's definition when it does not exist. */
   createTargetTable?: boolean;
+  /**
+   * Capture is already on the source (the migration installs it for all its tables while
+   * preparing): installing it again would take the table's trigger lock, and stall writers, twice.
+   */
+  captureInstalled?: boolean;
   /** Key ranges copied side by side, each a child workflow (default 4; fewer for small tables). */
   partitions?: number;
   /** Chunk activities in flight per partition (default 2). */
@@ -115,7 +120,9 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     await checkRowPredicate({ connection: input.source, table: input.table, predicate: input.hotRowsWhere });
   }
   // Capture first, plan second: every row written after the plan is in the change log.
-  await installChangeCapture({ connection: input.source, tables: [input.table] });
+  if (input.captureInstalled !== true) {
+    await installChangeCapture({ connection: input.source, tables: [input.table] });
+  }
   const plan = await planPartitions({
     connection: input.source,
     table: input.table,

@@ -439,7 +439,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
           const child = await startChild(backfillTableWorkflow, {
             workflowId: `${workflowInfo().workflowId}/backfill-${progress.table}`,
             parentClosePolicy: ParentClosePolicy.TERMINATE,
-            args: [table],
+            // prepare() put capture on every table already.
+            args: [{ ...table, captureInstalled: true }],
           });
           backfills.set(progress.table, child);
           if (status.paused) void child.signal(pauseSignal).catch(() => undefined);
