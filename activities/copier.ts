@@ -15,10 +15,13 @@ import { keyRangeWhere, type KeyRange } from './key-ranges';
 import { withSession, type ConnectionPools } from './pools';
 import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
 import { copyRowsAcross, ensureStaging } from './staging';
-import type { TableShapes } from './table-shapes';
+import { asActivityFailure, isTransient } from './failures';
+import type { ServerBinding } from './server-identity';
+import type { TableRegistry } from './table-registry';
 
 export interface CopyChunkInput {
   migration: string;
+  servers: ServerBinding;
   source: ConnectionName;
   target: ConnectionName;
   table: TableRef;
@@ -77,7 +80,7 @@ async function findMarker(
 function insertMissingRowsSql(shape: TableShape, staging: string): string {
   const columns = quoteList(shape.copyColumns);
   return `INSERT INTO ${quoteTable(shape.table)} (${columns})
-          ${shape.identityAlways ? 'OVERRIDING SYSTEM VALUE' : ''}
+          ${shape.alwaysIdentity.length > 0 ? 'OVERRIDING SYSTEM VALUE' : ''}
           SELECT ${columns} FROM ${staging} AS s
            WHERE NOT EXISTS (
              SELECT 1 FROM ${HELPER_SCHEMA}.tombstones AS t
@@ -97,7 +100,7 @@ function rangeIsClearSql(shape: TableShape, range: KeyRange): string {
                               WHERE tb.table_schema = $1 AND tb.table_name = $2 AND ${tombstoneRange.join(' AND ')}) AS clear`;
 }
 
-export function createCopier(pools: ConnectionPools, shapes: TableShapes, hooks: CopierHooks = {}) {
+export function createCopier(pools: ConnectionPools, registry: TableRegistry, hooks: CopierHooks = {}) {
   /** Opens the chunk's transaction; returns the chunk's result when an earlier attempt committed it. */
   async function begin(target: pg.ClientBase, input: CopyChunkInput, id: string) {
     await target.query('BEGIN');
@@ -148,8 +151,23 @@ export function createCopier(pools: ConnectionPools, shapes: TableShapes, hooks:
     return result;
   }
 
+  /**
+   * Copies one chunk. A failure that retrying cannot heal leaves non-retryable, naming the table
+   * (and, when a schema change on either side caused it, as that schema change).
+   */
   async function copyChunk(input: CopyChunkInput): Promise<CopyChunkResult> {
-    const shape = await shapes.get(input.source, input.table);
+    const sides = { migration: input.migration, from: input.source, to: input.target, table: input.table };
+    const shape = await registry.forSync(sides);
+    try {
+      return await copyChunkOfShape(input, shape);
+    } catch (err) {
+      if (isTransient(err)) throw err;
+      await registry.forSync(sides);
+      throw asActivityFailure(err, input.table, input.target);
+    }
+  }
+
+  async function copyChunkOfShape(input: CopyChunkInput, shape: TableShape): Promise<CopyChunkResult> {
     const id = chunkId(input);
     const source = pools.get(input.source);
     const selectSql = `SELECT ${quoteList(shape.copyColumns)} FROM ${quoteTable(input.table)}

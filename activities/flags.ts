@@ -15,6 +15,7 @@ import {
 import { ensureHelperSchema } from './helper-schema';
 import { refuse } from './inspector';
 import type { ConnectionPools } from './pools';
+import type { ServerBinding } from './server-identity';
 
 /** How often the fence's acknowledgements are read: every millisecond here is a write held. */
 const FENCE_POLL_MS = 20;
@@ -22,6 +23,7 @@ const FENCE_POLL_MS = 20;
 export function createFlags(pools: ConnectionPools) {
   return {
     setMigrationStage: async (input: {
+      servers: ServerBinding;
       connection: ConnectionName;
       migration: string;
       stage: Stage;
@@ -44,6 +46,7 @@ export function createFlags(pools: ConnectionPools) {
     },
 
     listMigrationRouters: async (input: {
+      servers: ServerBinding;
       connection: ConnectionName;
       migration: string;
     }): Promise<RegisteredRouter[]> => listRouters(pools.get(input.connection), input.migration),
@@ -53,6 +56,7 @@ export function createFlags(pools: ConnectionPools) {
      * (the snapshot an earlier call returned), summed. Keep the snapshot for the next window.
      */
     readGateFigures: async (input: {
+      servers: ServerBinding;
       connection: ConnectionName;
       migration: string;
       baseline?: Record<string, RouterStats>;
@@ -75,6 +79,7 @@ export function createFlags(pools: ConnectionPools) {
      * the switch goes ahead only when nobody is missing.
      */
     awaitRouterFence: async (input: {
+      servers: ServerBinding;
       connection: ConnectionName;
       migration: string;
       version: number;

@@ -1,10 +1,12 @@
-// Retiring a migration's helpers from one side: the migration's own rows in the stage store and the
-// router registry, and, when no other migration and no trigger still uses it, the whole helper
-// schema (change log, chunk checkpoints, tombstones, staging, flags). Capture and write guards are
-// removed first by their own activities. Never touches a user table or its rows.
+// Retiring a migration's helpers from one side (retire and abort): the migration's own rows in the
+// stage store, the router registry, the table registry (its claims) and the change log, and, when no
+// other migration and no trigger still uses it, the whole helper schema (change log, chunk
+// checkpoints, tombstones, staging, flags). Capture and guards are removed first by their own
+// activities. Never touches a user table or its rows, nor another migration's rows.
 import type { ConnectionName } from '../config/connections';
 import { HELPER_SCHEMA } from './helper-schema';
 import { withTransaction, type NamedPools } from './pools';
+import type { ServerBinding } from './server-identity';
 
 export interface HelperRemoval {
   /** The helper schema is gone. */
@@ -16,6 +18,7 @@ export interface HelperRemoval {
 export function createHelperRemoval(pools: NamedPools) {
   return {
     removeMigrationHelpers: async (input: {
+      servers: ServerBinding;
       connection: ConnectionName;
       migration: string;
     }): Promise<HelperRemoval> => {
@@ -31,20 +34,21 @@ export function createHelperRemoval(pools: NamedPools) {
               `${HELPER_SCHEMA}.${table}`,
             ])
           ).rows[0]?.present === true;
-        for (const table of ['stages', 'routers']) {
+        for (const table of ['stages', 'routers', 'migration_tables', 'change_log']) {
           if (await present(table)) {
             await client.query(`DELETE FROM ${HELPER_SCHEMA}.${table} WHERE migration = $1`, [
               input.migration,
             ]);
           }
         }
-        const others = (await present('stages'))
-          ? (
-              await client.query<{ migration: string }>(
-                `SELECT migration FROM ${HELPER_SCHEMA}.stages LIMIT 5`,
-              )
-            ).rows
-          : [];
+        const others = (
+          await client.query<{ migration: string }>(
+            `SELECT DISTINCT migration FROM (
+               ${(await present('stages')) ? `SELECT migration FROM ${HELPER_SCHEMA}.stages UNION ALL` : ''}
+               ${(await present('migration_tables')) ? `SELECT migration FROM ${HELPER_SCHEMA}.migration_tables UNION ALL` : ''}
+               SELECT NULL::text WHERE false) AS m ORDER BY 1 LIMIT 5`,
+          )
+        ).rows;
         if (others.length > 0) {
           return {
             dropped: false,

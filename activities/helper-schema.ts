@@ -1,9 +1,13 @@
 // The migration's own tables, in one schema on each side: the change log that capture fills (on the
 // side writers use), the chunk markers that make a copied chunk durable, the tombstones that stop a
-// stale chunk from bringing back a deleted row (on the side being filled), and the stage store that
-// routers follow. Created idempotently;
-// removed only when the migration is retired, never with user data.
-// Also the small function that tells a router which keys its own session wrote (`noteWrittenKey`).
+// stale chunk from bringing back a deleted row (on the side being filled), the stage store that
+// routers follow, the registry of which migration claims which table (with the table's definition
+// as it was claimed, so a schema change is caught), and this database's identity (so a worker
+// connected to the wrong server is caught). Created idempotently; removed only when the migration is
+// retired, never with user data.
+// Also the functions the triggers call: the one that tells a router which keys its own session
+// wrote (`note_written`), the guards' refusals, and the table fingerprint that drift checks compare.
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { withTransaction } from './pools';
 
@@ -11,9 +15,21 @@ export const HELPER_SCHEMA = 'live_migrate';
 /** A session with this setting 'on' has the keys it writes noted in WRITTEN_SETTING. */
 export const COLLECT_SETTING = 'live_migrate.collect';
 export const WRITTEN_SETTING = 'live_migrate.written';
-/** The migration's own sessions say so ('migration'): the write guard lets only them write old. */
-export const WRITER_SETTING = 'live_migrate.writer';
 const WRITTEN_LIMIT = 8192;
+
+/**
+ * ALTER TABLE ... ADD COLUMN, only when the column is missing: even with IF NOT EXISTS, ALTER TABLE
+ * takes the table's exclusive lock first, and the change log is written by every captured write, so
+ * it would wait behind (and then hold up) the application's transactions.
+ */
+function addColumn(table: string, column: string, type: string): string {
+  return `DO $add$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                    WHERE attrelid = '${HELPER_SCHEMA}.${table}'::regclass AND attname = '${column}' AND NOT attisdropped) THEN
+      ALTER TABLE ${HELPER_SCHEMA}.${table} ADD COLUMN ${column} ${type};
+    END IF;
+  END $add$`;
+}
 
 const HELPER_DDL = [
   `CREATE SCHEMA IF NOT EXISTS ${HELPER_SCHEMA}`,
@@ -68,10 +84,94 @@ const HELPER_DDL = [
      heartbeat_at timestamptz NOT NULL DEFAULT now()
    )`,
   // Added after the first release of these tables: the write fence of the switch (stage-store.ts).
-  `ALTER TABLE ${HELPER_SCHEMA}.stages ADD COLUMN IF NOT EXISTS fenced boolean NOT NULL DEFAULT false`,
-  `ALTER TABLE ${HELPER_SCHEMA}.routers ADD COLUMN IF NOT EXISTS fence_acknowledged bigint`,
+  addColumn('stages', 'fenced', 'boolean NOT NULL DEFAULT false'),
+  addColumn('routers', 'fence_acknowledged', 'bigint'),
   // ... and the counters each router publishes for the read ramp's gates (router/gate-stats.ts).
-  `ALTER TABLE ${HELPER_SCHEMA}.routers ADD COLUMN IF NOT EXISTS stats jsonb`,
+  addColumn('routers', 'stats', 'jsonb'),
+  // ... and, so that two migrations on one database never drain each other's changes, whose change
+  // each entry is (capture writes the migration's name).
+  addColumn('change_log', 'migration', 'text'),
+  // One row per migrated table on this side: the migration that claims it (one table, one
+  // migration), which end of it this database is, the table's definition and fingerprint when it was
+  // claimed (every chunk, sync and verification compares the live fingerprint with it), the
+  // partitions the guards cover, and which of the migration's triggers are on it now.
+  `CREATE TABLE IF NOT EXISTS ${HELPER_SCHEMA}.migration_tables (
+     table_schema text NOT NULL,
+     table_name text NOT NULL,
+     migration text NOT NULL,
+     side text NOT NULL CHECK (side IN ('old', 'new')),
+     shape jsonb NOT NULL,
+     definition jsonb NOT NULL,
+     fingerprint text NOT NULL,
+     partitions text[] NOT NULL DEFAULT '{}',
+     captured boolean NOT NULL DEFAULT false,
+     guarded boolean NOT NULL DEFAULT false,
+     claimed_at timestamptz NOT NULL DEFAULT now(),
+     changed_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (table_schema, table_name)
+   )`,
+  // This database's identity: a random id created the first time a migration meets it. A migration
+  // records it (with the system identifier and database oid) when it prepares, and every activity
+  // compares it with the servers it is connected to before it touches data.
+  `CREATE TABLE IF NOT EXISTS ${HELPER_SCHEMA}.server_identity (
+     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+     id uuid NOT NULL DEFAULT gen_random_uuid(),
+     created_at timestamptz NOT NULL DEFAULT now()
+   )`,
+  `INSERT INTO ${HELPER_SCHEMA}.server_identity DEFAULT VALUES ON CONFLICT DO NOTHING`,
+  // What a router needs, whatever role the application connects as: follow the stage, register
+  // and heartbeat, and leave a tombstone when its mirror applies a delete. Nothing else of the
+  // helper schema is open to it (the change log is written by capture's SECURITY DEFINER function).
+  `GRANT USAGE ON SCHEMA ${HELPER_SCHEMA} TO PUBLIC`,
+  `GRANT SELECT ON ${HELPER_SCHEMA}.stages TO PUBLIC`,
+  `GRANT SELECT, INSERT, UPDATE, DELETE ON ${HELPER_SCHEMA}.routers TO PUBLIC`,
+  `GRANT INSERT ON ${HELPER_SCHEMA}.tombstones TO PUBLIC`,
+  // What a table looks like to a copy, a sync or a verification, as one hash: columns (name, type,
+  // NOT NULL, identity, generated, default, collation), constraints, unique indexes and the partition
+  // key. Non-unique indexes and the list of partitions are left out: neither changes what a row is
+  // (partitions attached later are covered by the guards' own check, write-guard.ts).
+  `CREATE OR REPLACE FUNCTION ${HELPER_SCHEMA}.table_fingerprint(rel regclass) RETURNS text
+     LANGUAGE sql STABLE SET search_path = pg_catalog AS $fingerprint$
+     SELECT md5(concat_ws(E'\\n',
+       (SELECT string_agg(concat_ws(' ', quote_ident(a.attname), format_type(a.atttypid, a.atttypmod),
+                                    a.attnotnull, a.attidentity, a.attgenerated,
+                                    pg_get_expr(d.adbin, d.adrelid), a.attcollation),
+                          E'\\n' ORDER BY a.attname)
+          FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped),
+       (SELECT string_agg(concat_ws(' ', c.conname, c.contype, pg_get_constraintdef(c.oid)), E'\\n' ORDER BY c.conname)
+          FROM pg_constraint c WHERE c.conrelid = rel),
+       (SELECT string_agg(pg_get_indexdef(i.indexrelid), E'\\n' ORDER BY i.indexrelid)
+          FROM pg_index i
+         WHERE i.indrelid = rel AND i.indisunique
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = rel)),
+       pg_get_partkeydef(rel)))
+     $fingerprint$`,
+  // The guards' refusals (write-guard.ts). TRUNCATE of a migrated table or any of its partitions is
+  // refused for everyone on both sides while the migration runs: its rows would stay on the other
+  // side. Writes to the side that gave up authority are refused for every session but the
+  // migration's own role (TG_ARGV[1]): session_user, which a session cannot change without being a
+  // superuser, unlike any setting.
+  `CREATE OR REPLACE FUNCTION ${HELPER_SCHEMA}.refuse_truncate() RETURNS trigger
+     LANGUAGE plpgsql AS $refuse$
+     BEGIN
+       RAISE EXCEPTION 'TRUNCATE of %.% is refused while migration % moves it: its rows would stay on the other database', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0]
+         USING ERRCODE = 'object_not_in_prerequisite_state',
+               HINT = 'delete the rows instead (the migration carries deletes), or end the migration first';
+     END
+     $refuse$`,
+  `CREATE OR REPLACE FUNCTION ${HELPER_SCHEMA}.refuse_writes() RETURNS trigger
+     LANGUAGE plpgsql AS $refuse$
+     BEGIN
+       IF session_user IS DISTINCT FROM TG_ARGV[1] THEN
+         RAISE EXCEPTION 'writes to %.% are refused here: migration % has moved this table''s writes to the other database', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0]
+           USING ERRCODE = 'read_only_sql_transaction',
+                 HINT = 'write through the migration''s router, which sends writes to the database that takes them';
+       END IF;
+       IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+       RETURN NEW;
+     END
+     $refuse$`,
   // Called by the capture trigger for a session that asked (a router's, with live_migrate.collect on):
   // appends [schema, table, key as text] to the session's live_migrate.written setting. A session
   // setting changed in a transaction that rolls back is restored, so the list holds committed writes
@@ -88,7 +188,7 @@ const HELPER_DDL = [
          written := '*';
        ELSE
          written := written || jsonb_build_array(table_schema, table_name,
-           (SELECT jsonb_agg(part) FROM jsonb_array_elements_text(key) AS part))::text || E'\n';
+           (SELECT jsonb_agg(part) FROM jsonb_array_elements_text(key) AS part))::text || E'\\n';
        END IF;
        PERFORM set_config('${WRITTEN_SETTING}', written, false);
      END
@@ -102,4 +202,19 @@ export async function ensureHelperSchema(pool: pg.Pool): Promise<void> {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('${HELPER_SCHEMA}'), 0)`);
     for (const statement of HELPER_DDL) await client.query(statement);
   });
+}
+
+/**
+ * The name of one of a migration's own objects (its triggers, its capture functions): named for the
+ * migration, so two migrations never share one and an abort or retire removes only its own. Long
+ * names keep a hash of the whole so they stay unique within PostgreSQL's 63 bytes.
+ */
+export function migrationObjectName(kind: string, migration: string, detail?: string): string {
+  const full = [kind, migration, detail].filter((part) => part !== undefined).join('_');
+  if (Buffer.byteLength(full) <= 63) return full;
+  const digest = createHash('sha1').update(full).digest('hex').slice(0, 10);
+  return `${Buffer.from(full)
+    .subarray(0, 52)
+    .toString('utf8')
+    .replace(/\uFFFD+$/, '')}_${digest}`;
 }

@@ -1,20 +1,28 @@
 // All activities, built by one factory from their dependencies, so tests pass real or fake pools.
+// Every activity that touches a database first checks that this worker is connected to the servers
+// the migration recorded when it prepared (server-identity.ts): a worker with another stack's URLs
+// fails at once, naming both, instead of running the migration against the wrong databases. The
+// few that do not touch a database's data are listed in NO_DATA; the compiler checks that every
+// other activity takes the binding.
+import { ApplicationFailure } from '@temporalio/common';
 import { createAuthoritySwitch } from './authority-switch';
 import { createCapture } from './capture';
 import { createCopier, type CopierHooks } from './copier';
 import { createFlags } from './flags';
+import { createGuards } from './write-guard';
 import { createHelperRemoval } from './helper-removal';
-import { createInspector } from './inspector';
+import type { TableRef } from './inspector';
 import { createKeyRanges } from './key-ranges';
 import type { ConnectionPools } from './pools';
+import { createPreparation } from './preparation';
 import { createQueryBenchmark } from './query-benchmark';
 import { createRangeVerifier, type VerifierHooks } from './range-verifier';
 import { createReconciliationControl } from './reconciliation-control';
 import { createSequences } from './sequences';
-import { createSyncer } from './syncer';
-import { TableShapes } from './table-shapes';
+import { ServerIdentities, WRONG_SERVERS, type ServerBinding } from './server-identity';
+import { createSyncer, type DrainChangeLogInput, type SyncKeysInput } from './syncer';
+import { TableRegistry } from './table-registry';
 import { createThrottler } from './throttler';
-import { createWriteGuard } from './write-guard';
 
 /** For tests: pauses at the points where a crash or a race does harm. */
 export interface ActivityHooks {
@@ -26,29 +34,128 @@ export interface ActivityDependencies extends ActivityHooks {
   pools: ConnectionPools;
 }
 
-export function createActivities({ pools, copierHooks, verifierHooks }: ActivityDependencies) {
-  const shapes = new TableShapes(pools);
-  const syncer = createSyncer(pools, shapes);
-  const capture = createCapture(pools, shapes);
+/**
+ * Activities that touch no table data: binding itself, the source's health figures, and the control
+ * of the reconciliation workflow (Temporal only).
+ */
+const NO_DATA = [
+  'bindServers',
+  'checkSourceHealth',
+  'ensureReconciliation',
+  'stopReconciliation',
+  'reconciliationStatus',
+] as const;
+type NoData = (typeof NO_DATA)[number];
+
+interface Bound {
+  servers: ServerBinding;
+}
+
+/** Names of the activities whose input lacks the server binding. */
+type Unbound<T> = {
+  [K in keyof T]: T[K] extends (input: infer I) => Promise<unknown>
+    ? I extends { servers: ServerBinding }
+      ? never
+      : K
+    : K;
+}[keyof T];
+
+function checkingServers<T extends object>(identities: ServerIdentities, activities: T): T {
+  const checked: Record<string, unknown> = {};
+  for (const [name, activity] of Object.entries(activities) as Array<
+    [string, (input: unknown) => Promise<unknown>]
+  >) {
+    if ((NO_DATA as readonly string[]).includes(name)) {
+      checked[name] = activity;
+      continue;
+    }
+    checked[name] = async (input: { servers?: ServerBinding } | undefined) => {
+      if (input?.servers === undefined) {
+        throw ApplicationFailure.create({
+          type: WRONG_SERVERS,
+          nonRetryable: true,
+          message: `activity ${name} was called without the migration's server binding, so it cannot tell whether this worker points at the migration's databases; it refuses to touch them`,
+        });
+      }
+      await identities.verify(input.servers);
+      return activity(input);
+    };
+  }
+  return checked as T;
+}
+
+function buildActivities(
+  { pools, copierHooks, verifierHooks }: ActivityDependencies,
+  identities: ServerIdentities,
+) {
+  const registry = new TableRegistry(pools);
+  const guards = createGuards(pools, registry);
+  const syncer = createSyncer(pools, registry, { beforeDrain: coverBothSides(guards.coverPartitions) });
+  const { coverPartitions: _drainsCoverPartitions, ...guardActivities } = guards;
+  const capture = createCapture(pools, registry);
   const flags = createFlags(pools);
   const sequences = createSequences(pools);
-  const writeGuard = createWriteGuard(pools);
   return {
-    ...createInspector(pools),
-    ...createKeyRanges(pools, shapes),
-    ...createCopier(pools, shapes, copierHooks),
+    ...createPreparation(pools, registry, identities, guards),
+    ...createKeyRanges(pools, registry),
+    ...createCopier(pools, registry, copierHooks),
     ...capture,
-    ...syncer,
-    ...createRangeVerifier(pools, shapes, syncer.syncKeys, verifierHooks),
+    syncKeys: (input: SyncKeysInput & Bound) => syncer.syncKeys(input),
+    drainChangeLog: (input: DrainChangeLogInput & Bound) => syncer.drainChangeLog(input),
+    ...createRangeVerifier(pools, registry, syncer.syncKeys, verifierHooks),
     ...createThrottler(pools),
     ...flags,
     ...createQueryBenchmark(pools),
     ...sequences,
-    ...writeGuard,
-    ...createAuthoritySwitch({ writeGuard, capture, syncer, sequences, flags }),
+    ...guardActivities,
+    ...createAuthoritySwitch({ guards, capture, syncer, sequences, flags }),
     ...createReconciliationControl(),
     ...createHelperRemoval(pools),
   };
 }
 
+/**
+ * Before each drain batch, both sides' partitions are looked at (one catalog query per table and
+ * side): a partition attached meanwhile is guarded and its rows logged before the batch is read.
+ */
+function coverBothSides(
+  cover: ReturnType<typeof createGuards>['coverPartitions'],
+): (input: { migration: string; from: 'old' | 'new'; to: 'old' | 'new' }) => Promise<void> {
+  return async (input) => {
+    await cover({ migration: input.migration, connection: input.from, adoptRows: true });
+    await cover({ migration: input.migration, connection: input.to, adoptRows: false });
+  };
+}
+
+export function createActivities(dependencies: ActivityDependencies) {
+  const identities = new ServerIdentities(dependencies.pools);
+  const activities = buildActivities(dependencies, identities);
+  // Fails to compile when an activity that touches data does not take the server binding.
+  const everyActivityBound: [Exclude<Unbound<typeof activities>, NoData>] extends [never]
+    ? true
+    : Exclude<Unbound<typeof activities>, NoData> = true;
+  void everyActivityBound;
+  return checkingServers(identities, activities);
+}
+
 export type Activities = ReturnType<typeof createActivities>;
+
+/**
+ * What a migration's prepare step does, for code that runs a router without the migration workflow
+ * (the router benchmark, router tests): binds the servers, checks and claims the tables on both
+ * sides, guards TRUNCATE and installs capture on old. Returns the binding for later activity calls.
+ */
+export async function prepareWithoutWorkflow(
+  activities: Activities,
+  migration: string,
+  tables: TableRef[],
+): Promise<ServerBinding> {
+  const servers = await activities.bindServers({ migration });
+  await activities.prepareTables({
+    migration,
+    servers,
+    tables: tables.map((table) => ({ table, createIfMissing: false })),
+  });
+  await activities.installChangeCapture({ migration, servers, connection: 'old', tables });
+  return servers;
+}

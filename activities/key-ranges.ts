@@ -5,8 +5,9 @@ import { Context } from '@temporalio/activity';
 import type { ConnectionName } from '../config/connections';
 import { refuse, type TableRef, type TableShape } from './inspector';
 import type { ConnectionPools } from './pools';
+import type { ServerBinding } from './server-identity';
 import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
-import type { TableShapes } from './table-shapes';
+import type { TableRegistry } from './table-registry';
 
 /** A range of keys: after `lower` (exclusive; null = from the smallest) up to `upper` (inclusive). */
 export interface KeyRange {
@@ -42,7 +43,7 @@ const SAMPLE_PAGES_PER_PARTITION = 32;
 /** Below this many pages a partition is not worth a workflow of its own (~32 pages: about a chunk of 200-byte rows). */
 const PAGES_PER_PARTITION_AT_LEAST = 32;
 
-export function createKeyRanges(pools: ConnectionPools, shapes: TableShapes) {
+export function createKeyRanges(pools: ConnectionPools, registry: TableRegistry) {
   return {
     /**
      * Splits the table's keys into at most `partitions` ranges of similar row counts, from a
@@ -50,12 +51,14 @@ export function createKeyRanges(pools: ConnectionPools, shapes: TableShapes) {
      * (or anywhere, later) is then in the change log.
      */
     planPartitions: async (input: {
+      migration: string;
+      servers: ServerBinding;
       connection: ConnectionName;
       table: TableRef;
       partitions: number;
       chunkSize: number;
     }): Promise<PartitionPlan> => {
-      const shape = await shapes.get(input.connection, input.table);
+      const shape = await registry.shape(input.connection, input.migration, input.table);
       const pool = pools.get(input.connection);
       const table = quoteTable(input.table);
       const keyOrder = quoteList(shape.primaryKey);
@@ -100,6 +103,8 @@ export function createKeyRanges(pools: ConnectionPools, shapes: TableShapes) {
      * `count` keys means the range ends within the next chunk.
      */
     findChunkBounds: async (input: {
+      migration: string;
+      servers: ServerBinding;
       connection: ConnectionName;
       table: TableRef;
       range: KeyRange;
@@ -107,7 +112,7 @@ export function createKeyRanges(pools: ConnectionPools, shapes: TableShapes) {
       count: number;
       predicate?: string;
     }): Promise<string[][]> => {
-      const shape = await shapes.get(input.connection, input.table);
+      const shape = await registry.shape(input.connection, input.migration, input.table);
       const keyOrder = quoteList(shape.primaryKey);
       const found = await pools.get(input.connection).query<{ key: string[] }>(
         `SELECT key FROM (
@@ -124,7 +129,12 @@ export function createKeyRanges(pools: ConnectionPools, shapes: TableShapes) {
     },
 
     /** Refuses a hot-rows predicate that does not parse or run on the table, before any row moves. */
-    checkRowPredicate: async (input: { connection: ConnectionName; table: TableRef; predicate: string }) => {
+    checkRowPredicate: async (input: {
+      servers: ServerBinding;
+      connection: ConnectionName;
+      table: TableRef;
+      predicate: string;
+    }) => {
       try {
         // Parameters force the extended protocol: one statement, so the predicate cannot end it.
         await pools

@@ -5,10 +5,11 @@ import type { ConnectionName, ResolvedConnection } from '../config/connections';
 /**
  * Every session of the migration sees keys and values in one text form (UTC, ISO dates, exact
  * floats): keys travel between activities as text and must compare equal whichever session wrote them.
- * They also say they are the migration's, so the write guard (write-guard.ts) lets them write old.
+ * (Which sessions may write past the write guard is decided by their role, not by a setting: see
+ * write-guard.ts.)
  */
 export const SESSION_OPTIONS =
-  '-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c live_migrate.writer=migration';
+  '-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3';
 
 /** Pools by connection name: what the syncer and the table shapes need, in a worker or a router. */
 export interface NamedPools {

@@ -10,6 +10,7 @@ import type pg from 'pg';
 import { classifyStatement } from '../router/classify';
 import { statementInfo } from '../router/statement-info';
 import type { NamedPools } from './pools';
+import type { ServerBinding } from './server-identity';
 
 export interface BenchmarkQuery {
   name: string;
@@ -18,6 +19,7 @@ export interface BenchmarkQuery {
 }
 
 export interface QueryBenchmarkInput {
+  servers: ServerBinding;
   queries: BenchmarkQuery[];
   /** Also take this many of old's top statements (by total time) from pg_stat_statements (default 0). */
   topStatements?: number;

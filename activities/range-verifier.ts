@@ -1,26 +1,33 @@
 // Verification: proves new equals old, a key range at a time, without moving rows between servers.
 // Each chunk (the next `chunkSize` keys of the authoritative side) gets a count and an
 // order-independent checksum (the sum of a 64-bit hash of every row's text) computed on both servers
-// at once. Only a chunk whose checksums differ is compared row by row (key and row hash). Keys that
-// differ may be writes in flight: after a settle delay they are compared again, and only keys whose
-// row the authoritative side left alone meanwhile and that still differ are reported, and repaired
-// through the syncer from the authoritative side. (A row written meanwhile is in flight: each write
-// syncs the whole row, so it is not a finding; a hot row is never held against the migration.)
+// at once. Only a chunk whose checksums differ is compared row by row (key and row hash). A key that
+// differs may be a write in flight: committed on the authoritative side, its sync not applied yet.
+// Every such write has an entry in the change log (capture writes it in the writer's transaction),
+// so after a settle delay a key still differing is looked up there: a key with a pending change is
+// in flight, and is compared again once reconciliation has carried it (waiting at most
+// `inFlightWaitMs`); a key that differs with nothing pending is a difference, whatever its history
+// (a row changed only on the other side, a deleted table's rows, a write capture never saw). Those
+// are reported and, unless told otherwise, repaired through the syncer from the authoritative side.
 // Rows are read as text in the migration's session settings (UTC, ISO, exact floats), so the same row
 // gives the same text on both servers whatever their major versions.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
 import type { ConnectionName } from '../config/connections';
+import { HELPER_SCHEMA } from './helper-schema';
 import type { TableRef, TableShape } from './inspector';
 import type { NamedPools } from './pools';
 import { keyRangeWhere, type OpenKeyRange } from './key-ranges';
+import type { ServerBinding } from './server-identity';
 import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
 import type { SyncKeysInput, SyncKeysResult } from './syncer';
+import type { TableRegistry } from './table-registry';
 import { addSampleKeys, noCounts, type VerificationCounts } from './verification-counts';
-import type { TableShapes } from './table-shapes';
 
 export interface VerifyRangeInput {
+  migration: string;
+  servers: ServerBinding;
   /** The authoritative side: its keys set the chunks, its rows are the truth for repairs. */
   from: ConnectionName;
   to: ConnectionName;
@@ -31,6 +38,8 @@ export interface VerifyRangeInput {
   maxChunks: number;
   /** How long to wait before comparing differing keys again, in ms. */
   settleMs: number;
+  /** How long keys with a pending change may take to be carried over before the check ends, in ms. */
+  inFlightWaitMs?: number;
   /** Sync the keys that still differ after the settle delay. */
   repair: boolean;
 }
@@ -73,9 +82,46 @@ function differingKeys(a: Map<string, string>, b: Map<string, string>): string[]
   return [...keys];
 }
 
-function keysWhere(shape: TableShape, keys: string[]): string {
-  const literals = keys.map((key) => keyLiteral(JSON.parse(key) as string[], shape.primaryKeyTypes));
-  return `(${quoteList(shape.primaryKey)}) IN (${literals.join(', ')})`;
+function keyLiterals(shape: TableShape, keys: Iterable<string>): string {
+  return [...keys].map((key) => keyLiteral(JSON.parse(key) as string[], shape.primaryKeyTypes)).join(', ');
+}
+
+function keysWhere(shape: TableShape, keys: Iterable<string>): string {
+  return `(${quoteList(shape.primaryKey)}) IN (${keyLiterals(shape, keys)})`;
+}
+
+/**
+ * Of `keys` (JSON of their text values), those with a change pending in the migration's change log
+ * on the authoritative side (only changes up to entry `upTo`, when given), and the last such entry.
+ * Log keys are jsonb; cast through the key's types, they compare with (and are given back in) the
+ * same text form as the verifier's keys.
+ */
+async function pendingKeys(
+  pool: pg.Pool,
+  migration: string,
+  shape: TableShape,
+  keys: Set<string>,
+  upTo: string | null = null,
+): Promise<{ keys: Set<string>; last: string | null }> {
+  if (keys.size === 0) return { keys: new Set(), last: null };
+  const logged = shape.primaryKeyTypes.map((type, i) => `(c.key->>${i})::${type}`);
+  const { rows } = await pool.query<{ key: string[]; last: string }>(
+    `SELECT ARRAY[${logged.map((value) => `${value}::text`).join(', ')}] AS key, max(c.id)::text AS last
+       FROM ${HELPER_SCHEMA}.change_log c
+      WHERE c.migration = $1 AND c.table_schema = $2 AND c.table_name = $3
+        AND ($4::bigint IS NULL OR c.id <= $4::bigint)
+        AND (${logged.join(', ')}) IN (${keyLiterals(shape, keys)})
+      GROUP BY 1`,
+    [migration, shape.table.schema, shape.table.table, upTo],
+  );
+  const last = rows.reduce<bigint | null>(
+    (max, row) => (max === null || BigInt(row.last) > max ? BigInt(row.last) : max),
+    null,
+  );
+  return {
+    keys: new Set(rows.map((row) => JSON.stringify(row.key))),
+    last: last === null ? null : String(last),
+  };
 }
 
 /** For tests: runs when a chunk's differing keys are known, before the settle delay. */
@@ -83,9 +129,13 @@ export interface VerifierHooks {
   beforeSettle?: (input: VerifyRangeInput, keys: string[][]) => Promise<void>;
 }
 
+/** How often a check waiting for in-flight keys looks at the change log again. */
+const IN_FLIGHT_POLL_MS = 500;
+export const DEFAULT_IN_FLIGHT_WAIT_MS = 60_000;
+
 export function createRangeVerifier(
   pools: NamedPools,
-  shapes: TableShapes,
+  registry: TableRegistry,
   syncKeys: (input: SyncKeysInput) => Promise<SyncKeysResult>,
   hooks: VerifierHooks = {},
 ) {
@@ -108,13 +158,58 @@ export function createRangeVerifier(
       : { upper: input.range.upper, last: true };
   }
 
+  /**
+   * Compares differing keys again, after their pending changes (if any) were carried over: those that
+   * agree now settled; those that differ with a change still pending are in flight; the rest differ.
+   */
+  async function recheck(
+    shape: TableShape,
+    input: VerifyRangeInput,
+    keys: string[],
+    beat: () => void,
+  ): Promise<{ differing: string[]; settled: number; inFlight: number }> {
+    const from = pools.get(input.from);
+    // Wait for the changes pending now (not for later writes of a hot row, which keep coming) to be
+    // carried over, at most inFlightWaitMs.
+    const first = await pendingKeys(from, input.migration, shape, new Set(keys));
+    let pending = first.keys;
+    const deadline = Date.now() + (input.inFlightWaitMs ?? DEFAULT_IN_FLIGHT_WAIT_MS);
+    while (pending.size > 0 && Date.now() < deadline) {
+      beat();
+      await sleep(IN_FLIGHT_POLL_MS);
+      pending = (await pendingKeys(from, input.migration, shape, pending, first.last)).keys;
+    }
+    const where = keysWhere(shape, keys);
+    const [fromNow, toNow] = await Promise.all([
+      rowHashes(from, shape, where),
+      rowHashes(pools.get(input.to), shape, where),
+    ]);
+    const unequal = new Set(keys.filter((key) => fromNow.get(key) !== toNow.get(key)));
+    // Still unequal but with a change pending now (written again meanwhile): in flight.
+    const stillPending = (await pendingKeys(from, input.migration, shape, unequal)).keys;
+    const differing: string[] = [];
+    let settled = 0;
+    let inFlight = 0;
+    for (const key of keys) {
+      if (!unequal.has(key)) settled += 1;
+      else if (stillPending.has(key)) inFlight += 1;
+      else differing.push(key);
+    }
+    return { differing, settled, inFlight };
+  }
+
   return {
     /**
      * Verifies up to `maxChunks` chunks of the range and returns where it got to. A retry resumes
      * after the last chunk it reported in a heartbeat.
      */
     verifyRange: async (input: VerifyRangeInput): Promise<VerifyRangeResult> => {
-      const shape = await shapes.get(input.from, input.table);
+      const shape = await registry.forSync({
+        migration: input.migration,
+        from: input.from,
+        to: input.to,
+        table: input.table,
+      });
       const context = Context.current();
       const resumed = context.info.heartbeatDetails as
         { reached: string[] | null; result: VerifyRangeResult } | undefined;
@@ -148,19 +243,14 @@ export function createRangeVerifier(
               keys.map((key) => JSON.parse(key) as string[]),
             );
             await sleep(input.settleMs);
-            // Still a difference: the authoritative side did not change the row since it was found
-            // (a row written since is in flight, and its write syncs it whole), and the other side
-            // still disagrees with it.
-            const again = keysWhere(shape, keys);
-            const fromNow = await rowHashes(from, shape, again);
-            const toNow = await rowHashes(to, shape, again);
-            const still = new Set(
-              keys.filter(
-                (key) => fromNow.get(key) === rowsA.get(key) && toNow.get(key) !== fromNow.get(key),
-              ),
+          }
+          if (keys.length > 0) {
+            const checked = await recheck(shape, input, keys, () =>
+              context.heartbeat({ reached: result.reached, result }),
             );
-            result.settled += keys.filter((key) => !still.has(key)).length;
-            keys = keys.filter((key) => still.has(key));
+            result.settled += checked.settled;
+            result.inFlight += checked.inFlight;
+            keys = checked.differing;
           }
           result.differences += keys.length;
           addSampleKeys(
@@ -169,6 +259,7 @@ export function createRangeVerifier(
           );
           if (input.repair && keys.length > 0) {
             const synced = await syncKeys({
+              migration: input.migration,
               from: input.from,
               to: input.to,
               table: input.table,

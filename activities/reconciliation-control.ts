@@ -5,6 +5,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { ConnectionName } from '../config/connections';
+import type { ServerBinding } from './server-identity';
 import { reconciliationStatusQuery, stopSignal, type ReconciliationStatus } from '../workflows/messages';
 
 const WORKFLOW_TYPE = 'reconciliationWorkflow';
@@ -36,7 +37,7 @@ export function createReconciliationControl() {
      * Refuses (for good) when it runs the other way: stop it first.
      */
     ensureReconciliation: async (
-      input: { workflowId: string; migration: string } & Direction,
+      input: { workflowId: string; migration: string; servers: ServerBinding } & Direction,
     ): Promise<void> => {
       const running = await describe(input.workflowId);
       if (running !== undefined && isRunning(running.status.name)) {
@@ -50,7 +51,7 @@ export function createReconciliationControl() {
       await client().workflow.start(WORKFLOW_TYPE, {
         workflowId: input.workflowId,
         taskQueue: Context.current().info.taskQueue,
-        args: [{ migration: input.migration, from: input.from, to: input.to }],
+        args: [{ migration: input.migration, servers: input.servers, from: input.from, to: input.to }],
         memo: { from: input.from, to: input.to },
         workflowIdConflictPolicy: 'USE_EXISTING',
       });

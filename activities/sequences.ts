@@ -6,9 +6,11 @@
 import type { ConnectionName } from '../config/connections';
 import { refuse, type TableRef } from './inspector';
 import type { NamedPools } from './pools';
+import type { ServerBinding } from './server-identity';
 import { quoteIdent, quoteTable } from './sql';
 
 export interface AdvanceSequencesInput {
+  servers: ServerBinding;
   /** Where values were handed out so far (the side that was authoritative). */
   from: ConnectionName;
   /** The side about to take writes. */

@@ -2,19 +2,36 @@
 // re-reads the current row from the authoritative side and inserts, updates or deletes on the other,
 // all under the table's sync lock (see apply-locks.ts), so the result is the same however often or
 // concurrently a key is synced. A deleted key leaves a tombstone that keeps the backfill off it.
-// Also drains the change log that capture fills: each entry names a key to sync.
-import { Context } from '@temporalio/activity';
+// Also drains the change log that capture fills: each entry names a key to sync. A table whose sync
+// fails for good (a constraint the other side enforces, a schema change) is reported and its entries
+// kept, while every other table goes on syncing: one table never blocks the rest.
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
 import type { ConnectionName } from '../config/connections';
 import { mirrorLocksSql, syncLockSql } from './apply-locks';
-import { ensureHelperSchema, HELPER_SCHEMA } from './helper-schema';
+import { asActivityFailure, isTransient, sqlState } from './failures';
+import { HELPER_SCHEMA } from './helper-schema';
 import type { TableRef, TableShape } from './inspector';
 import { withSession, type NamedPools } from './pools';
 import { keyLiteral, quoteIdent, quoteList, quoteLiteral, quoteTable } from './sql';
 import { copyRowsAcross, ensureStaging } from './staging';
-import type { TableShapes } from './table-shapes';
+
+/** Where a sync gets the shape its rows are read and written by. */
+export interface SyncShapes {
+  /**
+   * The shape of `table` for a sync from `from` to `to`. The worker's checks both sides against the
+   * migration's registry (a schema change refuses); the router's reads the catalog.
+   */
+  forSync(input: {
+    migration: string;
+    from: ConnectionName;
+    to: ConnectionName;
+    table: TableRef;
+  }): Promise<TableShape>;
+}
 
 export interface SyncKeysInput {
+  migration: string;
   /** The authoritative side: its current rows are the truth. */
   from: ConnectionName;
   to: ConnectionName;
@@ -30,13 +47,29 @@ export interface SyncKeysResult {
 }
 
 export interface DrainChangeLogInput {
+  migration: string;
   /** The side whose change log is drained (where capture is installed: the authoritative side). */
   from: ConnectionName;
   to: ConnectionName;
   batchSize: number;
+  /** Tables (schema.table) to leave for now: their sync failed and waits for its next try. */
+  skipTables?: string[];
+}
+
+/** A table whose entries could not be synced and stay in the log. */
+export interface TableSyncFailure {
+  /** schema.table */
+  table: string;
+  /** The database's words, or why the check refused. */
+  message: string;
+  /** SQLSTATE or failure type, e.g. 23505 or SchemaChanged. */
+  code: string | null;
+  /** Entries of this batch left in the log. */
+  entries: number;
 }
 
 export interface DrainChangeLogResult {
+  /** Entries synced and removed from the log in this batch. */
   entries: number;
   keys: number;
   upserted: number;
@@ -45,6 +78,8 @@ export interface DrainChangeLogResult {
   backlog: number;
   /** Age in seconds of the oldest entry still in the log; 0 when it is empty. */
   lagSeconds: number;
+  /** Tables whose sync failed for good in this batch; their entries stay. */
+  failed: TableSyncFailure[];
 }
 
 const BACKLOG_COUNT_LIMIT = 1_000_000;
@@ -91,12 +126,13 @@ async function readAsValues(source: pg.Pool, shape: TableShape, where: string): 
 
 function upsertSql(shape: TableShape, rows: string): string {
   const columns = quoteList(shape.copyColumns);
-  const key = new Set(shape.primaryKey);
+  // Neither the key nor an always-generated identity can be set by an update (nor do they change).
+  const fixed = new Set([...shape.primaryKey, ...shape.alwaysIdentity]);
   const updates = shape.copyColumns
-    .filter((column) => !key.has(column))
+    .filter((column) => !fixed.has(column))
     .map((column) => `${quoteIdent(column)} = EXCLUDED.${quoteIdent(column)}`);
   return `INSERT INTO ${quoteTable(shape.table)} (${columns})
-          ${shape.identityAlways ? 'OVERRIDING SYSTEM VALUE' : ''}
+          ${shape.alwaysIdentity.length > 0 ? 'OVERRIDING SYSTEM VALUE' : ''}
           SELECT ${columns} FROM ${rows} AS staged
           ON CONFLICT (${quoteList(shape.primaryKey)})
           ${updates.length > 0 ? `DO UPDATE SET ${updates.join(', ')}` : 'DO NOTHING'}`;
@@ -124,22 +160,20 @@ function deleteGoneSql(shape: TableShape, rows: string, keys: string[][]): strin
 /** For tests: widen the window between reading the authoritative rows and applying them. */
 export interface SyncerHooks {
   afterRowsRead?: (input: SyncKeysInput) => Promise<void>;
+  /** Runs before each drain batch (the worker covers partitions attached since the last look). */
+  beforeDrain?: (input: DrainChangeLogInput) => Promise<void>;
 }
 
-export function createSyncer(pools: NamedPools, shapes: TableShapes, hooks: SyncerHooks = {}) {
-  // The helper tables, once per worker and side: the side being filled needs the tombstone table and
-  // the drained side the change log; a backfill creates both, but reconciliation may come first.
-  const helpersReady = new Map<ConnectionName, Promise<void>>();
-  function ensureHelpers(connection: ConnectionName): Promise<void> {
-    let ready = helpersReady.get(connection);
-    if (ready === undefined) {
-      ready = ensureHelperSchema(pools.get(connection));
-      ready.catch(() => helpersReady.delete(connection));
-      helpersReady.set(connection, ready);
-    }
-    return ready;
+/** A failure's code for reports: its SQLSTATE (kept in a SyncFailed's details), else its failure type. */
+function failureCode(err: unknown): string | null {
+  if (err instanceof ApplicationFailure) {
+    const details = err.details?.[0] as { sqlState?: string | null } | undefined;
+    return details?.sqlState ?? err.type ?? null;
   }
+  return sqlState(err) ?? null;
+}
 
+export function createSyncer(pools: NamedPools, shapes: SyncShapes, hooks: SyncerHooks = {}) {
   /**
    * Applies the authoritative rows of `keys` to the other side in one transaction: lock, read, then
    * delete what is gone (tombstoned) and upsert the rest. `lock: 'keys'` (a mirror) locks only the
@@ -151,8 +185,7 @@ export function createSyncer(pools: NamedPools, shapes: TableShapes, hooks: Sync
     keys: string[][],
     how: { lock: 'table' | 'keys'; durable: boolean },
   ): Promise<SyncKeysResult | undefined> {
-    await ensureHelpers(input.to);
-    const shape = await shapes.get(input.from, input.table);
+    const shape = await shapes.forSync(input);
     return withSession(pools.get(input.to), async (target) => {
       // Lock first, read second: of two syncs of one key, the one that reads later applies later.
       await target.query(
@@ -196,10 +229,21 @@ export function createSyncer(pools: NamedPools, shapes: TableShapes, hooks: Sync
     return [...new Map(keys.map((key) => [JSON.stringify(key), key])).values()];
   }
 
+  /**
+   * Syncs keys; a failure that retrying cannot heal leaves as a non-retryable failure naming the
+   * table (and, when a schema change caused it, as that schema change).
+   */
   async function syncKeys(input: SyncKeysInput): Promise<SyncKeysResult> {
     const keys = uniqueKeys(input.keys);
     if (keys.length === 0) return { keys: 0, upserted: 0, deleted: 0 };
-    return (await applyKeys(input, keys, { lock: 'table', durable: true }))!;
+    try {
+      return (await applyKeys(input, keys, { lock: 'table', durable: true }))!;
+    } catch (err) {
+      if (isTransient(err)) throw err;
+      // A column that vanished or changed type shows as a database error here: say what changed.
+      await shapes.forSync(input);
+      throw asActivityFailure(err, input.table, input.to);
+    }
   }
 
   /**
@@ -225,51 +269,70 @@ export function createSyncer(pools: NamedPools, shapes: TableShapes, hooks: Sync
      */
     drainChangeLog: async (input: DrainChangeLogInput): Promise<DrainChangeLogResult> => {
       const log = pools.get(input.from);
-      // Reconciliation may start before the first backfill installs capture: the log is then empty.
-      await ensureHelpers(input.from);
+      await hooks.beforeDrain?.(input);
+      const skip = input.skipTables ?? [];
       const batch = await log.query<{ id: string; table_schema: string; table_name: string; key: string[] }>(
         `SELECT id, table_schema, table_name,
                 ARRAY(SELECT jsonb_array_elements_text(key)) AS key
-           FROM ${HELPER_SCHEMA}.change_log ORDER BY id LIMIT $1`,
-        [input.batchSize],
+           FROM ${HELPER_SCHEMA}.change_log
+          WHERE migration = $1 AND NOT (table_schema || '.' || table_name = ANY($3::text[]))
+          ORDER BY id LIMIT $2`,
+        [input.migration, input.batchSize, skip],
       );
-      const byTable = new Map<string, { table: TableRef; keys: string[][] }>();
+      const byTable = new Map<string, { table: TableRef; keys: string[][]; ids: string[] }>();
       for (const entry of batch.rows) {
-        const id = JSON.stringify([entry.table_schema, entry.table_name]);
+        const id = `${entry.table_schema}.${entry.table_name}`;
         const group = byTable.get(id) ?? {
           table: { schema: entry.table_schema, table: entry.table_name },
           keys: [],
+          ids: [],
         };
         group.keys.push(entry.key);
+        group.ids.push(entry.id);
         byTable.set(id, group);
       }
-      const result = { entries: batch.rows.length, keys: 0, upserted: 0, deleted: 0 };
-      for (const group of byTable.values()) {
-        const synced = await syncKeys({
-          from: input.from,
-          to: input.to,
-          table: group.table,
-          keys: group.keys,
-        });
-        result.keys += synced.keys;
-        result.upserted += synced.upserted;
-        result.deleted += synced.deleted;
+      const result = { entries: 0, keys: 0, upserted: 0, deleted: 0 };
+      const failed: TableSyncFailure[] = [];
+      const applied: string[] = [];
+      for (const [name, group] of byTable) {
+        try {
+          const synced = await syncKeys({
+            migration: input.migration,
+            from: input.from,
+            to: input.to,
+            table: group.table,
+            keys: group.keys,
+          });
+          result.keys += synced.keys;
+          result.upserted += synced.upserted;
+          result.deleted += synced.deleted;
+          applied.push(...group.ids);
+        } catch (err) {
+          // A lost connection: retry the whole batch. Anything else stays with its table.
+          if (isTransient(err)) throw err;
+          failed.push({
+            table: name,
+            message: err instanceof Error ? err.message : String(err),
+            code: failureCode(err),
+            entries: group.ids.length,
+          });
+        }
         Context.current().heartbeat();
       }
-      if (batch.rows.length > 0) {
-        await log.query(`DELETE FROM ${HELPER_SCHEMA}.change_log WHERE id = ANY($1::bigint[])`, [
-          batch.rows.map((entry) => entry.id),
-        ]);
+      result.entries = applied.length;
+      if (applied.length > 0) {
+        await log.query(`DELETE FROM ${HELPER_SCHEMA}.change_log WHERE id = ANY($1::bigint[])`, [applied]);
       }
       const status = await log.query<{ backlog: string; lag: number | null }>(
-        `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${HELPER_SCHEMA}.change_log LIMIT $1) AS c) AS backlog,
-                extract(epoch FROM clock_timestamp() - (SELECT logged_at FROM ${HELPER_SCHEMA}.change_log ORDER BY id LIMIT 1))::float8 AS lag`,
-        [BACKLOG_COUNT_LIMIT],
+        `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${HELPER_SCHEMA}.change_log WHERE migration = $2 LIMIT $1) AS c) AS backlog,
+                extract(epoch FROM clock_timestamp() - (SELECT logged_at FROM ${HELPER_SCHEMA}.change_log WHERE migration = $2 ORDER BY id LIMIT 1))::float8 AS lag`,
+        [BACKLOG_COUNT_LIMIT, input.migration],
       );
       return {
         ...result,
         backlog: Number(status.rows[0]?.backlog ?? 0),
         lagSeconds: Math.max(0, status.rows[0]?.lag ?? 0),
+        failed,
       };
     },
   };

@@ -1,11 +1,14 @@
-// Table shapes for the activities that run once per chunk or per batch: read from the catalog once
-// per worker process and table, then reused. A migration refuses schema changes on migrated tables,
-// so a shape does not change while the migration runs.
+// Table shapes for the router's mirror, which runs with every write the application makes: read
+// from the catalog once per table and kept, so a mirror costs no catalog query. The router forgets
+// them whenever the migration's stage changes (an accepted schema change included); a mirror that
+// meets a changed table fails, and its keys go to reconciliation, whose syncs check the table's
+// definition against the migration's registry every time (table-registry.ts).
 import type { ConnectionName } from '../config/connections';
 import { readTableShape, type TableRef, type TableShape } from './inspector';
 import type { NamedPools } from './pools';
+import type { SyncShapes } from './syncer';
 
-export class TableShapes {
+export class TableShapes implements SyncShapes {
   private readonly shapes = new Map<string, Promise<TableShape>>();
 
   constructor(private readonly pools: NamedPools) {}
@@ -23,5 +26,14 @@ export class TableShapes {
       this.shapes.set(id, shape);
     }
     return shape;
+  }
+
+  forSync(input: { from: ConnectionName; table: TableRef }): Promise<TableShape> {
+    return this.get(input.from, input.table);
+  }
+
+  /** Reads every table's shape again when next asked. */
+  forget(): void {
+    this.shapes.clear();
   }
 }

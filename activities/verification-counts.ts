@@ -12,10 +12,20 @@ export interface VerificationCounts {
   chunks: number;
   /** Chunks whose checksums differed and were compared row by row. */
   mismatchedChunks: number;
-  /** Keys that differed, and still differed after the settle delay. */
+  /**
+   * Keys that still differed after the settle delay with no change of theirs pending in the change
+   * log: damage, or a write that capture never saw. Reported, repaired (unless told not to), and a
+   * migration holds on them.
+   */
   differences: number;
-  /** Keys that differed at first and agreed after the settle delay (writes in flight). */
+  /** Keys that differed at first and agreed after the settle delay or once their pending change synced. */
   settled: number;
+  /**
+   * Keys that still differed when the check ended, with a change of theirs still pending in the
+   * change log: writes in flight that reconciliation has yet to carry (its backlog and failures are
+   * reported and gated on their own), not differences.
+   */
+  inFlight: number;
   repaired: number;
   /** Up to SAMPLE_KEYS differing keys, as text. */
   sampleKeys: string[][];
@@ -29,6 +39,7 @@ export function noCounts(): VerificationCounts {
     mismatchedChunks: 0,
     differences: 0,
     settled: 0,
+    inFlight: 0,
     repaired: 0,
     sampleKeys: [],
   };
@@ -42,6 +53,7 @@ export function addCounts(total: VerificationCounts, more: VerificationCounts): 
   total.mismatchedChunks += more.mismatchedChunks;
   total.differences += more.differences;
   total.settled += more.settled;
+  total.inFlight += more.inFlight;
   total.repaired += more.repaired;
   addSampleKeys(total, more.sampleKeys);
 }

@@ -1,57 +1,181 @@
-// The write guard: after the switch, old must take no write but the migration's own (the reverse
-// sync from new, repairs), or both sides would accept writes (hazard 7's split brain). A statement
-// trigger on each migrated table refuses INSERT, UPDATE and DELETE from any session that does not
-// say it is the migration (live_migrate.writer = migration, which the migration's own connections
-// set at startup: activities/pools.ts). The refusal uses SQLSTATE 25006 (read-only transaction), so
-// an application sees the error it would see on a read-only replica. Installed and removed
-// idempotently; rollback to old authority removes it.
+// The guards: what stops a write the migration would not see. Two kinds, both named for the
+// migration (so another migration's abort or retire never removes them) and both covering the
+// table and every partition, present and attached later:
+// - the TRUNCATE guard, on both sides from prepare until the migration ends: TRUNCATE fires no row
+//   trigger, so capture could not carry it and the other side would keep the rows. A statement
+//   trigger on the table and on each partition (TRUNCATE of a partition fires only its own).
+// - the write guard, on the side that gave up authority (old after the switch; the giving side
+//   while a switch drains): a BEFORE row trigger on the table, which PostgreSQL clones to every
+//   partition, present and future, that refuses INSERT, UPDATE and DELETE from every session but the
+//   migration's own role. The exception rests on session_user, which a session cannot change without
+//   being a superuser, not on a setting anyone can SET. The refusal uses SQLSTATE 25006
+//   (read-only transaction), the error an application sees on a read-only replica.
+// Partitions attached mid-migration are covered by coverPartitions, which reconciliation runs: it
+// adds the TRUNCATE guard to them and, on the side being captured, logs the keys of the rows they
+// brought (ATTACH fires no trigger), so those rows reach the other side too. A partition detached
+// from a migrated table takes its rows out of the table without any trigger firing: that stops the
+// migration with the reason. Installed and removed idempotently.
+import { ApplicationFailure } from '@temporalio/common';
+import type pg from 'pg';
 import type { ConnectionName } from '../config/connections';
-import { ensureHelperSchema, HELPER_SCHEMA, WRITER_SETTING } from './helper-schema';
+import { ensureHelperSchema, HELPER_SCHEMA, migrationObjectName } from './helper-schema';
 import type { TableRef } from './inspector';
 import { withTransaction, type NamedPools } from './pools';
-import { quoteTable } from './sql';
+import type { ServerBinding } from './server-identity';
+import { quoteIdent, quoteList, quoteLiteral, quoteTable } from './sql';
+import { PARTITIONS_SQL, SCHEMA_CHANGED, type RegistryRow, type TableRegistry } from './table-registry';
 
-export const WRITE_GUARD_TRIGGER = 'live_migrate_write_guard';
 const LOCK_TIMEOUT = '5s';
 
-const GUARD_FUNCTION = `CREATE OR REPLACE FUNCTION ${HELPER_SCHEMA}.refuse_writes() RETURNS trigger
-  LANGUAGE plpgsql AS $guard$
-  BEGIN
-    IF current_setting('${WRITER_SETTING}', true) IS DISTINCT FROM 'migration' THEN
-      RAISE EXCEPTION 'writes to %.% are refused: this table has moved to the new database', TG_TABLE_SCHEMA, TG_TABLE_NAME
-        USING ERRCODE = 'read_only_sql_transaction',
-              HINT = 'write through the migration''s router, which sends writes to the new database';
-    END IF;
-    RETURN NULL;
-  END
-  $guard$`;
+export interface GuardInput {
+  migration: string;
+  servers: ServerBinding;
+  connection: ConnectionName;
+  tables: TableRef[];
+}
 
-export function createWriteGuard(pools: NamedPools) {
+export function truncateGuardName(migration: string): string {
+  return migrationObjectName('lm_truncate', migration);
+}
+
+export function writeGuardName(migration: string): string {
+  return migrationObjectName('lm_guard', migration);
+}
+
+/** Every partition of a table at every level, schema-qualified and quoted (empty for a plain table). */
+async function partitionsOf(client: pg.Pool | pg.ClientBase, table: TableRef): Promise<string[]> {
+  const rel = `to_regclass(${quoteLiteral(quoteTable(table))})`;
+  const { rows } = await client.query<{ partitions: string[] }>(
+    `SELECT ${PARTITIONS_SQL(rel)} AS partitions`,
+  );
+  return rows[0]?.partitions ?? [];
+}
+
+function createTruncateGuardSql(migration: string, relation: string): string {
+  const name = quoteIdent(truncateGuardName(migration));
+  return `DROP TRIGGER IF EXISTS ${name} ON ${relation};
+          CREATE TRIGGER ${name} BEFORE TRUNCATE ON ${relation}
+            FOR EACH STATEMENT EXECUTE FUNCTION ${HELPER_SCHEMA}.refuse_truncate(${quoteLiteral(migration)})`;
+}
+
+export function createGuards(pools: NamedPools, registry: TableRegistry) {
+  const lockedTransaction = <T>(connection: ConnectionName, work: (client: pg.PoolClient) => Promise<T>) =>
+    withTransaction(pools.get(connection), async (client) => {
+      await client.query(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`);
+      return work(client);
+    });
+
+  /**
+   * Looks at the partitions of the migration's tables on one side: adds the TRUNCATE guard to any
+   * partition attached since the last look and, when `adoptRows` (the side capture is on), logs the
+   * keys of its rows for reconciliation; refuses (non-retryable, SchemaChanged) when a partition was
+   * detached. Returns the partitions it adopted.
+   */
+  async function coverPartitions(input: {
+    migration: string;
+    connection: ConnectionName;
+    adoptRows: boolean;
+  }): Promise<string[]> {
+    const pool = pools.get(input.connection);
+    const adopted: string[] = [];
+    for (const row of await registry.rows(pool, input.migration)) {
+      const now = await partitionsOf(pool, row.table);
+      const added = now.filter((partition) => !row.partitions.includes(partition));
+      const gone = row.partitions.filter((partition) => !now.includes(partition));
+      if (gone.length > 0) {
+        throw ApplicationFailure.create({
+          type: SCHEMA_CHANGED,
+          nonRetryable: true,
+          details: [{ table: `${row.table.schema}.${row.table.table}`, side: input.connection }],
+          message: `partition ${gone.join(', ')} of ${quoteTable(row.table)} was detached (or dropped) on the ${input.connection} database since migration ${input.migration} last looked: its rows left the table there without any trigger firing, so the other database still has them. Detach or drop it on the other database as well (or attach it back), then resume the migration`,
+        });
+      }
+      if (added.length === 0) continue;
+      await lockedTransaction(input.connection, async (client) => {
+        for (const partition of added) await client.query(createTruncateGuardSql(input.migration, partition));
+        if (input.adoptRows) await logRowsOf(client, input.migration, row, added);
+        await registry.setPartitions(client, input.migration, row.table, now);
+      });
+      adopted.push(...added);
+    }
+    return adopted;
+  }
+
+  /** Logs the key of every row of newly attached partitions, under the table's name, for reconciliation. */
+  async function logRowsOf(client: pg.ClientBase, migration: string, row: RegistryRow, partitions: string[]) {
+    const key = `jsonb_build_array(${quoteList(row.shape.primaryKey)})`;
+    for (const partition of partitions) {
+      await client.query(
+        `INSERT INTO ${HELPER_SCHEMA}.change_log (migration, table_schema, table_name, key)
+         SELECT $1, $2, $3, ${key} FROM ${partition}`,
+        [migration, row.table.schema, row.table.table],
+      );
+    }
+  }
+
   return {
-    /** Makes the tables refuse writes from anyone but the migration; idempotent. */
-    installWriteGuard: async (input: { connection: ConnectionName; tables: TableRef[] }): Promise<void> => {
-      const pool = pools.get(input.connection);
-      await ensureHelperSchema(pool);
+    coverPartitions,
+
+    /** Refuses TRUNCATE of the tables and all their partitions, for everyone; idempotent. */
+    installTruncateGuard: async (input: GuardInput): Promise<void> => {
+      await ensureHelperSchema(pools.get(input.connection));
       for (const table of input.tables) {
-        await withTransaction(pool, async (client) => {
-          await client.query(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`);
-          await client.query(GUARD_FUNCTION);
-          await client.query(`DROP TRIGGER IF EXISTS ${WRITE_GUARD_TRIGGER} ON ${quoteTable(table)}`);
-          await client.query(
-            `CREATE TRIGGER ${WRITE_GUARD_TRIGGER} BEFORE INSERT OR UPDATE OR DELETE ON ${quoteTable(table)}
-               FOR EACH STATEMENT EXECUTE FUNCTION ${HELPER_SCHEMA}.refuse_writes()`,
+        await lockedTransaction(input.connection, async (client) => {
+          const partitions = await partitionsOf(client, table);
+          for (const relation of [quoteTable(table), ...partitions]) {
+            await client.query(createTruncateGuardSql(input.migration, relation));
+          }
+          await registry.setPartitions(client, input.migration, table, partitions);
+        });
+      }
+    },
+
+    /** Lets TRUNCATE through again (the migration is ending); idempotent. */
+    removeTruncateGuard: async (input: GuardInput): Promise<void> => {
+      const name = quoteIdent(truncateGuardName(input.migration));
+      for (const table of input.tables) {
+        await lockedTransaction(input.connection, async (client) => {
+          const exists = await client.query<{ present: boolean }>(
+            `SELECT to_regclass($1) IS NOT NULL AS present`,
+            [quoteTable(table)],
           );
+          if (exists.rows[0]?.present !== true) return;
+          for (const relation of [quoteTable(table), ...(await partitionsOf(client, table))]) {
+            await client.query(`DROP TRIGGER IF EXISTS ${name} ON ${relation}`);
+          }
+        });
+      }
+    },
+
+    /** Makes the tables (and their partitions) refuse writes from anyone but the migration's role; idempotent. */
+    installWriteGuard: async (input: GuardInput): Promise<void> => {
+      await ensureHelperSchema(pools.get(input.connection));
+      const name = quoteIdent(writeGuardName(input.migration));
+      const role = input.servers[input.connection].role;
+      for (const table of input.tables) {
+        await lockedTransaction(input.connection, async (client) => {
+          await client.query(`DROP TRIGGER IF EXISTS ${name} ON ${quoteTable(table)}`);
+          await client.query(
+            `CREATE TRIGGER ${name} BEFORE INSERT OR UPDATE OR DELETE ON ${quoteTable(table)}
+               FOR EACH ROW EXECUTE FUNCTION ${HELPER_SCHEMA}.refuse_writes(${quoteLiteral(input.migration)}, ${quoteLiteral(role)})`,
+          );
+          await registry.mark(client, input.migration, table, { guarded: true });
         });
       }
     },
 
     /** Lets everyone write the tables again; idempotent. */
-    removeWriteGuard: async (input: { connection: ConnectionName; tables: TableRef[] }): Promise<void> => {
-      const pool = pools.get(input.connection);
+    removeWriteGuard: async (input: GuardInput): Promise<void> => {
+      const name = quoteIdent(writeGuardName(input.migration));
       for (const table of input.tables) {
-        await withTransaction(pool, async (client) => {
-          await client.query(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`);
-          await client.query(`DROP TRIGGER IF EXISTS ${WRITE_GUARD_TRIGGER} ON ${quoteTable(table)}`);
+        await lockedTransaction(input.connection, async (client) => {
+          const exists = await client.query<{ present: boolean }>(
+            `SELECT to_regclass($1) IS NOT NULL AS present`,
+            [quoteTable(table)],
+          );
+          if (exists.rows[0]?.present !== true) return;
+          await client.query(`DROP TRIGGER IF EXISTS ${name} ON ${quoteTable(table)}`);
+          await registry.mark(client, input.migration, table, { guarded: false });
         });
       }
     },

@@ -38,6 +38,8 @@ export function parseWrittenKeys(text: string | null): WrittenKeys {
 }
 
 export interface MirrorDeps {
+  /** The migration the router follows: its capture notes the keys, its registry names the tables. */
+  migration: string;
   mirrorKeys(input: SyncKeysInput): Promise<SyncKeysResult>;
   breaker: CircuitBreaker;
   queue: DiscrepancyQueue;
@@ -68,7 +70,9 @@ export class Mirror {
         }
         try {
           await this.withinTimeout(
-            metrics.time(to, 'mirror', () => this.deps.mirrorKeys({ from, to, table, keys })),
+            metrics.time(to, 'mirror', () =>
+              this.deps.mirrorKeys({ migration: this.deps.migration, from, to, table, keys }),
+            ),
           );
           breaker.success();
           metrics.mirror('mirrored');

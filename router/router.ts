@@ -163,6 +163,7 @@ export class MigrationRouter extends EventEmitter {
   private readonly breaker: CircuitBreaker;
   private readonly queue: DiscrepancyQueue;
   private readonly mirror: Mirror;
+  private readonly shapes: TableShapes;
   private readonly shadow: ShadowReads;
   private readonly logger: Logger;
   private readonly scope = new AsyncLocalStorage<RouteContext>();
@@ -244,10 +245,12 @@ export class MigrationRouter extends EventEmitter {
       get: (name) => this.mirrorPools[name],
       display: (name) => `${name} (${describeSide(options[name]).where})`,
     };
-    const syncer = createSyncer(named, new TableShapes(named), {
+    this.shapes = new TableShapes(named);
+    const syncer = createSyncer(named, this.shapes, {
       afterRowsRead: options.testHooks?.afterMirrorRead,
     });
     this.mirror = new Mirror({
+      migration: options.migration,
       mirrorKeys: syncer.mirrorKeys,
       breaker: this.breaker,
       queue: this.queue,
@@ -274,6 +277,8 @@ export class MigrationRouter extends EventEmitter {
       // No migration has been prepared on old yet: the stage is `off` until one is.
     }
     this.watcher.on('change', (state: StageState) => {
+      // A stage change is also when an accepted schema change takes effect: read the tables again.
+      this.shapes.forget();
       for (const listener of this.fenceListeners) listener();
       this.acknowledgeFenceIfIdle();
       this.metrics.stage(state.stage, state.version);

@@ -1,6 +1,8 @@
 // What each stage means for one statement (DESIGN.md's stage table): which side is authoritative
 // (writes and transactions run there first), which side a write is mirrored to, where reads go, and
-// whether a sample of reads is also compared on new.
+// whether a sample of reads is also compared on new. From `switched` on, old is guarded: only the
+// migration's own role may write it (activities/write-guard.ts), so the router does not mirror there;
+// reconciliation carries new's writes back to old (the reverse sync) from new's change log.
 import type { ConnectionName } from '../config/connections';
 import type { Stage } from './stage-store';
 
@@ -18,7 +20,7 @@ const PLANS: Record<Stage, StagePlan> = {
   dual_write: { authoritative: 'old', mirrorTo: 'new', reads: 'old', shadow: false },
   shadow: { authoritative: 'old', mirrorTo: 'new', reads: 'old', shadow: true },
   live: { authoritative: 'old', mirrorTo: 'new', reads: 'percent', shadow: false },
-  switched: { authoritative: 'new', mirrorTo: 'old', reads: 'new', shadow: false },
+  switched: { authoritative: 'new', mirrorTo: null, reads: 'new', shadow: false },
   complete: { authoritative: 'new', mirrorTo: null, reads: 'new', shadow: false },
 };
 

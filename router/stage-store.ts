@@ -186,7 +186,8 @@ export class StageWatcher extends EventEmitter {
     this.refreshing ??= (async () => {
       try {
         const next = await readStage(this.pool, this.migration);
-        if (next.version > this.state.version) {
+        // Not only "greater": a migration aborted and started again under its name counts from 1 anew.
+        if (next.version !== this.state.version) {
           this.state = next;
           this.emit('change', next);
           await this.heartbeat();

@@ -19,12 +19,10 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { createCapture } from '../activities/capture';
-import { ensureHelperSchema } from '../activities/helper-schema';
+import { createActivities, prepareWithoutWorkflow } from '../activities';
 import type { TableRef } from '../activities/inspector';
 import { ConnectionPools } from '../activities/pools';
 import { quoteTable } from '../activities/sql';
-import { TableShapes } from '../activities/table-shapes';
 import { OperatorError } from '../config/errors';
 import { dataDir } from '../provision/project-paths';
 import { startEmbeddedCluster, type EmbeddedCluster } from '../provision/postgres';
@@ -124,14 +122,9 @@ async function main(): Promise<number> {
       old: { name: 'old', connectionString: oldCluster.url, source: 'bench', display: 'old' },
       new: { name: 'new', connectionString: newCluster.url, source: 'bench', display: 'new' },
     });
-    await ensureHelperSchema(direct.old);
-    await ensureHelperSchema(direct.new);
-    await createCapture(migrationPools, new TableShapes(migrationPools)).installChangeCapture({
-      connection: 'old',
-      tables: [TABLE],
-    });
-    await migrationPools.end();
     const migration = 'bench-router';
+    await prepareWithoutWorkflow(createActivities({ pools: migrationPools }), migration, [TABLE]);
+    await migrationPools.end();
     router = await createRouter({
       migration,
       old: { connectionString: oldCluster.url, max: 4 },

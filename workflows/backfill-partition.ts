@@ -1,10 +1,18 @@
 // One partition of a table's backfill: a key range copied in fixed chunks, with a bounded number of
-// chunk activities in flight (each copies a few consecutive chunks, one transaction and marker each). Chunk bounds come from walking the key index ahead of the copy, so
-// chunks can run side by side; each chunk commits its rows and its done-marker together. Continues
-// as new when the history grows, carrying only the key it reached and counters.
+// chunk activities in flight (each copies a few consecutive chunks, one transaction and marker
+// each). Chunk bounds come from walking the key index ahead of the copy, so chunks can run side by
+// side; each chunk commits its rows and its done-marker together. Continues as new when the history
+// grows, carrying only the key it reached and counters.
+// A failure that retrying cannot heal (a schema change, the wrong servers, a constraint the target
+// enforces) does not throw away the partition's progress: the partition tells its migration, which
+// holds with the cause, waits for `resume`, and then copies the failed chunks again (chunks already
+// committed are skipped by their markers). Run on its own, with no migration to tell, it fails.
 import {
+  ActivityFailure,
+  ApplicationFailure,
   condition,
   continueAsNew,
+  getExternalWorkflowHandle,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -15,8 +23,11 @@ import type { Activities } from '../activities';
 import type { CopyChunksResult } from '../activities/copier';
 import type { TableRef } from '../activities/inspector';
 import type { KeyRange } from '../activities/key-ranges';
+import type { ServerBinding } from '../activities/server-identity';
 import type { ConnectionName } from '../config/connections';
+import { migrationWorkflowId } from './ids';
 import {
+  backfillTroubleSignal,
   partitionProgressQuery,
   pauseSignal,
   resumeSignal,
@@ -29,6 +40,7 @@ import type { ThrottleSettings } from './throttle-settings';
 
 export interface BackfillPartitionInput {
   migration: string;
+  servers: ServerBinding;
   source: ConnectionName;
   target: ConnectionName;
   table: TableRef;
@@ -96,6 +108,7 @@ export async function backfillPartitionWorkflow(
     updatedAt: Date.now(),
     paused: input.paused,
     waitingFor: null,
+    failure: null,
     throttled: input.resume?.throttled ?? {},
     done: false,
     runs: (input.resume?.runs ?? 0) + 1,
@@ -103,7 +116,8 @@ export async function backfillPartitionWorkflow(
   const gate = new ThrottleGate(input.source, input.throttle, input.maxRowsPerSecond, progress.throttled);
   setHandler(partitionProgressQuery, () => ({
     ...progress,
-    waitingFor: progress.paused ? 'paused' : gate.waitingFor,
+    waitingFor:
+      progress.failure !== null ? `held: ${progress.failure}` : progress.paused ? 'paused' : gate.waitingFor,
   }));
   setHandler(pauseSignal, () => {
     progress.paused = true;
@@ -111,6 +125,7 @@ export async function backfillPartitionWorkflow(
   });
   setHandler(resumeSignal, () => {
     progress.paused = false;
+    progress.failure = null;
   });
   setHandler(throttleSignal, ({ maxRowsPerSecond }) => gate.setRate(maxRowsPerSecond));
   upsertSearchAttributes([
@@ -127,13 +142,21 @@ export async function backfillPartitionWorkflow(
   let dispatchedTo = walkedTo;
   const inFlight = new Set<Promise<void>>();
   let failure: Error | undefined;
+  /** Chunk batches that failed for good, copied again first once the operator resumes. */
+  const retry: KeyRange[][] = [];
 
   async function nextChunks(): Promise<KeyRange[]> {
     const batch: KeyRange[] = [];
-    while (batch.length < input.chunksPerActivity) {
-      const range = await nextChunk();
-      if (range === null) break;
-      batch.push(range);
+    try {
+      while (batch.length < input.chunksPerActivity) {
+        const range = await nextChunk();
+        if (range === null) break;
+        batch.push(range);
+      }
+    } catch (err) {
+      // The chunks taken so far are handed out already (dispatchedTo moved past them): keep them.
+      if (batch.length > 0) retry.push(batch);
+      throw err;
     }
     return batch;
   }
@@ -142,6 +165,8 @@ export async function backfillPartitionWorkflow(
     if (pending.length === 0 && !walkedToEnd) {
       const count = input.chunksInFlight * input.chunksPerActivity * LOOKAHEAD_PER_SLOT;
       const bounds = await findChunkBounds({
+        migration: input.migration,
+        servers: input.servers,
         connection: input.source,
         table: input.table,
         range: { lower: walkedTo, upper: input.range.upper },
@@ -174,23 +199,76 @@ export async function backfillPartitionWorkflow(
     progress.updatedAt = Date.now();
   }
 
+  /**
+   * Tells the migration about `err` and waits for `resume`; rethrows it when there is no migration
+   * to tell (a backfill run on its own).
+   */
+  async function holdFor(err: Error): Promise<void> {
+    const cause = err instanceof ActivityFailure && err.cause !== undefined ? err.cause : err;
+    const code = cause instanceof ApplicationFailure ? (cause.type ?? null) : null;
+    const told = await getExternalWorkflowHandle(migrationWorkflowId(input.migration))
+      .signal(backfillTroubleSignal, {
+        workflowId: info.workflowId,
+        table: tableName,
+        message: cause.message,
+        code,
+      })
+      .then(
+        () => true,
+        () => false,
+      );
+    if (!told) throw err;
+    progress.failure = cause.message;
+    progress.paused = true;
+    progress.chunksDispatchedWhenPaused = progress.chunksDispatched;
+    setCurrentDetails(`${tableName} ${input.pass} partition: held until resume: ${cause.message}`);
+    await condition(() => !progress.paused);
+  }
+
   for (;;) {
-    if (failure !== undefined) break;
-    if (workflowInfo().continueAsNewSuggested) break;
+    if (failure !== undefined) {
+      await Promise.all(inFlight);
+      const held = failure;
+      failure = undefined;
+      await holdFor(held);
+      continue;
+    }
+    // Every way out waits for the chunks in flight: one of them may still fail and need a retry.
+    const settled = async () => {
+      await Promise.all(inFlight);
+      return failure === undefined && retry.length === 0;
+    };
+    if (retry.length === 0 && workflowInfo().continueAsNewSuggested) {
+      if (await settled()) break;
+      continue;
+    }
     await condition(() => !progress.paused);
     await gate.beforeChunk(input.chunkSize * input.chunksPerActivity, () => progress.paused);
     if (progress.paused) continue;
-    const ranges = await nextChunks();
-    if (ranges.length === 0) break;
+    let ranges: KeyRange[];
+    try {
+      ranges = retry.shift() ?? (await nextChunks());
+    } catch (err) {
+      failure = err instanceof Error ? err : new Error(String(err));
+      continue;
+    }
+    if (ranges.length === 0) {
+      if (await settled()) break;
+      continue;
+    }
     progress.chunksDispatched += ranges.length;
+    const batch = ranges;
     const copying = copyChunks({
       migration: input.migration,
+      servers: input.servers,
       source: input.source,
       target: input.target,
       table: input.table,
-      ranges,
+      ranges: batch,
       ...(input.predicate !== undefined && { predicate: input.predicate }),
     }).then(record, (err: unknown) => {
+      retry.push(batch);
+      progress.chunksDispatched -= batch.length;
       failure ??= err instanceof Error ? err : new Error(String(err));
     });
     const tracked = copying.finally(() => {
@@ -206,8 +284,6 @@ export async function backfillPartitionWorkflow(
       }`,
     );
   }
-  await Promise.all(inFlight);
-  if (failure !== undefined) throw failure;
   upsertSearchAttributes([{ key: MIGRATION_ROWS_COPIED, value: progress.rowsCopied }]);
   if (pending.length > 0 || !walkedToEnd) {
     // Stopped early for continue-as-new: everything dispatched has finished, so resume after it.

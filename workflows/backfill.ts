@@ -1,7 +1,9 @@
-// Backfill of one table: checks both sides, installs change capture on the source (so every write
-// from now on reaches the target through reconciliation), splits the key space into partitions and
-// copies them as child workflows, hot rows first when a predicate is given. Carries key ranges and
-// counters only, never rows. Pause, resume and throttle signals are passed on to the partitions.
+// Backfill of one table: run by a migration (which has bound its servers, claimed and checked the
+// table, and installed capture), or on its own, when it does all of that itself first (so every
+// write from then on reaches the target through reconciliation). Splits the key space into
+// partitions and copies them as child workflows, hot rows first when a predicate is given. Carries
+// key ranges and counters only, never rows. Pause, resume and throttle signals are passed on to the
+// partitions.
 import {
   ParentClosePolicy,
   proxyActivities,
@@ -15,6 +17,7 @@ import {
 import type { Activities } from '../activities';
 import type { TableRef } from '../activities/inspector';
 import type { KeyRange } from '../activities/key-ranges';
+import type { ServerBinding } from '../activities/server-identity';
 import type { ConnectionName } from '../config/connections';
 import { backfillPartitionWorkflow, type BackfillPartitionResult } from './backfill-partition';
 import {
@@ -42,10 +45,11 @@ export interface BackfillTableInput {
   /** Create the table on the target from the source's definition when it does not exist. */
   createTargetTable?: boolean;
   /**
-   * Capture is already on the source (the migration installs it for all its tables while
-   * preparing): installing it again would take the table's trigger lock, and stall writers, twice.
+   * Set by the migration, which prepared the table already (servers bound, table checked and
+   * claimed, guards and capture on): preparing again would take the table's trigger lock, and stall
+   * writers, twice. Without it the backfill prepares the table itself.
    */
-  captureInstalled?: boolean;
+  prepared?: { servers: ServerBinding; estimatedRows: number };
   /** Key ranges copied side by side, each a child workflow (default 4; fewer for small tables). */
   partitions?: number;
   /** Chunk activities in flight per partition (default 2). */
@@ -62,11 +66,10 @@ export interface BackfillTableResult {
   chunksDone: number;
 }
 
-const { prepareTargetTable, installChangeCapture, planPartitions, checkRowPredicate } =
-  proxyActivities<Activities>({
-    startToCloseTimeout: '5 minutes',
-    retry: { maximumInterval: '30 seconds' },
-  });
+const { bindServers, prepareTables, installChangeCapture, planPartitions } = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { maximumInterval: '30 seconds' },
+});
 
 export async function backfillTableWorkflow(input: BackfillTableInput): Promise<BackfillTableResult> {
   const tableName = `${input.table.schema}.${input.table.table}`;
@@ -108,22 +111,36 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     { key: MIGRATION_PHASE, value: 'backfill-preparing' },
   ]);
 
-  // Refusals (hazard 10) come before anything is written on either side.
-  const shape = await prepareTargetTable({
-    source: input.source,
-    target: input.target,
-    table: input.table,
-    createIfMissing: input.createTargetTable ?? false,
-  });
-  progress.estimatedRows = shape.estimatedRows;
-  if (input.hotRowsWhere !== undefined) {
-    await checkRowPredicate({ connection: input.source, table: input.table, predicate: input.hotRowsWhere });
-  }
-  // Capture first, plan second: every row written after the plan is in the change log.
-  if (input.captureInstalled !== true) {
-    await installChangeCapture({ connection: input.source, tables: [input.table] });
+  let servers: ServerBinding;
+  if (input.prepared !== undefined) {
+    servers = input.prepared.servers;
+    progress.estimatedRows = input.prepared.estimatedRows;
+  } else {
+    // Refusals (hazard 10) come before anything is written on either side.
+    servers = await bindServers({ migration: input.migration });
+    const prepared = await prepareTables({
+      migration: input.migration,
+      servers,
+      tables: [
+        {
+          table: input.table,
+          createIfMissing: input.createTargetTable ?? false,
+          ...(input.hotRowsWhere !== undefined && { hotRowsWhere: input.hotRowsWhere }),
+        },
+      ],
+    });
+    progress.estimatedRows = prepared.tables[0]?.estimatedRows ?? 0;
+    // Capture first, plan second: every row written after the plan is in the change log.
+    await installChangeCapture({
+      migration: input.migration,
+      servers,
+      connection: input.source,
+      tables: [input.table],
+    });
   }
   const plan = await planPartitions({
+    migration: input.migration,
+    servers,
     connection: input.source,
     table: input.table,
     partitions: input.partitions ?? DEFAULT_PARTITIONS,
@@ -143,6 +160,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
           args: [
             {
               migration: input.migration,
+              servers,
               source: input.source,
               target: input.target,
               table: input.table,

@@ -31,8 +31,10 @@ export interface PartitionProgress {
   /** Workflow time of the latest progress. */
   updatedAt: number;
   paused: boolean;
-  /** Why the partition is waiting now (throttle or pause), or null. */
+  /** Why the partition is waiting now (throttle, pause, or a failure it holds for), or null. */
   waitingFor: string | null;
+  /** A failure retrying could not heal, held until the operator resumes; null when none. */
+  failure: string | null;
   /** How often a throttle made it wait, by reason kind, over its whole life. */
   throttled: Record<string, number>;
   done: boolean;
@@ -70,6 +72,38 @@ export const drainAndStopSignal = defineSignal('drainAndStop');
  */
 export const stopSignal = defineSignal('stop');
 
+/** A table whose changes reconciliation could not carry over, and keeps trying. */
+export interface SyncFailure {
+  /** schema.table, or "(every table)" when the whole batch failed. */
+  table: string;
+  message: string;
+  /** SQLSTATE or failure type (SchemaChanged, WrongServers, SyncFailed, ...). */
+  code: string | null;
+  /** Workflow time of the first failure in a row. */
+  since: number;
+  /** Failed tries in a row. */
+  attempts: number;
+  /** Workflow time of the next try. */
+  nextTryAt: number;
+  /** True once the migration holds for it (after a few tries, or at once for a failure that needs an operator). */
+  holds: boolean;
+}
+
+/**
+ * A backfill partition tells its migration that its copy failed for a cause only an operator can
+ * mend (a schema change, the wrong servers, a constraint): the migration holds; the partition waits
+ * for `resume` and then tries the failed chunks again, keeping everything it copied.
+ */
+export const backfillTroubleSignal =
+  defineSignal<[{ workflowId: string; table: string; message: string; code: string | null }]>(
+    'backfillTrouble',
+  );
+
+/** Reconciliation tells its migration which failures hold it; an empty list says they cleared. */
+export const syncTroubleSignal = defineSignal<[{ failing: SyncFailure[] }]>('syncTrouble');
+/** Try the failing tables again now (the operator resumed the migration). */
+export const retrySyncSignal = defineSignal('retrySync');
+
 export interface ReconciliationStatus {
   /** Change log entries waiting (counted up to a million) plus queued discrepancy keys. */
   backlog: number;
@@ -84,6 +118,8 @@ export interface ReconciliationStatus {
   lastDrainAt: number | null;
   /** Asked to finish: once drained (drainAndStop), or after the batch in hand (stop). */
   stopping: false | 'when-drained' | 'now';
+  /** Tables whose changes keep failing to sync; their entries stay in the log and count in the backlog. */
+  failing: SyncFailure[];
   /** Workflow runs so far (1 + times it continued as new). */
   runs: number;
 }
@@ -126,6 +162,7 @@ export const abortUpdate = defineUpdate<{ abortedAt: string }, [{ by?: string }]
 export type MigrationPhase =
   | 'preparing'
   | 'backfilling'
+  | 'completing-tables'
   | 'verifying'
   | 'benchmarking'
   | 'gating'
@@ -160,16 +197,27 @@ export interface GateReport {
 
 /**
  * What the migration waits for. `approve` releases every hold; `resume` also releases all but
- * `approval` and `retire`, measuring a failed gate again or retrying a failed switch.
+ * `approval`, `retire` and `sync`, measuring a failed gate again, retrying a failed switch, verifying
+ * again, or retrying work that failed. The kinds:
+ * - `failure`: work failed for a cause retrying cannot heal (a schema change, the wrong servers, a
+ *   refusal, a constraint); resume checks the schema again when it changed, and retries;
+ * - `sync`: reconciliation cannot carry a table's changes over; released by itself once it can
+ *   (resume asks it to try again now; approve goes on regardless);
+ * - `verification`: verification found differences that no write in flight explains; resume
+ *   verifies again, approve accepts them.
  */
 export interface MigrationHold {
-  kind: 'approval' | 'gate' | 'rollback' | 'switch-failed' | 'retire';
+  kind: 'approval' | 'gate' | 'rollback' | 'switch-failed' | 'retire' | 'failure' | 'sync' | 'verification';
   reason: string;
   since: number;
+  /** For `failure` and `sync`: what failed, as the database or the check put it. */
+  cause?: { code: string | null; table: string | null };
 }
 
 export interface TableProgress {
   table: string;
+  /** Rows old's statistics counted when the migration prepared. */
+  estimatedRows: number;
   rowsCopied: number;
   backfillDone: boolean;
   verification: VerificationReport | null;
@@ -197,6 +245,10 @@ export interface MigrationStatus {
   soakUntil: number | null;
   /** The latest things the migration did, newest last. */
   events: Array<{ at: number; text: string }>;
+  /** What preparing warned about (an index only on one side, say): worth a look, not a refusal. */
+  warnings: string[];
+  /** Tables reconciliation cannot sync right now, and why. */
+  syncFailures: SyncFailure[];
   error: string | null;
   runs: number;
 }

@@ -1,7 +1,9 @@
 // The migration: one long-running workflow per migration (id from its name, see ids.ts) that moves
 // it through its steps and lets an operator steer it.
 //
-//   off ─ prepare: refuse what cannot be migrated (hazard 10), capture on old, reconciliation
+//   off ─ prepare: bind the servers, refuse what cannot be migrated (hazard 10), claim the tables on
+//         both sides (one table, one migration), TRUNCATE guards on both sides, capture on old,
+//         reconciliation
 //   dual_write ─ routers write old then new; backfill every table; verify new equals old
 //   shadow ─ a sample of reads also runs on new and is compared; the query benchmark runs
 //   live p% ─ for each read step: p% of reads from new
@@ -17,8 +19,14 @@
 // rollback goes back any number of steps, from `switched` or `complete` through the write switch the
 // other way, so no write made on new is lost (hazard 8); `abort` rolls back to `off` and removes
 // capture and guards. The state travels through continue-as-new; long waits are timers.
+// Work that fails for a cause retrying cannot heal (a schema change on either side, a worker on the
+// wrong servers, a constraint the other side enforces), a reconciliation that cannot carry a table's
+// changes, and a verification that finds differences no write in flight explains all hold the
+// migration with the cause instead of failing it or going on; see MigrationHold.
 import {
+  ActivityFailure,
   ApplicationFailure,
+  ChildWorkflowFailure,
   ParentClosePolicy,
   allHandlersFinished,
   condition,
@@ -27,13 +35,17 @@ import {
   log,
   proxyActivities,
   setCurrentDetails,
+  ContinueAsNew,
   setHandler,
   startChild,
   upsertSearchAttributes,
   workflowInfo,
   type ChildWorkflowHandle,
+  getExternalWorkflowHandle,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { TableRef } from '../activities/inspector';
+import type { ServerBinding } from '../activities/server-identity';
 import type { BenchmarkQuery } from '../activities/query-benchmark';
 import type { RouterStats } from '../router/gate-stats';
 import { backfillTableWorkflow, type BackfillTableInput } from './backfill';
@@ -41,17 +53,21 @@ import { reconciliationWorkflowId } from './ids';
 import {
   abortUpdate,
   approveUpdate,
+  backfillTroubleSignal,
   migrationStatusQuery,
   pauseSignal,
   resumeSignal,
+  retrySyncSignal,
   rollbackSignal,
   rollbackUpdate,
+  syncTroubleSignal,
   type GateCheck,
   type GateReport,
   type MigrationHold,
   type MigrationPhase,
   type MigrationStatus,
   type RollbackResult,
+  type SyncFailure,
 } from './messages';
 import {
   newIsAuthoritative,
@@ -80,7 +96,7 @@ export interface MigrationSettings {
   gates: GateLimits;
   /** How long routers get to acknowledge the write fence, in ms. */
   fenceTimeoutMs: number;
-  verification: { chunkSize: number; partitions: number; settleMs: number };
+  verification: { chunkSize: number; partitions: number; settleMs: number; inFlightWaitMs?: number };
   queryBenchmark: { queries: BenchmarkQuery[]; topStatements: number; runs: number };
 }
 
@@ -104,24 +120,40 @@ interface MigrationMemory {
   /** Router counters at the start of the current soak window. */
   baseline: Record<string, RouterStats> | null;
   verificationRounds: number;
+  /** The servers the migration was prepared on (server-identity.ts); every activity checks them. */
+  servers: ServerBinding | null;
+  /** Tables the migration created on new, whose indexes and foreign keys come after the backfill. */
+  createdTables: TableRef[];
+  createdTablesCompleted: boolean;
+  /** Reconciliation's failures the operator approved going on with (by table). */
+  syncFailuresApproved: string[];
 }
 
 const MAX_EVENTS = 30;
+/** Failures only an operator can mend: they hold as `failure`, and resume checks again. */
+const OPERATOR_CAUSES = ['SchemaChanged', 'WrongServers', 'MigrationRefused'];
 
-const { setMigrationStage, readGateFigures, ensureReconciliation, reconciliationStatus } =
+const { setMigrationStage, readGateFigures, ensureReconciliation, reconciliationStatus, bindServers } =
   proxyActivities<Activities>({
     startToCloseTimeout: '1 minute',
     retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
   });
 const {
-  prepareTargetTable,
+  prepareTables,
+  acceptSchemaChanges,
   installChangeCapture,
   removeChangeCapture,
   removeWriteGuard,
+  removeTruncateGuard,
   removeMigrationHelpers,
 } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   // A refusal (hazard 10) is not retried: the activity marks it so.
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+});
+const { completeTargetTables } = proxyActivities<Activities>({
+  startToCloseTimeout: '24 hours',
+  heartbeatTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 const { benchmarkQueries } = proxyActivities<Activities>({
@@ -153,6 +185,7 @@ function initialMemory(input: MigrationInput): MigrationMemory {
       held: null,
       tables: input.tables.map((table) => ({
         table: tableName(table),
+        estimatedRows: 0,
         rowsCopied: 0,
         backfillDone: false,
         verification: null,
@@ -164,6 +197,8 @@ function initialMemory(input: MigrationInput): MigrationMemory {
       rollbacks: [],
       soakUntil: null,
       events: [],
+      warnings: [],
+      syncFailures: [],
       error: null,
       runs: 0,
     },
@@ -172,6 +207,10 @@ function initialMemory(input: MigrationInput): MigrationMemory {
     approvedStep: null,
     baseline: null,
     verificationRounds: 0,
+    servers: null,
+    createdTables: [],
+    createdTablesCompleted: false,
+    syncFailuresApproved: [],
   };
 }
 
@@ -220,6 +259,32 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const tellBackfills = (signal: typeof pauseSignal | typeof resumeSignal) => {
     for (const child of backfills.values()) void child.signal(signal).catch(() => undefined);
   };
+  /** The servers the migration is bound to: recorded when it first prepares (or aborts before that). */
+  const bound = async (): Promise<ServerBinding> =>
+    (memory.servers ??= await bindServers({ migration: name }));
+
+  // ---- Trouble the migration's own workflows report: it holds with the cause. ----
+  let backfillTrouble: { table: string; message: string; code: string | null } | null = null;
+  /** Reconciliation failures that hold the migration (those the operator approved going on with aside). */
+  const syncHolds = () =>
+    status.syncFailures.filter((failure) => !memory.syncFailuresApproved.includes(failure.table));
+  const troubled = () => backfillTrouble !== null || (status.held === null && syncHolds().length > 0);
+  /** Asks reconciliation to try its failing tables now; it tells again what still fails. */
+  const retrySync = () => {
+    status.syncFailures = [];
+    void getExternalWorkflowHandle(reconciliationId)
+      .signal(retrySyncSignal)
+      .catch(() => undefined);
+  };
+  setHandler(backfillTroubleSignal, (trouble) => {
+    backfillTrouble ??= trouble;
+  });
+  setHandler(syncTroubleSignal, ({ failing }) => {
+    status.syncFailures = failing;
+    memory.syncFailuresApproved = memory.syncFailuresApproved.filter((table) =>
+      failing.some((failure) => failure.table === table),
+    );
+  });
 
   setHandler(migrationStatusQuery, () => status);
   setHandler(pauseSignal, () => {
@@ -230,6 +295,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   });
   setHandler(resumeSignal, () => {
     resumes += 1;
+    if (status.held?.kind === 'sync') retrySync();
     if (status.paused) {
       status.paused = false;
       note('resumed by an operator');
@@ -299,8 +365,9 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   );
 
   // ---- Moving between steps. ----
-  const setStage = (step: StagePosition, fenced?: boolean) =>
+  const setStage = async (step: StagePosition, fenced?: boolean) =>
     setMigrationStage({
+      servers: await bound(),
       connection: 'old',
       migration: name,
       stage: step.stage,
@@ -316,8 +383,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     memory.stepPassed = false;
     memory.baseline = null;
   };
-  const hold = (kind: MigrationHold['kind'], reason: string) => {
-    status.held = { kind, reason, since: Date.now() };
+  const hold = (kind: MigrationHold['kind'], reason: string, cause?: MigrationHold['cause']) => {
+    status.held = { kind, reason, since: Date.now(), ...(cause !== undefined && { cause }) };
     note(`held: ${reason}`);
     setPhase('held');
   };
@@ -327,6 +394,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     setPhase(direction === 'to-new' ? 'switching' : 'rolling-back');
     const result = await switchAuthority({
       migration: name,
+      servers: await bound(),
       tables,
       from: { side: direction === 'to-new' ? 'old' : 'new', ...steps[from]! },
       to: { side: direction === 'to-new' ? 'new' : 'old', ...steps[to]! },
@@ -393,39 +461,76 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await setStage(steps[0]!);
     arrive(0);
     await stopReconciliation({ workflowId: reconciliationId });
-    for (const side of ['old', 'new'] as const) {
-      await removeChangeCapture({ connection: side, tables, discardPending: true });
-      await removeWriteGuard({ connection: side, tables });
-    }
+    await removeOwnObjects();
     status.held = null;
     answers.set(request.ticket, { ok: true, value: { from, to: 'off' } });
     note(
-      `aborted at ${from} by ${request.by}: everyone is on old; capture and guards removed, new keeps its rows`,
+      `aborted at ${from} by ${request.by}: everyone is on old; capture, guards and claims removed, new keeps its rows`,
     );
     setPhase('aborted');
     return true;
   };
 
-  /** Waits up to `ms`, or less when the operator asks for something; true when the time ran out. */
+  /**
+   * Removes what the migration put on both sides (retire and abort): capture, guards, its claims and
+   * its rows in the helper tables; the helper schema too when nothing else uses it. Only its own:
+   * another migration's triggers, claims and changes are never touched. Returns what stayed.
+   */
+  const removeOwnObjects = async (): Promise<string[]> => {
+    const scope = { migration: name, servers: await bound(), tables };
+    for (const side of ['new', 'old'] as const) {
+      await removeChangeCapture({ ...scope, connection: side, discardPending: true });
+    }
+    for (const side of ['old', 'new'] as const) {
+      await removeWriteGuard({ ...scope, connection: side });
+      await removeTruncateGuard({ ...scope, connection: side });
+    }
+    const kept: string[] = [];
+    for (const side of ['new', 'old'] as const) {
+      const removal = await removeMigrationHelpers({
+        servers: scope.servers,
+        connection: side,
+        migration: name,
+      });
+      if (!removal.dropped) kept.push(`${side}'s helper schema stays (${removal.kept})`);
+    }
+    return kept;
+  };
+
+  /** Waits up to `ms`, or less when the operator asks for something or trouble comes; true when the time ran out. */
   const waitUnlessInterrupted = async (ms: number, alsoStop: () => boolean = () => false) =>
-    !(await condition(() => interrupted() || alsoStop(), ms));
+    !(await condition(() => interrupted() || troubled() || alsoStop(), ms));
 
   // ---- The work of each step. ----
   const prepare = async () => {
     setPhase('preparing');
-    // Every refusal (hazard 10) comes before anything is written on either side.
-    for (const table of input.tables) {
-      await prepareTargetTable({
-        source: table.source,
-        target: table.target,
+    const servers = await bound();
+    // Every refusal (hazard 10) comes before anything is written to a migrated table on either side.
+    const prepared = await prepareTables({
+      migration: name,
+      servers,
+      tables: input.tables.map((table) => ({
         table: table.table,
         createIfMissing: table.createTargetTable ?? false,
-      });
-    }
-    await installChangeCapture({ connection: 'old', tables });
-    await ensureReconciliation({ workflowId: reconciliationId, migration: name, from: 'old', to: 'new' });
+        ...(table.hotRowsWhere !== undefined && { hotRowsWhere: table.hotRowsWhere }),
+      })),
+    });
+    prepared.tables.forEach((table, i) => (status.tables[i]!.estimatedRows = table.estimatedRows));
+    memory.createdTables = prepared.created;
+    status.warnings = prepared.warnings;
+    for (const warning of prepared.warnings) note(`warning: ${warning}`);
+    await installChangeCapture({ migration: name, servers, connection: 'old', tables });
+    await ensureReconciliation({
+      workflowId: reconciliationId,
+      migration: name,
+      servers,
+      from: 'old',
+      to: 'new',
+    });
     memory.prepared = true;
-    note(`prepared: ${tables.length} tables checked, change capture on old, reconciliation running`);
+    note(
+      `prepared on ${servers.old.label} → ${servers.new.label}: ${tables.length} tables checked and claimed${prepared.created.length > 0 ? ` (${prepared.created.length} created on new)` : ''}, TRUNCATE guarded on both sides, change capture on old, reconciliation running`,
+    );
   };
 
   // The backfill runs on when a rollback interrupts the wait for it; going forward waits again.
@@ -439,8 +544,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
           const child = await startChild(backfillTableWorkflow, {
             workflowId: `${workflowInfo().workflowId}/backfill-${progress.table}`,
             parentClosePolicy: ParentClosePolicy.TERMINATE,
-            // prepare() put capture on every table already.
-            args: [{ ...table, captureInstalled: true }],
+            // prepare() checked and claimed every table and put capture on it already.
+            args: [{ ...table, prepared: { servers: await bound(), estimatedRows: progress.estimatedRows } }],
           });
           backfills.set(progress.table, child);
           if (status.paused) void child.signal(pauseSignal).catch(() => undefined);
@@ -460,6 +565,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const verify = async () => {
     setPhase('verifying');
     memory.verificationRounds += 1;
+    const servers = await bound();
     const reports = await Promise.all(
       input.tables.map(async (table, i) => {
         const child = await startChild(verificationWorkflow, {
@@ -468,12 +574,16 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
           args: [
             {
               migration: name,
+              servers,
               table: table.table,
               from: 'old',
               to: 'new',
               chunkSize: settings.verification.chunkSize,
               partitions: settings.verification.partitions,
               settleMs: settings.verification.settleMs,
+              ...(settings.verification.inFlightWaitMs !== undefined && {
+                inFlightWaitMs: settings.verification.inFlightWaitMs,
+              }),
             },
           ],
         });
@@ -481,18 +591,20 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       }),
     );
     reports.forEach((report, i) => (status.tables[i]!.verification = report));
-    const differences = reports.reduce((sum, report) => sum + report.differences, 0);
-    const unrepaired = reports.reduce((sum, report) => sum + report.differences - report.repaired, 0);
+    const sum = (figure: (report: (typeof reports)[number]) => number) =>
+      reports.reduce((total, report) => total + figure(report), 0);
+    const differences = sum((report) => report.differences);
     note(
-      `verification round ${memory.verificationRounds}: ${reports.reduce((sum, report) => sum + report.rowsFrom, 0)} rows compared, ${differences} differences, ${differences - unrepaired} repaired`,
+      `verification round ${memory.verificationRounds}: ${sum((report) => report.rowsFrom)} rows compared, ${differences} differences (${sum((report) => report.repaired)} repaired), ${sum((report) => report.settled)} writes in flight settled, ${sum((report) => report.inFlight)} still in flight`,
     );
-    return differences;
+    return reports;
   };
 
   const checkGates = async (step: StagePosition, windowMs: number): Promise<GateReport> => {
     setPhase('gating');
     const limits = settings.gates;
     const figures = await readGateFigures({
+      servers: await bound(),
       connection: 'old',
       migration: name,
       ...(memory.baseline !== null && { baseline: memory.baseline }),
@@ -559,6 +671,18 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
         ? 'reconciliation is not running'
         : `${reconciliation.changeLogBacklog} changes and ${reconciliation.queuedDiscrepancyKeys} discrepancy keys waiting, lag ${reconciliation.lagSeconds.toFixed(1)} s`,
     );
+    const failing = reconciliation?.failing ?? [];
+    check(
+      'reconciliation failures',
+      failing.length,
+      0,
+      failing.length === 0,
+      failing.length === 0
+        ? 'every table syncs'
+        : failing
+            .map((failure) => `${failure.table}: ${failure.message} (${failure.attempts} tries)`)
+            .join('; '),
+    );
     check(
       'last verification clean',
       status.verifiedClean === null ? null : status.verifiedClean ? 0 : 1,
@@ -603,23 +727,56 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     const position = status.position;
     const step = steps[position]!;
     if (step.stage === 'off') {
-      if (!memory.prepared) await prepare();
+      if (!memory.prepared) {
+        try {
+          await prepare();
+        } catch (err) {
+          // A refusal leaves nothing behind: what preparing put on either side goes again.
+          if (memory.servers !== null) await removeOwnObjects();
+          throw err;
+        }
+      }
       return true;
     }
     if (step.stage === 'dual_write') {
       if (status.tables.some((table) => !table.backfillDone)) {
         setPhase('backfilling');
         const done = backfill().then(() => true);
-        if (!(await Promise.race([done, condition(interrupted).then(() => false)]))) return false;
+        // A rollback or trouble ends the wait; the backfill runs on (its failure is seen next time).
+        done.catch(() => undefined);
+        if (!(await Promise.race([done, condition(() => interrupted() || troubled()).then(() => false)]))) {
+          return false;
+        }
       }
-      // Once more when the first round repaired something: clean means a round that found nothing.
-      let differences = await verify();
-      if (differences > 0) differences = await verify();
+      if (memory.createdTables.length > 0 && !memory.createdTablesCompleted) {
+        setPhase('completing-tables');
+        const completed = await completeTargetTables({
+          migration: name,
+          servers: await bound(),
+          tables: memory.createdTables,
+        });
+        memory.createdTablesCompleted = true;
+        note(
+          `tables created on new completed after the backfill: ${completed.created.length > 0 ? completed.created.join(', ') : 'nothing was left to add'}`,
+        );
+      }
+      // Writes in flight are told apart from damage (range-verifier.ts): any difference left is real.
+      const reports = await verify();
+      const differences = reports.reduce((sum, report) => sum + report.differences, 0);
       status.verifiedClean = differences === 0;
       if (!status.verifiedClean) {
+        const found = reports
+          .filter((report) => report.differences > 0)
+          .map(
+            (report) =>
+              `${report.table}: ${report.differences} (${report.repaired} repaired; keys ${report.sampleKeys
+                .slice(0, 3)
+                .map((key) => `(${key.join(', ')})`)
+                .join(', ')})`,
+          );
         hold(
-          'gate',
-          `verification still found ${differences} differences after repairing them once; see the tables' sample keys`,
+          'verification',
+          `verification found ${differences} rows that differ between old and new with no write in flight to explain them: ${found.join('; ')}. Find out how they came apart (a write straight into new, a disabled trigger); resume verifies again, approve accepts them`,
         );
         return false;
       }
@@ -640,7 +797,12 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       const { queries, topStatements, runs } = settings.queryBenchmark;
       if (queries.length > 0 || topStatements > 0) {
         setPhase('benchmarking');
-        status.queryBenchmark = await benchmarkQueries({ queries, topStatements, runs });
+        status.queryBenchmark = await benchmarkQueries({
+          servers: await bound(),
+          queries,
+          topStatements,
+          runs,
+        });
         note(
           `query benchmark: ${status.queryBenchmark.queries.map((q) => `${q.name} p50 ${q.ratioP50.toFixed(2)}×`).join(', ') || 'no query ran'}`,
         );
@@ -648,7 +810,9 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     }
     // Soak, then gates.
     if (memory.baseline === null) {
-      memory.baseline = (await readGateFigures({ connection: 'old', migration: name })).snapshot;
+      memory.baseline = (
+        await readGateFigures({ servers: await bound(), connection: 'old', migration: name })
+      ).snapshot;
     }
     setPhase('gating');
     const started = Date.now();
@@ -701,99 +865,197 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     setPhase('retiring');
     await stopReconciliation({ workflowId: reconciliationId });
     // Old is being let go: what reverse sync had not carried yet stays behind with the change log.
-    for (const side of ['new', 'old'] as const) {
-      await removeChangeCapture({ connection: side, tables, discardPending: true });
-    }
-    for (const side of ['old', 'new'] as const) await removeWriteGuard({ connection: side, tables });
-    const kept: string[] = [];
-    for (const side of ['new', 'old'] as const) {
-      const removal = await removeMigrationHelpers({ connection: side, migration: name });
-      if (!removal.dropped) kept.push(`${side}'s helper schema stays (${removal.kept})`);
-    }
+    const kept = await removeOwnObjects();
     note(
-      `retired: capture, guards and flags removed${kept.length > 0 ? `; ${kept.join('; ')}` : ', helper tables dropped'}; old's data is untouched`,
+      `retired: capture, guards, claims and flags removed${kept.length > 0 ? `; ${kept.join('; ')}` : ', helper tables dropped'}; old's data is untouched`,
     );
     setPhase('retired');
   };
 
-  // ---- The main loop. ----
-  setPhase(status.phase);
-  try {
-    for (;;) {
-      if (pendingAbort !== null) {
-        const request = pendingAbort;
-        pendingAbort = null;
-        if (await abort(request)) return status;
-        continue;
+  /** After an operator released a `failure` hold: check the schema again when it changed, then retry. */
+  const recover = async (held: MigrationHold) => {
+    if (held.cause?.code === 'SchemaChanged') {
+      setPhase('preparing');
+      let accepted: { summary: string };
+      try {
+        accepted = await acceptSchemaChanges({
+          migration: name,
+          servers: await bound(),
+          tables,
+          completeLater: memory.createdTablesCompleted ? [] : memory.createdTables,
+        });
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        // Still a schema change to finish: the next resume checks again.
+        hold('failure', failureCause(err).message, held.cause);
+        return;
       }
-      if (pendingRollback !== null) {
-        const request = pendingRollback;
-        pendingRollback = null;
-        await rollBack(request);
-        continue;
-      }
-      if (status.paused) {
-        setPhase('paused');
-        await condition(() => !status.paused || interrupted());
-        continue;
-      }
-      if (status.held !== null) {
-        const held = status.held;
-        const seenApprovals = approvals;
-        const seenResumes = resumes;
-        await condition(
-          () =>
-            interrupted() ||
-            approvals > seenApprovals ||
-            (held.kind !== 'approval' && held.kind !== 'retire' && resumes > seenResumes),
-        );
-        if (interrupted()) continue;
-        status.held = null;
-        if (approvals > seenApprovals) {
-          if (held.kind === 'gate') memory.stepPassed = true;
-          if (held.kind === 'approval') memory.approvedStep = status.position + 1;
-          if (held.kind === 'retire') {
-            await retire();
-            return status;
-          }
-        } else {
-          memory.baseline = null;
-        }
-        continue;
-      }
-      // Between steps, with no child running here: the next run carries the whole state.
-      if (backfilling === undefined && workflowInfo().continueAsNewSuggested) {
-        await condition(allHandlersFinished);
-        await continueAsNew<typeof migrationWorkflow>({ ...input, resume: memory });
-      }
-      if (!memory.stepPassed) {
-        memory.stepPassed = await runStep();
-        continue;
-      }
-      if (status.position === last) {
-        // complete: the soak, then retiring waits for an operator.
-        status.soakUntil ??= Date.now() + settings.completionSoakMs;
-        setPhase('soaking');
-        const left = status.soakUntil - Date.now();
-        if (left > 0 && !(await waitUnlessInterrupted(left))) continue;
-        hold(
-          'retire',
-          'the soak is over: approve to retire (removes capture, guards, flags and helper tables; old keeps its data)',
-        );
-        continue;
-      }
-      const next = status.position + 1;
-      const point = steps[next]!.stage as ApprovalPoint;
-      if (settings.approvals.includes(point) && memory.approvedStep !== next) {
-        hold('approval', `entering ${stepLabel(steps[next]!)} needs an operator's approval`);
-        continue;
-      }
-      if (await enter(next)) memory.approvedStep = null;
+      note(`schema checked again after the change: ${accepted.summary}`);
+      // The same stage again, as a new version: every router reads the tables' shapes anew.
+      await setStage(steps[status.position]!);
     }
-  } catch (err) {
-    if (isCancellation(err)) throw err;
-    status.error = err instanceof Error ? err.message : String(err);
-    note(`failed: ${status.error}`);
-    throw err;
+    // Every partition held for a failure tries again; one that fails again says so anew.
+    backfillTrouble = null;
+    tellBackfills(resumeSignal);
+    retrySync();
+  };
+
+  /** One turn of the main loop; true when the migration has ended. */
+  const turn = async (): Promise<boolean> => {
+    if (pendingAbort !== null) {
+      const request = pendingAbort;
+      pendingAbort = null;
+      return answering(request.ticket, () => abort(request));
+    }
+    if (pendingRollback !== null) {
+      const request = pendingRollback;
+      pendingRollback = null;
+      await answering(request.ticket, () => rollBack(request));
+      return false;
+    }
+    if (status.paused) {
+      setPhase('paused');
+      await condition(() => !status.paused || interrupted());
+      return false;
+    }
+    if (status.held === null && backfillTrouble !== null) {
+      const trouble = backfillTrouble;
+      backfillTrouble = null;
+      hold('failure', `the backfill of ${trouble.table} cannot go on: ${trouble.message}`, {
+        code: trouble.code,
+        table: trouble.table,
+      });
+      return false;
+    }
+    if (status.held === null && syncHolds().length > 0) {
+      const failing: SyncFailure[] = syncHolds();
+      const what = `reconciliation cannot carry changes over: ${failing.map((f) => `${f.table} (${f.attempts} tries since ${new Date(f.since).toISOString()}): ${f.message}`).join('; ')}`;
+      // A schema change or the wrong servers needs the operator, as when the backfill meets it.
+      const needsOperator = failing.find((f) => OPERATOR_CAUSES.includes(f.code ?? ''));
+      if (needsOperator !== undefined) {
+        hold('failure', `${what}. Mend it, then resume`, {
+          code: needsOperator.code,
+          table: needsOperator.table,
+        });
+      } else {
+        hold(
+          'sync',
+          `${what}. It keeps trying and this hold ends by itself once it can; resume asks it to try now, approve goes on regardless`,
+          { code: failing[0]!.code, table: failing[0]!.table },
+        );
+      }
+      return false;
+    }
+    if (status.held !== null) {
+      const held = status.held;
+      const seenApprovals = approvals;
+      const seenResumes = resumes;
+      // A hold that the next turn puts back by itself (an approval point, retiring) gives way to trouble,
+      // so the reason shown is the one that matters now.
+      const givesWay = () =>
+        (held.kind === 'approval' || held.kind === 'retire') &&
+        (backfillTrouble !== null || syncHolds().length > 0);
+      await condition(
+        () =>
+          interrupted() ||
+          givesWay() ||
+          approvals > seenApprovals ||
+          (held.kind === 'sync' && syncHolds().length === 0) ||
+          (!['approval', 'retire', 'sync'].includes(held.kind) && resumes > seenResumes),
+      );
+      if (interrupted()) return false;
+      status.held = null;
+      if (givesWay() && approvals === seenApprovals) return false;
+      if (approvals > seenApprovals) {
+        if (held.kind === 'gate' || held.kind === 'verification') memory.stepPassed = true;
+        if (held.kind === 'approval') memory.approvedStep = status.position + 1;
+        if (held.kind === 'sync') memory.syncFailuresApproved = status.syncFailures.map((f) => f.table);
+        if (held.kind === 'retire') {
+          await retire();
+          return true;
+        }
+      } else {
+        memory.baseline = null;
+      }
+      if (held.kind === 'sync' && approvals === seenApprovals) note('reconciliation recovered');
+      if (held.kind === 'failure') await recover(held);
+      return false;
+    }
+    // Between steps, with no child running here: the next run carries the whole state.
+    if (backfilling === undefined && workflowInfo().continueAsNewSuggested) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof migrationWorkflow>({ ...input, resume: memory });
+    }
+    if (!memory.stepPassed) {
+      memory.stepPassed = await runStep();
+      return false;
+    }
+    if (status.position === last) {
+      // complete: the soak, then retiring waits for an operator.
+      status.soakUntil ??= Date.now() + settings.completionSoakMs;
+      setPhase('soaking');
+      const left = status.soakUntil - Date.now();
+      if (left > 0 && !(await waitUnlessInterrupted(left))) return false;
+      hold(
+        'retire',
+        'the soak is over: approve to retire (removes capture, guards, claims, flags and helper tables; old keeps its data)',
+      );
+      return false;
+    }
+    const next = status.position + 1;
+    const point = steps[next]!.stage as ApprovalPoint;
+    if (settings.approvals.includes(point) && memory.approvedStep !== next) {
+      hold('approval', `entering ${stepLabel(steps[next]!)} needs an operator's approval`);
+      return false;
+    }
+    if (await enter(next)) memory.approvedStep = null;
+    return false;
+  };
+
+  /** Runs a rollback or abort; if it fails, the waiting update gets the reason before the hold. */
+  async function answering<T>(ticket: number, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (!answers.has(ticket)) answers.set(ticket, { ok: false, reason: failureCause(err).message });
+      throw err;
+    }
   }
+
+  // ---- The main loop: work that fails for a cause retrying cannot heal holds with the cause. ----
+  setPhase(status.phase);
+  for (;;) {
+    try {
+      if (await turn()) return status;
+    } catch (err) {
+      if (isCancellation(err) || err instanceof ContinueAsNew) throw err;
+      const cause = failureCause(err);
+      if (!memory.prepared) {
+        // Refused while preparing (hazard 10): nothing was written, the migration ends with the reason.
+        status.error = cause.message;
+        note(`refused: ${cause.message}`);
+        throw err;
+      }
+      hold('failure', `${status.step}: ${cause.message}`, { code: cause.code, table: cause.table });
+    }
+  }
+}
+
+/**
+ * What a failure comes down to: the innermost application failure's words, type and table (a child
+ * workflow's activity's refusal, say), or the error's own message.
+ */
+function failureCause(err: unknown): { message: string; code: string | null; table: string | null } {
+  let current: unknown = err;
+  while (
+    (current instanceof ChildWorkflowFailure || current instanceof ActivityFailure) &&
+    current.cause !== undefined
+  ) {
+    current = current.cause;
+  }
+  if (current instanceof ApplicationFailure) {
+    const details = current.details?.[0] as { table?: string } | undefined;
+    return { message: current.message, code: current.type ?? null, table: details?.table ?? null };
+  }
+  return { message: current instanceof Error ? current.message : String(current), code: null, table: null };
 }

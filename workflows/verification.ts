@@ -1,8 +1,10 @@
 // Verification of one table: proves the side being filled equals the authoritative side, chunk by
 // chunk, in partitions verified side by side. Partition ranges come from the same key sample as the
 // backfill; the last one has no upper end, so rows above the sampled maximum (on either side) are
-// compared too. Mismatched chunks are compared row by row; keys still different after the settle
-// delay are reported and, unless told otherwise, repaired through the syncer. The report is a query;
+// compared too. Mismatched chunks are compared row by row; a key still different after the settle
+// delay with a change pending in the change log is a write in flight, compared again once synced; a
+// key different with nothing pending is a difference, reported and, unless told otherwise, repaired
+// through the syncer (activities/range-verifier.ts). The report is a query;
 // the workflow continues as new, carrying where each partition got to, so a billion rows keep the
 // history small and a restart resumes where it was.
 import {
@@ -16,6 +18,7 @@ import {
 import type { Activities } from '../activities';
 import type { TableRef } from '../activities/inspector';
 import type { OpenKeyRange } from '../activities/key-ranges';
+import type { ServerBinding } from '../activities/server-identity';
 import { addCounts, noCounts } from '../activities/verification-counts';
 import type { ConnectionName } from '../config/connections';
 import { verificationReportQuery, type VerificationReport } from './messages';
@@ -23,6 +26,8 @@ import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_TABLE } from './search-attri
 
 export interface VerificationInput {
   migration: string;
+  /** The servers the migration was prepared on; bound here when absent (verification run on its own). */
+  servers?: ServerBinding;
   table: TableRef;
   /** The authoritative side. */
   from: ConnectionName;
@@ -35,10 +40,12 @@ export interface VerificationInput {
   chunksPerActivity?: number;
   /** How long a differing key gets to settle before it counts, in ms (default 2000). */
   settleMs?: number;
+  /** How long keys with a change pending in the change log may take to be synced, in ms (default 60,000). */
+  inFlightWaitMs?: number;
   /** Repair the differences found (default true). */
   repair?: boolean;
   /** Carried across continue-as-new. */
-  resume?: { report: VerificationReport; partitions: PartitionCursor[] };
+  resume?: { report: VerificationReport; partitions: PartitionCursor[]; servers: ServerBinding };
 }
 
 interface PartitionCursor {
@@ -47,7 +54,7 @@ interface PartitionCursor {
   done: boolean;
 }
 
-const { planPartitions } = proxyActivities<Activities>({
+const { planPartitions, bindServers } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
@@ -79,9 +86,13 @@ export async function verificationWorkflow(input: VerificationInput): Promise<Ve
     { key: MIGRATION_PHASE, value: 'verification' },
   ]);
   const chunkSize = input.chunkSize ?? 10_000;
+  const servers =
+    input.resume?.servers ?? input.servers ?? (await bindServers({ migration: input.migration }));
   let cursors = input.resume?.partitions;
   if (cursors === undefined) {
     const plan = await planPartitions({
+      migration: input.migration,
+      servers,
       connection: input.from,
       table: input.table,
       partitions: input.partitions ?? 4,
@@ -103,6 +114,8 @@ export async function verificationWorkflow(input: VerificationInput): Promise<Ve
   const verifyPartition = async (cursor: PartitionCursor) => {
     while (!cursor.done && !stopForNewRun) {
       const result = await verifyRange({
+        migration: input.migration,
+        servers,
         from: input.from,
         to: input.to,
         table: input.table,
@@ -110,27 +123,31 @@ export async function verificationWorkflow(input: VerificationInput): Promise<Ve
         chunkSize,
         maxChunks: input.chunksPerActivity ?? 20,
         settleMs: input.settleMs ?? 2000,
+        ...(input.inFlightWaitMs !== undefined && { inFlightWaitMs: input.inFlightWaitMs }),
         repair: input.repair ?? true,
       });
       addCounts(report, result);
       cursor.reached = result.reached;
       cursor.done = result.done;
       setCurrentDetails(
-        `${report.table}: ${report.rowsFrom} rows in ${report.chunks} chunks compared, ${report.differences} differences, ${report.repaired} repaired`,
+        `${report.table}: ${report.rowsFrom} rows in ${report.chunks} chunks compared, ${report.differences} differences, ${report.repaired} repaired, ${report.inFlight} in flight`,
       );
       if (workflowInfo().continueAsNewSuggested) stopForNewRun = true;
     }
   };
   await Promise.all(cursors.map(verifyPartition));
   if (cursors.some((cursor) => !cursor.done)) {
-    await continueAsNew<typeof verificationWorkflow>({ ...input, resume: { report, partitions: cursors } });
+    await continueAsNew<typeof verificationWorkflow>({
+      ...input,
+      resume: { report, partitions: cursors, servers },
+    });
   }
   report.phase = 'done';
   report.finishedAt = Date.now();
   const seconds = (report.finishedAt - report.startedAt) / 1000;
   report.rowsPerSecond = seconds > 0 ? Math.round(report.rowsFrom / seconds) : null;
   setCurrentDetails(
-    `${report.table} verified: ${report.rowsFrom} rows, ${report.differences} differences, ${report.repaired} repaired`,
+    `${report.table} verified: ${report.rowsFrom} rows, ${report.differences} differences, ${report.repaired} repaired, ${report.inFlight} still in flight`,
   );
   return report;
 }

@@ -23,11 +23,13 @@
 import { log, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { TableRef } from '../activities/inspector';
+import type { ServerBinding } from '../activities/server-identity';
 import type { ConnectionName } from '../config/connections';
 import type { StagePosition } from './migration-plan';
 
 export interface AuthoritySwitchInput {
   migration: string;
+  servers: ServerBinding;
   tables: TableRef[];
   /** The side giving up authority, and the stage the switch starts from (and returns to on abort). */
   from: { side: ConnectionName } & StagePosition;
@@ -45,6 +47,7 @@ export interface AuthoritySwitchInput {
 
 export interface WriteSwitchInput {
   migration: string;
+  servers: ServerBinding;
   tables: TableRef[];
   /** The stage and read percentage the switch starts from (and returns to when it aborts). */
   from: StagePosition;
@@ -69,6 +72,7 @@ export interface WriteSwitchResult {
 const {
   setMigrationStage,
   removeWriteGuard,
+  installWriteGuard,
   installChangeCapture,
   removeChangeCapture,
   ensureReconciliation,
@@ -84,9 +88,10 @@ const { awaitRouterFence, moveWriteAuthority, stopReconciliation } = proxyActivi
 
 /** Moves write authority from `input.from.side` to `input.to.side`; see the steps above. */
 export async function switchAuthority(input: AuthoritySwitchInput): Promise<WriteSwitchResult> {
-  const { from, to, migration, tables } = input;
+  const { from, to, migration, tables, servers } = input;
   const setStage = (position: StagePosition, fenced?: boolean) =>
     setMigrationStage({
+      servers,
       connection: 'old',
       migration,
       stage: position.stage,
@@ -98,17 +103,26 @@ export async function switchAuthority(input: AuthoritySwitchInput): Promise<Writ
     await ensureReconciliation({
       workflowId: input.reconciliationWorkflowId,
       migration,
+      servers,
       from: source,
       to: target,
     });
   };
 
   if (input.reconciliationWorkflowId !== undefined) {
-    await stopReconciliation({ workflowId: input.reconciliationWorkflowId });
+    const stopped = await stopReconciliation({ workflowId: input.reconciliationWorkflowId });
+    // A table whose changes keep failing would be left behind by the flip: do not switch.
+    if (stopped !== null && stopped.failing.length > 0) {
+      await reconcile(from.side, to.side);
+      const reason = `reconciliation cannot carry every change over: ${stopped.failing.map((f) => `${f.table}: ${f.message}`).join('; ')}`;
+      log.warn(`write switch not started: ${reason}`);
+      return { switched: false, missing: [], fencedMs: 0, changesDrained: 0, reason };
+    }
   }
   const fencedAt = Date.now();
   const fence = await setStage(from, true);
   const acks = await awaitRouterFence({
+    servers,
     connection: 'old',
     migration,
     version: fence.version,
@@ -127,6 +141,7 @@ export async function switchAuthority(input: AuthoritySwitchInput): Promise<Writ
   try {
     const moved = await moveWriteAuthority({
       migration,
+      servers,
       tables,
       from: from.side,
       to: to.side,
@@ -146,9 +161,12 @@ export async function switchAuthority(input: AuthoritySwitchInput): Promise<Writ
   } catch (err) {
     // Authority stays where it was: capture back on the giving side, none on the receiving side, the
     // giving side takes writes again, and the held writes go there.
-    await installChangeCapture({ connection: from.side, tables });
-    await removeChangeCapture({ connection: to.side, tables, discardPending: true });
-    await removeWriteGuard({ connection: from.side, tables });
+    const scope = { migration, servers, tables };
+    await installChangeCapture({ ...scope, connection: from.side });
+    await removeChangeCapture({ ...scope, connection: to.side, discardPending: true });
+    await removeWriteGuard({ ...scope, connection: from.side });
+    // New keeps authority: old must refuse writes again (the switch may have lifted its guard).
+    if (from.side === 'new') await installWriteGuard({ ...scope, connection: 'old' });
     await setStage(from);
     const fencedMs = Date.now() - fencedAt;
     await reconcile(from.side, to.side);

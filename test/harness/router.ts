@@ -2,10 +2,9 @@
 // with capture on old, and a way to move the stage and wait until a router follows it.
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { createCapture } from '../../activities/capture';
+import { createActivities, prepareWithoutWorkflow, type Activities } from '../../activities';
 import type { TableRef } from '../../activities/inspector';
 import { ConnectionPools } from '../../activities/pools';
-import { TableShapes } from '../../activities/table-shapes';
 import { resolveConnections } from '../../config/connections';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { createRouter, type MigrationRouter, type RouterOptions } from '../../router';
@@ -13,7 +12,7 @@ import { setStage, type Stage } from '../../router/stage-store';
 import { createLogger } from '../../worker/logger';
 import pg from 'pg';
 import { ensureHelperSchema } from '../../activities/helper-schema';
-import { servers, testSite } from './servers';
+import { asMigrator, ensureMigratorRole, servers, testSite } from './servers';
 import { waitFor } from './wait';
 
 export function routerOptions(migration: string, overrides: Partial<RouterOptions> = {}): RouterOptions {
@@ -51,15 +50,22 @@ export async function startRouter(prefix: string, overrides: Partial<RouterOptio
   return { migration, router };
 }
 
+/** A migration name for a test, unique to the run. */
+export function testMigration(prefix: string): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
 /**
- * A sample table with the same `rows` rows on old and on `newPool`, and change capture on old (as
- * the migration installs it before `dual_write`).
+ * A sample table with the same `rows` rows on old and on `newPool`, prepared for `migration` as the
+ * migration prepares it before `dual_write`: claimed on both sides, TRUNCATE guarded, change
+ * capture on old.
  */
 export async function routedTable(
   oldPool: pg.Pool,
   newPool: pg.Pool,
   name: string,
   rows: number,
+  migration: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<TableRef> {
   const table = { schema: 'public', table: `${name}_${randomUUID().slice(0, 8)}` };
@@ -67,33 +73,41 @@ export async function routedTable(
     await pool.query(sampleTableDdl(table));
     await seedSampleRows(pool, table, rows);
   }
-  const pools = new ConnectionPools(resolveConnections(testSite('unused'), env));
-  try {
-    await createCapture(pools, new TableShapes(pools)).installChangeCapture({
-      connection: 'old',
-      tables: [table],
-    });
-  } finally {
-    await pools.end();
-  }
+  await withMigrationActivities(env, (activities) => prepareWithoutWorkflow(activities, migration, [table]));
   return table;
 }
 
-/** Removes capture from a routed table and forgets its pending changes, so no later drain meets them. */
-export async function removeRoutedCapture(
-  table: TableRef,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<void> {
+/** Runs `work` with the activities of a worker connected as `env` says, then closes their pools. */
+export async function withMigrationActivities<T>(
+  env: NodeJS.ProcessEnv,
+  work: (activities: Activities) => Promise<T>,
+): Promise<T> {
   const pools = new ConnectionPools(resolveConnections(testSite('unused'), env));
   try {
-    await createCapture(pools, new TableShapes(pools)).removeChangeCapture({
-      connection: 'old',
-      tables: [table],
-      discardPending: true,
-    });
+    return await work(createActivities({ pools }));
   } finally {
     await pools.end();
   }
+}
+
+/**
+ * Removes a routed table's capture, guards and claim and forgets its pending changes, so no later
+ * drain meets them.
+ */
+export async function removeRoutedCapture(
+  table: TableRef,
+  migration: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
+  await withMigrationActivities(env, async (activities) => {
+    const servers = await activities.bindServers({ migration });
+    for (const connection of ['old', 'new'] as const) {
+      const scope = { migration, servers, connection, tables: [table] };
+      await activities.removeChangeCapture({ ...scope, discardPending: true });
+      await activities.removeTruncateGuard(scope);
+      await activities.removeMigrationHelpers({ servers, connection, migration });
+    }
+  });
 }
 
 /** Sets the stage and waits until every router follows it. */
@@ -116,7 +130,12 @@ function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
-/** A fresh database on each server, so the change log and helper tables are this test's alone. */
+/**
+ * A fresh database on each server, so the change log and helper tables are this test's alone. `urls`
+ * and `pools` connect as the servers' own user (setup, and writers that bypass the routers); `env`,
+ * for a worker or activities, connects as the tests' migration role, so the write guard tells the two
+ * apart as it tells an application from the migration.
+ */
 export async function freshDatabases(prefix: string, newUrl = servers.newUrl) {
   const database = `${prefix}_${randomUUID().slice(0, 8)}`;
   for (const url of [servers.oldUrl, newUrl]) {
@@ -134,11 +153,22 @@ export async function freshDatabases(prefix: string, newUrl = servers.newUrl) {
     new: new pg.Pool({ connectionString: urls.new, max: 4 }),
   };
   for (const pool of Object.values(pools)) pool.on('error', () => undefined);
-  await ensureHelperSchema(pools.old);
+  for (const url of Object.values(urls)) await ensureMigratorRole(url);
+  const migratorUrls = { old: asMigrator(urls.old), new: asMigrator(urls.new) };
+  // The helper schema belongs to the migration's role, which creates and replaces its functions.
+  for (const url of Object.values(migratorUrls)) {
+    const migrator = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      await ensureHelperSchema(migrator);
+    } finally {
+      await migrator.end();
+    }
+  }
   return {
     urls,
+    migratorUrls,
     pools,
-    env: { ...process.env, OLD_DATABASE_URL: urls.old, NEW_DATABASE_URL: urls.new },
+    env: { ...process.env, OLD_DATABASE_URL: migratorUrls.old, NEW_DATABASE_URL: migratorUrls.new },
     end: () => Promise.all(Object.values(pools).map((pool) => pool.end())),
   };
 }

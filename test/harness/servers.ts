@@ -17,6 +17,42 @@ function required(name: string): string {
   return value;
 }
 
+/**
+ * The role the tests' migrations connect as (freshDatabases): another role than the one the tests
+ * write with, so that the write guard, which lets only the migration's own role through, refuses the
+ * tests' outside writers as it would an application's. A superuser, for the tests' convenience; one
+ * test runs a whole migration as a least-privileged role of its own.
+ */
+const MIGRATOR_ROLE = 'lm_migrator';
+
+/** `url` as the tests' migration role, with the same password, rather than as its own user. */
+export function asMigrator(url: string): string {
+  const parsed = new URL(url);
+  parsed.username = MIGRATOR_ROLE;
+  return parsed.toString();
+}
+
+/** Creates the tests' migration role on the server `adminUrl` reaches, with that URL's password. */
+export async function ensureMigratorRole(adminUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(
+      `DO $$ BEGIN
+         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${MIGRATOR_ROLE}') THEN
+           CREATE ROLE ${MIGRATOR_ROLE} LOGIN SUPERUSER;
+         END IF;
+       EXCEPTION WHEN unique_violation OR duplicate_object THEN NULL;
+       END $$`,
+    );
+    await client.query(
+      `ALTER ROLE ${MIGRATOR_ROLE} PASSWORD ${client.escapeLiteral(decodeURIComponent(new URL(adminUrl).password))}`,
+    );
+  } finally {
+    await client.end();
+  }
+}
+
 export const servers = {
   get temporalAddress() {
     return required('TEMPORAL_ADDRESS');

@@ -1,13 +1,15 @@
 // Change capture on old (hazard 6) and the pieces reconciliation is built from, against real
 // PostgreSQL: capture records writes in the writer's own transaction and nothing for a rolled-back
-// one, refuses TRUNCATE, is removed only once drained; a chunk copied twice (a retry, or two
-// attempts at once) lands once; discrepancy signals make new equal to old; backlog and lag show.
+// one; the TRUNCATE guard refuses TRUNCATE; capture is removed only once drained; a chunk copied
+// twice (a retry, or two attempts at once) lands once; discrepancy signals make new equal to old;
+// backlog and lag show.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { createActivities } from '../../activities';
+import { createActivities, prepareWithoutWorkflow } from '../../activities';
 import type { CopyChunkInput } from '../../activities/copier';
 import { HELPER_SCHEMA } from '../../activities/helper-schema';
+import type { ServerBinding } from '../../activities/server-identity';
 import { ConnectionPools } from '../../activities/pools';
 import { quoteTable } from '../../activities/sql';
 import { compareTables } from '../../activities/verifier';
@@ -48,13 +50,27 @@ describe('change capture, chunk markers and reconciliation', () => {
     return rows.map((row) => row.key);
   }
 
+  /** Claims `tables` for a migration of their own on both sides, without capture. */
+  async function claimed(migration: string, tables: Array<{ schema: string; table: string }>) {
+    const servers = await activities.bindServers({ migration });
+    await activities.prepareTables({
+      migration,
+      servers,
+      tables: tables.map((table) => ({ table, createIfMissing: false })),
+    });
+    return servers;
+  }
+
   describe('capture', () => {
     let table: { schema: string; table: string };
+    const migration = `captured-${suffix}`;
+    let scope: { migration: string; servers: ServerBinding; connection: 'old'; tables: Array<typeof table> };
     before(async () => {
       table = await seeded('captured', 10);
-      await runActivity(activities.installChangeCapture, { connection: 'old', tables: [table] });
+      const servers = await prepareWithoutWorkflow(activities, migration, [table]);
+      scope = { migration, servers, connection: 'old', tables: [table] };
       // Installing twice is the same as once.
-      await runActivity(activities.installChangeCapture, { connection: 'old', tables: [table] });
+      await runActivity(activities.installChangeCapture, scope);
     });
 
     it('logs the key of every committed insert, update (old and new key) and delete, nothing for a rollback', async () => {
@@ -76,26 +92,30 @@ describe('change capture, chunk markers and reconciliation', () => {
       assert.deepEqual(await logged(table), ['2', '3', '100', '4', '200']);
     });
 
-    it('refuses TRUNCATE of a captured table, which would leave its rows on new', async () => {
+    it('refuses TRUNCATE of a migrated table, which would leave its rows on new', async () => {
       await assert.rejects(
         pools.old.query(`TRUNCATE ${quoteTable(table)}`),
-        /TRUNCATE of public\.captured_\w+ is refused/,
+        /TRUNCATE of public\.captured_\w+ is refused while migration captured-\w+ moves it/,
       );
     });
 
     it('is not removed while changes are pending, and is removed once they are drained', async () => {
-      await assert.rejects(
-        runActivity(activities.removeChangeCapture, { connection: 'old', tables: [table] }),
-        (err) => {
-          assert.match(refusalMessage(err), /still has 5 changes that have not reached the other side/);
-          return true;
-        },
-      );
+      await assert.rejects(runActivity(activities.removeChangeCapture, scope), (err) => {
+        assert.match(refusalMessage(err), /still has 5 changes that have not reached the other side/);
+        return true;
+      });
       assert.equal((await logged(table)).length, 5, 'the refusal changed nothing');
-      await runActivity(activities.drainChangeLog, { from: 'old', to: 'new', batchSize: 100 });
-      await runActivity(activities.removeChangeCapture, { connection: 'old', tables: [table] });
+      await runActivity(activities.drainChangeLog, {
+        migration,
+        servers: scope.servers,
+        from: 'old',
+        to: 'new',
+        batchSize: 100,
+      });
+      await runActivity(activities.removeChangeCapture, scope);
       await pools.old.query(`UPDATE ${quoteTable(table)} SET note = 'after removal' WHERE id = 1`);
       assert.deepEqual(await logged(table), []);
+      await runActivity(activities.removeTruncateGuard, scope);
       await pools.old.query(`TRUNCATE ${quoteTable(table)}`);
     });
   });
@@ -103,14 +123,10 @@ describe('change capture, chunk markers and reconciliation', () => {
   describe('chunk markers', () => {
     it('a chunk copied again, or by two attempts at once, lands exactly once', async () => {
       const table = await seeded('twice', 50);
-      await runActivity(activities.prepareTargetTable, {
-        source: 'old',
-        target: 'new',
-        table,
-        createIfMissing: false,
-      });
+      const migration = `twice-${suffix}`;
       const chunk: CopyChunkInput = {
-        migration: `twice-${suffix}`,
+        migration,
+        servers: await claimed(migration, [table]),
         source: 'old',
         target: 'new',
         table,
@@ -150,7 +166,10 @@ describe('change capture, chunk markers and reconciliation', () => {
       }
       await pools.old.query(`DELETE FROM ${name} WHERE id = 1`);
       await pools.old.query(`INSERT INTO ${name} VALUES (2, 'a@example.com')`);
+      const migration = `unique-${suffix}`;
       const synced = await runActivity(activities.syncKeys, {
+        migration,
+        servers: await claimed(migration, [table]),
         from: 'old',
         to: 'new',
         table,
@@ -181,10 +200,12 @@ describe('change capture, chunk markers and reconciliation', () => {
       await pools.new.query(
         `INSERT INTO ${name} (id, customer_id, status, created_at) VALUES (1000, 1, 'only on new', now())`,
       );
+      const migration = `discrepant-${suffix}`;
+      await claimed(migration, [table]);
       const handle = await testWorker.client.workflow.start(reconciliationWorkflow, {
         taskQueue: testWorker.taskQueue,
         workflowId: `reconcile-discrepant-${suffix}`,
-        args: [{ migration: `discrepant-${suffix}`, from: 'old', to: 'new', idlePollMs: 100 }],
+        args: [{ migration, from: 'old', to: 'new', idlePollMs: 100 }],
       });
       await handle.signal(discrepancySignal, { table, keys: [['5'], ['6']] });
       await handle.signal(discrepancySignal, { table, keys: [['6'], ['1000']] });

@@ -34,8 +34,8 @@ describe('inspector: refusals before any row moves', () => {
     await assert.rejects(runBackfill(table, 1000), (err) => {
       const message = refusalMessage(err);
       assert.match(message, /differs between old and new/);
-      assert.match(message, /amount: type numeric\(14,2\) on old, numeric\(10,0\) on new/);
-      assert.match(message, /note: missing on new \(old has text\)/);
+      assert.match(message, /column "amount": type numeric\(14,2\) on old, numeric\(10,0\) on new/);
+      assert.match(message, /column "note": missing on new \(old has text\)/);
       return true;
     });
     assert.equal(await rowsOnNew(table), 0);

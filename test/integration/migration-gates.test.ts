@@ -3,7 +3,8 @@
 // the reason and no password; it starts the migration (again: nothing changes); a difference planted
 // on new after verification shows in shadow reads, and the shadow gate holds the ramp with the reason;
 // `approve` releases it; `pause` and `resume` stop and restart it; `abort` puts everyone back on old
-// and removes capture and guards. Commands that do not apply get one clear line and exit code 2.
+// and removes capture, guards and the migration's helpers. Commands that do not apply get one clear
+// line and exit code 2.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -94,7 +95,13 @@ describe('gates and operator commands', () => {
     );
     const password = new URL(db.urls.old).password;
     if (password !== '') assert.ok(!refused.stderr.includes(password), 'no password in the error');
-    assert.equal((await readStage(db.pools.old, `${migration}-x`)).stage, 'off');
+    // Nothing stays behind on either side: what preparing had created went again, helper schema included.
+    for (const pool of [db.pools.old, db.pools.new]) {
+      const helpers = await pool.query<{ present: boolean }>(
+        `SELECT to_regnamespace('live_migrate') IS NOT NULL AS present`,
+      );
+      assert.equal(helpers.rows[0]?.present, false);
+    }
 
     const start = await cli('start', '--config', configFile);
     assert.equal(start.code, 0, start.stderr);
@@ -172,7 +179,11 @@ describe('gates and operator commands', () => {
     assert.match(aborted.stdout, /aborted migration .* at live 100%; everyone is on old/);
     const final = await control.result();
     assert.equal(final.phase, 'aborted');
-    assert.equal((await readStage(db.pools.old, migration)).stage, 'off');
+    // The migration's helpers went with it (nothing else used them): routers follow `off` without them.
+    const helpers = await db.pools.old.query<{ present: boolean }>(
+      `SELECT to_regnamespace('live_migrate') IS NOT NULL AS present`,
+    );
+    assert.equal(helpers.rows[0]?.present, false);
     for (const pool of [db.pools.old, db.pools.new]) {
       const triggers = await pool.query(
         `SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal`,

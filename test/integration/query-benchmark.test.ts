@@ -36,6 +36,7 @@ describe('query benchmark', () => {
 
   it('measures reads on both sides, refuses writes, and says why top statements are missing', async () => {
     const result = await runActivity(activities.benchmarkQueries, {
+      servers: await activities.bindServers({ migration: 'test' }),
       queries: [
         { name: 'orders of a customer', sql: `SELECT * FROM ${name} WHERE customer_id = $1`, params: [7919] },
         { name: 'count', sql: `SELECT count(*) FROM ${name}` },

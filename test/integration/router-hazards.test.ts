@@ -24,7 +24,7 @@ import type { MigrationRouter } from '../../router';
 import { reconciliationWorkflow } from '../../workflows';
 import { drainAndStopSignal, reconciliationStatusQuery } from '../../workflows/messages';
 import { startRunningWorker } from '../harness/backfill';
-import { freshDatabases, moveStage, routedTable, startRouter } from '../harness/router';
+import { freshDatabases, moveStage, routedTable, startRouter, testMigration } from '../harness/router';
 import { installQuietRuntime } from '../harness/servers';
 import { waitFor } from '../harness/wait';
 
@@ -51,9 +51,9 @@ describe('router hazards', () => {
     const db = await freshDatabases('router_h3');
     const routers: MigrationRouter[] = [];
     try {
-      const table = await routedTable(db.pools.old, db.pools.new, 'contended', 5, db.env);
+      const migration = testMigration('hazard3');
+      const table = await routedTable(db.pools.old, db.pools.new, 'contended', 5, migration, db.env);
       const name = quoteTable(table);
-      const migration = `hazard3-${randomUUID().slice(0, 8)}`;
       const delays = seededRandom(7);
       for (let i = 0; i < 3; i++) {
         const started = await startRouter('hazard3', {
@@ -145,8 +145,8 @@ describe('router hazards', () => {
     const db = await freshDatabases('router_h4');
     const worker = await startRunningWorker('router-h4', undefined, db.env);
     try {
-      const table = await routedTable(db.pools.old, db.pools.new, 'crashed', 5, db.env);
-      const migration = `hazard4-${randomUUID().slice(0, 8)}`;
+      const migration = testMigration('hazard4');
+      const table = await routedTable(db.pools.old, db.pools.new, 'crashed', 5, migration, db.env);
       await moveStage(db.pools.old, migration, [], 'dual_write');
       const app = spawn(
         process.execPath,
@@ -214,10 +214,12 @@ describe('router hazards', () => {
       const worker = await startRunningWorker('router-down', undefined, db.env);
       let router: MigrationRouter | undefined;
       try {
-        const table = await routedTable(db.pools.old, db.pools.new, 'down', 50, db.env);
+        const migration = testMigration('down');
+        const table = await routedTable(db.pools.old, db.pools.new, 'down', 50, migration, db.env);
         const name = quoteTable(table);
-        const reconciliation = await startReconciliation(worker, 'down');
+        const reconciliation = await startReconciliation(worker, migration);
         const started = await startRouter('down', {
+          migration,
           old: { connectionString: db.urls.old, max: 6 },
           new: { connectionString: db.urls.new, max: 6, connectionTimeoutMillis: 1000 },
           mirrorTimeoutMs: 250,
@@ -289,7 +291,7 @@ describe('router hazards', () => {
           (differences) => differences === 0,
         );
         const status = await reconciliation.query(reconciliationStatusQuery);
-        assert.ok(status.keysSynced > 0);
+        assert.ok(status.keysSynced > 0, JSON.stringify(status));
         await reconciliation.signal(drainAndStopSignal);
         await reconciliation.result();
         await assertEqual(db.pools.old, db.pools.new, table, 'after new returned');

@@ -16,7 +16,14 @@ import { createActivities } from '../../activities';
 import { ConnectionPools } from '../../activities/pools';
 import { resolveConnections } from '../../config/connections';
 import { databasePools, testSite } from '../harness/servers';
-import { capturedLogger, moveStage, removeRoutedCapture, routedTable, startRouter } from '../harness/router';
+import {
+  capturedLogger,
+  moveStage,
+  removeRoutedCapture,
+  routedTable,
+  startRouter,
+  testMigration,
+} from '../harness/router';
 import { waitFor } from '../harness/wait';
 import { runActivity } from '../harness/activity';
 
@@ -50,9 +57,10 @@ describe('router: a drop-in for pg.Pool', () => {
 
   before(async () => {
     await ensureHelperSchema(pools.old);
-    table = await routedTable(pools.old, pools.new, 'routed', 20);
+    migration = testMigration('pool');
+    table = await routedTable(pools.old, pools.new, 'routed', 20, migration);
     name = quoteTable(table);
-    ({ migration, router } = await startRouter('pool'));
+    ({ router } = await startRouter('pool', { migration }));
     for (const event of ['connect', 'acquire', 'release']) {
       router.on(event, () => (events[event] = (events[event] ?? 0) + 1));
     }
@@ -60,7 +68,7 @@ describe('router: a drop-in for pg.Pool', () => {
 
   after(async () => {
     await router.end();
-    await removeRoutedCapture(table);
+    await removeRoutedCapture(table, migration);
     await pools.end();
   });
 
@@ -309,8 +317,14 @@ describe('router: a drop-in for pg.Pool', () => {
       stageWatcher: { pollMs: 200, heartbeatMs: 200 },
     });
     try {
+      const servers = await activities.bindServers({ migration: gated.migration });
       const figures = (baseline?: Record<string, RouterStats>) =>
-        runActivity(activities.readGateFigures, { connection: 'old', migration: gated.migration, baseline });
+        runActivity(activities.readGateFigures, {
+          servers,
+          connection: 'old',
+          migration: gated.migration,
+          baseline,
+        });
       await moveStage(pools.old, gated.migration, [gated.router], 'shadow');
       const start = await figures();
       const original = await pools.old.query<SampleRow>(`SELECT note FROM ${name} WHERE id = 11`);

@@ -1,8 +1,9 @@
 // The write switch (hazards 7 and 9) as the migration runs it, writeSwitchWorkflow on a real Temporal
 // server, with writes running through two routers the whole time: routers hold new writes at the
 // fence (they wait, none fails) and finish the ones in flight; old is guarded, the change log drains,
-// sequences move, authority flips to new, and the held writes land there, mirrored back to old. No
-// write is lost or applied twice: each writer counts its own row up once per acknowledged write. A
+// sequences move, authority flips to new, and the held writes land there; reconciliation carries
+// them back to old (the routers no longer write old: only the migration's role may). No write is
+// lost or applied twice: each writer counts its own row up once per acknowledged write. A
 // router holding a transaction open never acknowledges, so the switch aborts and everyone stays on
 // old, which still takes writes.
 import assert from 'node:assert/strict';
@@ -15,10 +16,13 @@ import { quoteTable } from '../../activities/sql';
 import { compareTables } from '../../activities/verifier';
 import { resolveConnections } from '../../config/connections';
 import type { MigrationRouter } from '../../router';
+import type { ServerBinding } from '../../activities/server-identity';
 import { writeSwitchWorkflow } from '../../workflows';
+import { reconciliationWorkflowId } from '../../workflows/ids';
+import { stopSignal } from '../../workflows/messages';
 import type { WriteSwitchResult } from '../../workflows/write-switch';
 import { startRunningWorker } from '../harness/backfill';
-import { freshDatabases, moveStage, routedTable, startRouter } from '../harness/router';
+import { freshDatabases, moveStage, routedTable, startRouter, testMigration } from '../harness/router';
 import { installQuietRuntime, testSite } from '../harness/servers';
 import { workflowsPath } from '../harness/workflow-histories';
 import { waitFor } from '../harness/wait';
@@ -42,15 +46,17 @@ describe('the write switch', () => {
   const routers: MigrationRouter[] = [];
   let worker: Awaited<ReturnType<typeof startRunningWorker>>;
   let migration: string;
+  let servers: ServerBinding;
 
   before(async () => {
     db = await freshDatabases('router_switch');
     migrationPools = new ConnectionPools(resolveConnections(testSite('unused'), db.env));
     activities = createActivities({ pools: migrationPools });
-    table = await routedTable(db.pools.old, db.pools.new, 'switched', 20, db.env);
+    migration = testMigration('switch');
+    table = await routedTable(db.pools.old, db.pools.new, 'switched', 20, migration, db.env);
+    servers = await activities.bindServers({ migration });
     name = quoteTable(table);
     worker = await startRunningWorker('write-switch', undefined, db.env);
-    migration = `switch-${table.table}`;
     for (let i = 0; i < 2; i++) {
       const started = await startRouter('switch', {
         migration,
@@ -72,6 +78,8 @@ describe('the write switch', () => {
   async function drainOldToNew(): Promise<void> {
     for (;;) {
       const drained = await runActivity(activities.drainChangeLog, {
+        migration,
+        servers,
         from: 'old',
         to: 'new',
         batchSize: 500,
@@ -85,7 +93,16 @@ describe('the write switch', () => {
     const handle = await worker.client.workflow.start(writeSwitchWorkflow, {
       taskQueue: worker.taskQueue,
       workflowId: `${migration}-${label}`,
-      args: [{ migration, tables: [table], from: { stage: 'live', readPercent: 50 }, fenceTimeoutMs }],
+      args: [
+        {
+          migration,
+          servers,
+          tables: [table],
+          from: { stage: 'live', readPercent: 50 },
+          fenceTimeoutMs,
+          reconciliationWorkflowId: reconciliationWorkflowId(migration),
+        },
+      ],
     });
     const result = await handle.result();
     await Worker.runReplayHistory(
@@ -217,19 +234,27 @@ describe('the write switch', () => {
       'no write failed',
     );
     const onNew = await counters(db.pools.new);
-    const onOld = await counters(db.pools.old);
     for (const writer of load.writers) {
       const expected = initial.get(writer.id)! + writer.acknowledged;
       assert.equal(onNew.get(writer.id), expected, `writer ${writer.id} on new`);
-      assert.equal(onOld.get(writer.id), expected, `writer ${writer.id} mirrored back to old`);
     }
-    const comparison = await compareTables(db.pools.old, db.pools.new, table, ['id']);
-    assert.equal(comparison.differenceCount, 0, JSON.stringify(comparison.differences));
-    // Old refuses everyone but the migration now (hazard 7): a writer that bypasses the routers.
+    // Reconciliation, running new → old since the flip, carries every write back to old.
+    await waitFor(
+      "the reverse sync to carry new's writes to old",
+      async () => (await compareTables(db.pools.old, db.pools.new, table, ['id'])).differenceCount,
+      (differences) => differences === 0,
+    );
+    const onOld = await counters(db.pools.old);
+    for (const writer of load.writers) {
+      const expected = initial.get(writer.id)! + writer.acknowledged;
+      assert.equal(onOld.get(writer.id), expected, `writer ${writer.id} carried back to old`);
+    }
+    // Old refuses everyone but the migration's role now (hazard 7): a writer that bypasses the routers.
     await assert.rejects(
       db.pools.old.query(`UPDATE ${name} SET note = 'cron job' WHERE id = 1`),
-      /refused: this table has moved to the new database/,
+      /refused here: migration .* has moved this table's writes to the other database/,
     );
+    await worker.client.workflow.getHandle(reconciliationWorkflowId(migration)).signal(stopSignal);
     console.log(
       `switch: ${load.writers.reduce((sum, w) => sum + w.acknowledged, 0)} writes by 6 writers through 2 routers, none failed; ` +
         `fence up ${result!.fencedMs} ms (workflow time); longest write, its wait at the fence included, ` +

@@ -51,6 +51,7 @@ describe('advancing sequences on new', () => {
 
   it('moves identity and serial sequences on new past everything old handed out, once', async () => {
     const first = await runActivity(activities.advanceSequences, {
+      servers: await activities.bindServers({ migration: 'test' }),
       from: 'old',
       to: 'new',
       tables: [table],
@@ -71,6 +72,7 @@ describe('advancing sequences on new', () => {
     assert.equal(collision.rowCount, 0);
 
     const again = await runActivity(activities.advanceSequences, {
+      servers: await activities.bindServers({ migration: 'test' }),
       from: 'old',
       to: 'new',
       tables: [table],
@@ -88,7 +90,12 @@ describe('advancing sequences on new', () => {
 
   it('leaves a sequence that is already ahead, and refuses a descending one', async () => {
     await pools.new.query(`SELECT setval(pg_get_serial_sequence($1, 'n'), 5000)`, [name]);
-    const ahead = await runActivity(activities.advanceSequences, { from: 'old', to: 'new', tables: [table] });
+    const ahead = await runActivity(activities.advanceSequences, {
+      servers: await activities.bindServers({ migration: 'test' }),
+      from: 'old',
+      to: 'new',
+      tables: [table],
+    });
     assert.equal(ahead.find((entry) => entry.column === 'n')?.after, '5000');
 
     const descending = { schema: 'public', table: `descending_${randomUUID().slice(0, 8)}` };
@@ -96,8 +103,9 @@ describe('advancing sequences on new', () => {
       `CREATE TABLE ${quoteTable(descending)} (id bigint GENERATED ALWAYS AS IDENTITY (INCREMENT BY -1 START WITH -1) PRIMARY KEY)`,
     );
     await pools.old.query(`CREATE TABLE ${quoteTable(descending)} (id bigint PRIMARY KEY)`);
+    const servers = await activities.bindServers({ migration: 'test' });
     await assert.rejects(
-      runActivity(activities.advanceSequences, { from: 'old', to: 'new', tables: [descending] }),
+      runActivity(activities.advanceSequences, { servers, from: 'old', to: 'new', tables: [descending] }),
       (err: unknown) => /descending sequence/.test(refusalMessage(err)),
     );
   });

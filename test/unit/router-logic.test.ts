@@ -85,7 +85,7 @@ describe('stage plan and sticky reads', () => {
       dual_write: 'old new old',
       shadow: 'old new old shadow',
       live: 'old new percent',
-      switched: 'new old new',
+      switched: 'new - new',
       complete: 'new - new',
     });
   });

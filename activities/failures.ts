@@ -1,0 +1,58 @@
+// Which failures heal by retrying and which do not. A lost connection, a server restarting, a
+// deadlock or a lock timeout heals: the activity retries. A constraint violation, a missing column,
+// a refused password or privilege does not: retried for ever it would only hide the cause. Those end
+// the activity at once (non-retryable) with the table and the database's own words, so the workflow
+// can hold the migration with the cause in view.
+import { ApplicationFailure } from '@temporalio/common';
+import type { TableRef } from './inspector';
+import { quoteTable } from './sql';
+
+export const SYNC_FAILED = 'SyncFailed';
+
+/** SQLSTATE classes and codes that a retry can heal. */
+const TRANSIENT_CLASSES = new Set(['08', '40', '53', '57', '58']);
+const TRANSIENT_CODES = new Set(['55P03', '55006']);
+/** Node-level errors of a connection that broke or never came up. */
+const TRANSIENT_NODE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+export function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/** True when retrying may heal `err`; a non-retryable ApplicationFailure never does. */
+export function isTransient(err: unknown): boolean {
+  if (err instanceof ApplicationFailure) return !err.nonRetryable;
+  const state = sqlState(err);
+  if (state !== undefined) return TRANSIENT_CLASSES.has(state.slice(0, 2)) || TRANSIENT_CODES.has(state);
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && TRANSIENT_NODE_CODES.has(code)) return true;
+  const message = err instanceof Error ? err.message : String(err);
+  // pg's own words for a connection that died or timed out.
+  return /Connection terminated|timeout exceeded|connection timeout|Client has encountered a connection error/i.test(
+    message,
+  );
+}
+
+/**
+ * `err` as it should leave an activity that wrote `table`: unchanged when a retry may heal it (or it
+ * already says it will not), else a non-retryable SyncFailed naming the table and the SQLSTATE.
+ */
+export function asActivityFailure(err: unknown, table: TableRef, side: string): unknown {
+  if (err instanceof ApplicationFailure || isTransient(err)) return err;
+  const state = sqlState(err);
+  const message = err instanceof Error ? err.message : String(err);
+  return ApplicationFailure.create({
+    type: SYNC_FAILED,
+    nonRetryable: true,
+    message: `syncing ${quoteTable(table)} into ${side} failed${state === undefined ? '' : ` (SQLSTATE ${state})`}: ${message}`,
+    details: [{ table: `${table.schema}.${table.table}`, side, sqlState: state ?? null }],
+  });
+}

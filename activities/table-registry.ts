@@ -1,0 +1,258 @@
+// The table registry: which migration claims which table, and what the table looked like when it
+// did. A migration claims its tables on both sides when it prepares (one table, one migration: a
+// second migration naming a claimed table is refused with both names) and releases them when it is
+// retired or aborted. Every copy, sync and verification reads a table's shape from here, after
+// comparing the table's live fingerprint with the one recorded: a schema change on either side since
+// the claim (a column added, a type changed, a constraint dropped, the table renamed) stops the work
+// with the reason before any row moves under the wrong shape. Nothing is cached across calls: the
+// check is one catalog query per side.
+import { ApplicationFailure } from '@temporalio/common';
+import type pg from 'pg';
+import type { ConnectionName } from '../config/connections';
+import { HELPER_SCHEMA } from './helper-schema';
+import { refuse, type TableRef, type TableShape } from './inspector';
+import { withTransaction, type NamedPools } from './pools';
+import { quoteTable } from './sql';
+import type { SyncShapes } from './syncer';
+import { describeDrift } from './schema-drift';
+import { readTableDefinition, type TableDefinition } from './table-definition';
+
+export const SCHEMA_CHANGED = 'SchemaChanged';
+
+export interface ClaimedTable {
+  shape: TableShape;
+  definition: TableDefinition;
+}
+
+export interface RegistryRow {
+  table: TableRef;
+  migration: string;
+  side: ConnectionName;
+  shape: TableShape;
+  definition: TableDefinition;
+  fingerprint: string;
+  /** Partitions (schema-qualified, quoted) the guards covered when last checked. */
+  partitions: string[];
+  captured: boolean;
+  guarded: boolean;
+}
+
+/** The SQL expression of a table's regclass from its schema and name parameters. */
+const REGCLASS = (schema: string, table: string) => `to_regclass(format('%I.%I', ${schema}, ${table}))`;
+
+/** Partitions of a table at every level, schema-qualified, in one order. */
+export const PARTITIONS_SQL = (rel: string) => `ARRAY(
+  SELECT format('%I.%I', n.nspname, c.relname)
+    FROM pg_partition_tree(${rel}) AS t JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE t.relid <> ${rel} ORDER BY 1)`;
+
+function schemaChanged(message: string, table: TableRef, side: ConnectionName): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: SCHEMA_CHANGED,
+    message,
+    nonRetryable: true,
+    details: [{ table: `${table.schema}.${table.table}`, side }],
+  });
+}
+
+/** A registry row as the database gives it: the table as two columns. */
+type StoredRow = Omit<RegistryRow, 'table'> & { table_schema: string; table_name: string };
+
+function rowFrom({ table_schema, table_name, ...rest }: StoredRow): RegistryRow {
+  return { table: { schema: table_schema, table: table_name }, ...rest };
+}
+
+export class TableRegistry implements SyncShapes {
+  constructor(private readonly pools: NamedPools) {}
+
+  /**
+   * Claims `tables` for `migration` on one side, recording each table's shape, definition,
+   * fingerprint and partitions, in one transaction. Refuses (non-retryable) when another migration
+   * claims one of them. Claiming again for the same migration records the tables' definitions as they
+   * are now (after an accepted schema change), but keeps the partitions the guards covered, so a
+   * partition attached meanwhile is still found and adopted (write-guard.ts, coverPartitions).
+   * `client` runs it inside the caller's transaction (a change of the migration's own, recorded as
+   * it commits).
+   */
+  async claim(
+    connection: ConnectionName,
+    migration: string,
+    tables: ClaimedTable[],
+    within?: pg.ClientBase,
+  ): Promise<void> {
+    const inTransaction = <T>(work: (client: pg.ClientBase) => Promise<T>) =>
+      within !== undefined ? work(within) : withTransaction(this.pools.get(connection), work);
+    await inTransaction(async (client) => {
+      // Two migrations preparing at once: one at a time per database.
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('${HELPER_SCHEMA}'), 1)`);
+      const claimed = await client.query<{
+        table_schema: string;
+        table_name: string;
+        migration: string;
+        since: string;
+      }>(
+        `SELECT table_schema, table_name, migration, to_char(claimed_at, 'YYYY-MM-DD HH24:MI TZ') AS since
+           FROM ${HELPER_SCHEMA}.migration_tables
+          WHERE migration <> $1 AND (table_schema, table_name) IN (SELECT * FROM unnest($2::text[], $3::text[]))`,
+        [migration, tables.map((t) => t.shape.table.schema), tables.map((t) => t.shape.table.table)],
+      );
+      if (claimed.rows.length > 0) {
+        const list = claimed.rows.map(
+          (row) =>
+            `${quoteTable({ schema: row.table_schema, table: row.table_name })} by migration ${row.migration} (since ${row.since})`,
+        );
+        throw refuse(
+          `migration ${migration} cannot take ${list.join(', ')}: that table is already being migrated on the ${connection} database (${this.pools.display(connection)}), and one table can be in one migration at a time. Finish (retire) or abort the other migration first, or leave the table out of this one`,
+        );
+      }
+      for (const { shape, definition } of tables) {
+        const rel = REGCLASS('$1::text', '$2::text');
+        await client.query(
+          `INSERT INTO ${HELPER_SCHEMA}.migration_tables
+             (table_schema, table_name, migration, side, shape, definition, fingerprint, partitions)
+           VALUES ($1, $2, $3, $4, $5, $6, ${HELPER_SCHEMA}.table_fingerprint(${rel}), ${PARTITIONS_SQL(rel)})
+           ON CONFLICT (table_schema, table_name) DO UPDATE
+             SET side = EXCLUDED.side, shape = EXCLUDED.shape, definition = EXCLUDED.definition,
+                 fingerprint = EXCLUDED.fingerprint, changed_at = now()`,
+          [
+            shape.table.schema,
+            shape.table.table,
+            migration,
+            connection,
+            JSON.stringify(shape),
+            JSON.stringify(definition),
+          ],
+        );
+      }
+    });
+  }
+
+  /** Releases every table `migration` claims on one side; returns how many. Never touches another's. */
+  async release(connection: ConnectionName, migration: string): Promise<number> {
+    const pool = this.pools.get(connection);
+    const present = await pool.query<{ present: boolean }>(
+      `SELECT to_regclass('${HELPER_SCHEMA}.migration_tables') IS NOT NULL AS present`,
+    );
+    if (present.rows[0]?.present !== true) return 0;
+    const released = await pool.query(`DELETE FROM ${HELPER_SCHEMA}.migration_tables WHERE migration = $1`, [
+      migration,
+    ]);
+    return released.rowCount ?? 0;
+  }
+
+  /** The registry rows `migration` holds on one side (all of them, or those of `tables`). */
+  async rows(
+    client: pg.Pool | pg.ClientBase,
+    migration: string,
+    tables?: TableRef[],
+  ): Promise<RegistryRow[]> {
+    const { rows } = await client.query<StoredRow>(
+      `SELECT table_schema, table_name, migration, side, shape, definition, fingerprint, partitions, captured, guarded
+         FROM ${HELPER_SCHEMA}.migration_tables
+        WHERE migration = $1 ${tables === undefined ? '' : 'AND (table_schema, table_name) IN (SELECT * FROM unnest($2::text[], $3::text[]))'}
+        ORDER BY table_schema, table_name`,
+      tables === undefined
+        ? [migration]
+        : [migration, tables.map((t) => t.schema), tables.map((t) => t.table)],
+    );
+    return rows.map(rowFrom);
+  }
+
+  /** Notes which of the migration's triggers are on a table now (capture.ts, write-guard.ts). */
+  async mark(
+    client: pg.ClientBase,
+    migration: string,
+    table: TableRef,
+    flags: { captured?: boolean; guarded?: boolean },
+  ): Promise<void> {
+    // Removing a trigger after the helper schema is gone (a retried retire) has nothing to note.
+    const present = await client.query<{ present: boolean }>(
+      `SELECT to_regclass('${HELPER_SCHEMA}.migration_tables') IS NOT NULL AS present`,
+    );
+    if (present.rows[0]?.present !== true) return;
+    await client.query(
+      `UPDATE ${HELPER_SCHEMA}.migration_tables
+          SET captured = coalesce($4, captured), guarded = coalesce($5, guarded), changed_at = now()
+        WHERE table_schema = $1 AND table_name = $2 AND migration = $3`,
+      [table.schema, table.table, migration, flags.captured ?? null, flags.guarded ?? null],
+    );
+  }
+
+  /** Records the partitions the guards now cover. */
+  async setPartitions(
+    client: pg.ClientBase,
+    migration: string,
+    table: TableRef,
+    partitions: string[],
+  ): Promise<void> {
+    await client.query(
+      `UPDATE ${HELPER_SCHEMA}.migration_tables SET partitions = $4, changed_at = now()
+        WHERE table_schema = $1 AND table_name = $2 AND migration = $3`,
+      [table.schema, table.table, migration, partitions],
+    );
+  }
+
+  /**
+   * The table's shape as claimed, after checking that its definition on this side has not changed
+   * since: refuses (non-retryable, SchemaChanged) a table that changed, is gone, or is not this
+   * migration's.
+   */
+  async shape(connection: ConnectionName, migration: string, table: TableRef): Promise<TableShape> {
+    const pool = this.pools.get(connection);
+    const { rows } = await pool.query<{
+      migration: string | null;
+      shape: TableShape | null;
+      definition: TableDefinition | null;
+      present: boolean;
+      same: boolean | null;
+    }>(
+      `SELECT r.migration, r.shape, r.definition, t.rel IS NOT NULL AS present,
+              r.fingerprint = ${HELPER_SCHEMA}.table_fingerprint(t.rel) AS same
+         FROM (SELECT ${REGCLASS('$1::text', '$2::text')} AS rel) AS t
+         LEFT JOIN ${HELPER_SCHEMA}.migration_tables r ON r.table_schema = $1 AND r.table_name = $2`,
+      [table.schema, table.table],
+    );
+    const row = rows[0]!;
+    const name = quoteTable(table);
+    const where = `the ${connection} database (${this.pools.display(connection)})`;
+    if (row.migration === null || row.shape === null || row.definition === null) {
+      throw refuse(
+        `${name} on ${where} is not claimed by migration ${migration}: this database was not prepared for it (is the worker connected to the right servers?)`,
+      );
+    }
+    if (row.migration !== migration) {
+      throw refuse(`${name} on ${where} belongs to migration ${row.migration}, not to ${migration}`);
+    }
+    if (!row.present) {
+      throw schemaChanged(
+        `${name} no longer exists on ${where} (dropped or renamed) since migration ${migration} prepared; nothing is copied, synced or verified until it is back under its name: restore it, then resume the migration (or abort it)`,
+        table,
+        connection,
+      );
+    }
+    if (row.same !== true) {
+      const now = await readTableDefinition(pool, table);
+      const changes = now === undefined ? ['the table is gone'] : describeDrift(row.definition, now);
+      throw schemaChanged(
+        `the definition of ${name} changed on ${where} since migration ${migration} prepared: ${changes.join('; ') || 'its constraints or unique indexes changed'}. Nothing is copied, synced or verified under the wrong shape: make the same change on the other database (see the README, "Schema changes during a migration"), then resume the migration, which compares both sides again and goes on when they match`,
+        table,
+        connection,
+      );
+    }
+    return row.shape;
+  }
+
+  /** The shape for moving rows of `table` between two sides: both are checked, `from`'s is returned. */
+  async forSync(input: {
+    migration: string;
+    from: ConnectionName;
+    to: ConnectionName;
+    table: TableRef;
+  }): Promise<TableShape> {
+    const [shape] = await Promise.all([
+      this.shape(input.from, input.migration, input.table),
+      this.shape(input.to, input.migration, input.table),
+    ]);
+    return shape;
+  }
+}
