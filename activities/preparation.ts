@@ -148,6 +148,7 @@ export function createPreparation(
       await Promise.all([ensureHelperSchema(pools.get('old')), ensureHelperSchema(pools.get('new'))]);
       // 1. Everything that needs no writing: old's side, new's when it exists, the hot-rows condition.
       const inspected: Inspected[] = [];
+      const warnings: string[] = [];
       for (const entry of input.tables) {
         const oldShape = await readTableShape(pools.get('old'), entry.table, side('old'));
         const oldDefinition = (await readTableDefinition(pools.get('old'), entry.table))!;
@@ -164,6 +165,14 @@ export function createPreparation(
             indexesLater: entry.createIfMissing,
           });
           refuseDifferences(entry.table, differences, false);
+          const filled = await pools
+            .get('new')
+            .query<{ filled: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${quoteTable(entry.table)}) AS filled`);
+          if (filled.rows[0]?.filled === true) {
+            warnings.push(
+              `${quoteTable(entry.table)}: new already holds rows; the backfill keeps them as if newer than old's, and verification reports (and repairs) every one that differs from old`,
+            );
+          }
         }
         if (entry.hotRowsWhere !== undefined) await checkRowPredicate(entry.table, entry.hotRowsWhere);
         inspected.push({ input: entry, oldShape, oldDefinition, newDefinition });
@@ -212,13 +221,16 @@ export function createPreparation(
             estimatedRows: entry.oldShape.estimatedRows,
           })),
           created: completeLater,
-          warnings: found.flatMap((entry, i) =>
-            entry.warnings
-              .filter((difference) => difference.severity === 'warn')
-              .map(
-                (difference) => `${quoteTable(migrated[i]!)}: ${difference.subject}: ${difference.problem}`,
-              ),
-          ),
+          warnings: [
+            ...warnings,
+            ...found.flatMap((entry, i) =>
+              entry.warnings
+                .filter((difference) => difference.severity === 'warn')
+                .map(
+                  (difference) => `${quoteTable(migrated[i]!)}: ${difference.subject}: ${difference.problem}`,
+                ),
+            ),
+          ],
         };
       } catch (err) {
         for (const table of createdNow) {

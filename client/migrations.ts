@@ -22,6 +22,7 @@ import {
   resumeSignal,
   rollbackUpdate,
   type ApproveResult,
+  type MigrationHold,
   type MigrationStatus,
   type RollbackResult,
 } from '../workflows/messages';
@@ -212,20 +213,36 @@ export class MigrationControl {
   }
 }
 
+/** What releases each kind of hold, in the operator's words. */
+const RELEASED_BY: Record<MigrationHold['kind'], string> = {
+  approval: 'migrate approve enters it',
+  gate: 'migrate resume measures again; approve goes on',
+  rollback: 'migrate resume goes forward again',
+  'switch-failed': 'migrate resume tries again',
+  retire: 'migrate approve retires it',
+  failure: 'mend the cause, then migrate resume',
+  sync: 'ends by itself once the table syncs; resume tries now; approve goes on regardless',
+  verification: 'migrate resume verifies again; approve accepts the differences',
+};
+
 /** A short, human report of a status, for `migrate status`. */
 export function formatMigrationStatus(status: MigrationStatus): string[] {
   const lines = [
     `migration ${status.name}: ${status.step} — ${status.phase}${status.paused ? ' (paused)' : ''}`,
     `  steps: ${status.steps.map((step, i) => (i === status.position ? `[${step}]` : step)).join(' → ')}`,
   ];
-  if (status.held !== null) {
-    lines.push(`  held: ${status.held.reason} (migrate approve releases it)`);
+  if (status.held !== null) lines.push(`  held: ${status.held.reason} (${RELEASED_BY[status.held.kind]})`);
+  for (const failure of status.syncFailures) {
+    lines.push(
+      `  sync failing: ${failure.table}, ${failure.attempts} tries since ${new Date(failure.since).toISOString()}: ${failure.message}`,
+    );
   }
+  for (const warning of status.warnings) lines.push(`  warning: ${warning}`);
   for (const table of status.tables) {
     const verified =
       table.verification === null
         ? 'not verified yet'
-        : `verified ${table.verification.rowsFrom} rows, ${table.verification.differences} differences, ${table.verification.repaired} repaired`;
+        : `verified ${table.verification.rowsFrom} rows, ${table.verification.differences} differences, ${table.verification.repaired} repaired, ${table.verification.settled} writes in flight settled, ${table.verification.inFlight} still in flight`;
     lines.push(
       `  ${table.table}: ${table.backfillDone ? `backfilled ${table.rowsCopied} rows` : 'backfill not done'}; ${verified}`,
     );

@@ -21,6 +21,7 @@ export function migrationInputFor(config: MigrationConfig): MigrationInput {
         chunkSize: verification.chunkSize,
         partitions: verification.partitions,
         settleMs: verification.settle,
+        inFlightWaitMs: verification.inFlightWait,
       },
       queryBenchmark: {
         queries: queryBenchmark.queries,

@@ -201,6 +201,11 @@ export const verificationSchema = z.strictObject({
   partitions: z.number().int().min(1).max(256).default(4),
   /** How long a differing key gets to settle (a write in flight) before it counts. */
   settle: duration(2000),
+  /**
+   * How long verification waits for the changes still pending on differing keys to be synced before
+   * it counts them as in flight (never as differences).
+   */
+  inFlightWait: duration(60_000),
 });
 
 export const queryBenchmarkSchema = z.strictObject({

@@ -80,6 +80,12 @@ export class EmbeddedCluster {
     readonly port: number,
     readonly url: string,
     private readonly server: InstanceType<EmbeddedPostgresClass>,
+    /**
+     * The same database as the application's role (APPLICATION_ROLE): what the demo's and the
+     * benchmarks' routers and outside writers connect as. `url` is the migration's own (superuser)
+     * role, the one the write guard lets through.
+     */
+    readonly appUrl: string,
   ) {
     this.pid = readPostmasterPid(dataDir);
   }
@@ -254,21 +260,57 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
       );
     }
   }
+  const at = (role: string, db: string) =>
+    `postgres://${role}:${encodeURIComponent(password)}@127.0.0.1:${port}/${db}`;
   const cluster = new EmbeddedCluster(
     options.name,
     options.major,
     dataDir,
     port,
-    `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
+    at(user, database),
     server,
+    at(APPLICATION_ROLE, database),
   );
   running.add(cluster);
-  await ensureDatabase(
-    `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
-    database,
-  );
+  await ensureDatabase(at(user, 'postgres'), database);
+  await ensureApplicationRole(at(user, database), user, password);
   log(`${options.name}: PostgreSQL ${options.major} ready on 127.0.0.1:${port} (database ${database})`);
   return cluster;
+}
+
+/** The application's role in the embedded clusters: plain rights on the tables, no more. */
+export const APPLICATION_ROLE = 'app';
+
+/**
+ * Creates the application's role (with the cluster's password) and gives it plain rights on the
+ * tables and sequences of `public`, present and created later by `owner`: an application that
+ * connects as another role than the migration, as it should (the write guard lets only the
+ * migration's role write the side that gave up authority).
+ */
+async function ensureApplicationRole(url: string, owner: string, password: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [APPLICATION_ROLE]);
+    if (rowCount === 0) await client.query(`CREATE ROLE ${quoteIdent(APPLICATION_ROLE)} LOGIN`);
+    await client.query(
+      `ALTER ROLE ${quoteIdent(APPLICATION_ROLE)} PASSWORD ${client.escapeLiteral(password)}`,
+    );
+    const app = quoteIdent(APPLICATION_ROLE);
+    await client.query(`GRANT USAGE ON SCHEMA public TO ${app}`);
+    await client.query(
+      `GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public TO ${app}`,
+    );
+    await client.query(`GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO ${app}`);
+    await client.query(
+      `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(owner)} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON TABLES TO ${app}`,
+    );
+    await client.query(
+      `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(owner)} IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO ${app}`,
+    );
+  } finally {
+    await client.end();
+  }
 }
 
 async function ensureDatabase(adminUrl: string, database: string): Promise<void> {

@@ -82,8 +82,9 @@ async function main(): Promise<number> {
         routers.push(
           await createRouter({
             migration: MIGRATION,
-            old: { connectionString: stack.env.OLD_DATABASE_URL, max: 4 },
-            new: { connectionString: stack.env.NEW_DATABASE_URL, max: 4 },
+            // The application connects as its own role, not as the migration's.
+            old: { connectionString: stack.old.appUrl, max: 4 },
+            new: { connectionString: stack.new.appUrl, max: 4 },
             logger: createLogger({ name: `router-${i + 1}`, level: 'warn' }),
             stageWatcher: { pollMs: 500, heartbeatMs: 1000 },
             reconciliation: { client },
@@ -92,8 +93,8 @@ async function main(): Promise<number> {
       }
       const load = { writers: 1, maxId: rows * 3, pauseMs: 5 };
       loads.push(...routers.map((router, i) => startWriteLoad(router, table, { ...load, seed: i + 1 })));
-      // The cron job: the same load, straight on old, in sessions of its own (not the migration's).
-      const cronPool = new pg.Pool({ connectionString: stack.env.OLD_DATABASE_URL, max: 2 });
+      // The cron job: the same load, straight on old, as the application's role (not the migration's).
+      const cronPool = new pg.Pool({ connectionString: stack.old.appUrl, max: 2 });
       closers.push(() => cronPool.end());
       const cron = startWriteLoad(cronPool, table, { ...load, seed: 9 });
       loads.push(cron);

@@ -14,7 +14,7 @@ import {
   unpublishRunningStack,
   type LocalStack,
 } from '../provision/local-stack';
-import { parsePostgresMajor } from '../provision/postgres';
+import { APPLICATION_ROLE, parsePostgresMajor } from '../provision/postgres';
 import { createLogger } from '../worker/logger';
 import { installRuntime } from '../worker/runtime';
 
@@ -81,6 +81,7 @@ async function main(): Promise<void> {
       `  Temporal       ${stack.temporal.address}, Web UI ${stack.temporal.uiUrl ?? 'off'}`,
       `  old database   ${displayUrl(stack.old.url)} (PostgreSQL ${stack.old.major})`,
       `  new database   ${displayUrl(stack.new.url)} (PostgreSQL ${stack.new.major})`,
+      `  application    connect routers and your own writers as role ${APPLICATION_ROLE} (same password): ${displayUrl(stack.old.appUrl)}`,
       `  worker         pid ${worker.pid ?? '?'}`,
       '  `npm run migrate -- doctor` in another terminal checks them; Ctrl-C stops everything',
     ];

@@ -136,8 +136,9 @@ async function main(): Promise<number> {
       routers.push(
         await createRouter({
           migration: MIGRATION,
-          old: { connectionString: stack.env.OLD_DATABASE_URL, max: 8 },
-          new: { connectionString: stack.env.NEW_DATABASE_URL, max: 8 },
+          // The application connects as its own role, not as the migration's.
+          old: { connectionString: stack.old.appUrl, max: 8 },
+          new: { connectionString: stack.new.appUrl, max: 8 },
           logger: createLogger({ name: 'router', level: 'warn' }),
           stageWatcher: { pollMs: 500, heartbeatMs: 1000 },
           reconciliation: { client },

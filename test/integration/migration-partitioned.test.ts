@@ -7,8 +7,9 @@
 // Checked on the way: TRUNCATE of a partition is refused on old and on new; after the switch old
 // refuses the application's direct writes into a partition, its claim to be the migration
 // (`SET live_migrate.writer`), and its TRUNCATE; after the rollback to live new still refuses
-// TRUNCATE. At the end new equals old row for row, every column, the attached partition's rows
-// included; no request through the router failed; abort removes everything the migration put there.
+// TRUNCATE. New equals old row for row, every column, the attached partition's rows included; no
+// request through the router failed. Then forward again to complete and retire, which removes
+// everything the migration put there.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -129,7 +130,7 @@ describe('a partitioned table, migrated by a least-privileged role', () => {
           name: migration,
           tables: ['public.readings'],
           chunkSize: 200,
-          cutover: { readSteps: [100], stepSoak: 300, approvals: ['shadow', 'switched'] },
+          cutover: { readSteps: [100], stepSoak: 300, soak: '1s', approvals: ['shadow', 'switched'] },
           verification: { chunkSize: 500, settle: 200 },
           queryBenchmark: { topStatements: 0 },
         }),
@@ -286,12 +287,27 @@ describe('a partitioned table, migrated by a least-privileged role', () => {
       `partitioned: ${load.acknowledged} writes through the router, ${load.direct} direct writes into a partition before the switch, ${load.refused} refused after it; new equals old`,
     );
 
-    await control.abort('test');
+    // Forward again, through the switch, complete and the soak, to retire: the whole migration.
+    await control.resume();
+    await waitForMigration(
+      control,
+      'held before the switch again',
+      (s) => s.held?.kind === 'approval' && s.stage === 'live',
+    );
+    await control.approve('test');
+    await waitForMigration(control, 'the soak over, retiring waits', (s) => s.held?.kind === 'retire');
+    await control.approve('test');
+    const retired = await control.result();
+    assert.equal(retired.phase, 'retired');
     for (const pool of [db.pools.old, db.pools.new]) {
       const triggers = await pool.query(
         `SELECT tgname, tgrelid::regclass FROM pg_trigger WHERE tgname LIKE 'lm\\_%' AND NOT tgisinternal`,
       );
       assert.deepEqual(triggers.rows, [], 'no trigger of the migration is left on any partition');
+      const helpers = await pool.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'live_migrate'`);
+      assert.equal(helpers.rowCount, 0, 'the helper schema went with it');
     }
+    const rows = await db.pools.new.query<{ n: string }>(`SELECT count(*) AS n FROM readings`);
+    assert.ok(Number(rows.rows[0]?.n) >= 3200);
   });
 });
