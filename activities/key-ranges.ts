@@ -3,7 +3,7 @@
 // keys). Works the same for bigint, uuid, text and composite keys, sparse or skewed.
 import { Context } from '@temporalio/activity';
 import type { ConnectionName } from '../config/connections';
-import { refuse, type TableRef, type TableShape } from './inspector';
+import type { TableRef, TableShape } from './inspector';
 import type { ConnectionPools } from './pools';
 import type { ServerBinding } from './server-identity';
 import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
@@ -126,25 +126,6 @@ export function createKeyRanges(pools: ConnectionPools, registry: TableRegistry)
       );
       Context.current().heartbeat();
       return found.rows.map((row) => row.key);
-    },
-
-    /** Refuses a hot-rows predicate that does not parse or run on the table, before any row moves. */
-    checkRowPredicate: async (input: {
-      servers: ServerBinding;
-      connection: ConnectionName;
-      table: TableRef;
-      predicate: string;
-    }) => {
-      try {
-        // Parameters force the extended protocol: one statement, so the predicate cannot end it.
-        await pools
-          .get(input.connection)
-          .query(`EXPLAIN SELECT 1 FROM ${quoteTable(input.table)} WHERE (${input.predicate}) LIMIT $1`, [1]);
-      } catch (err) {
-        throw refuse(
-          `hotRowsWhere for ${quoteTable(input.table)} is not a valid condition on that table: ${(err as Error).message}`,
-        );
-      }
     },
   };
 }

@@ -2,24 +2,28 @@
 // or gives up and leaves everyone where they were. The migration runs it forward (old → new, into
 // `switched`) and backward (new → old, a rollback from `switched` or `complete`: hazard 8). In order:
 //   1. stop the reconciliation that syncs toward the receiving side after its batch in hand (after
-//      the flip it would carry stale rows over newer ones); what it leaves behind, step 5 drains;
+//      the flip it would carry stale rows over newer ones); what it leaves behind, step 5 drains. A
+//      reconciliation that cannot carry a table's changes stops the switch here: nothing moves;
 //   2. raise the write fence: every router holds new writes and finishes the ones in flight;
 //   3. wait until every live router acknowledges; if one does not in time, lift the fence and start
 //      reconciliation again: abort;
 //   then, in one activity (activities/authority-switch.ts), so the held writes wait for database
 //   work only:
-//   4. guard the side giving up authority: it refuses writes from anyone but the migration (writers
-//      that bypass the routers are stopped here, so nobody writes it after the switch: hazard 7);
+//   4. guard the side giving up authority: it refuses writes from every role but the migration's
+//      (writers that bypass the routers are stopped here, so nobody writes it after the switch:
+//      hazard 7);
 //   5. drain its change log to zero: the other side now has every write it took;
 //   6. move sequences and identity columns on the receiving side past the giving side's values
 //      (hazard 9);
 //   7. capture on the receiving side, for the sync the other way; capture on the giving side goes
 //      (the reverse sync's own writes there must not be logged and carried back); the receiving
-//      side's guard, left from an earlier switch, goes;
+//      side's guard, left from an earlier switch, goes; going back to old, new's guard goes too (the
+//      routers write new themselves again, as their mirror);
 //   8. the target stage, which lifts the fence: the held writes run on the receiving side;
 //   and last:
 //   9. reconciliation starts again in the new direction.
-// A failure in 4–8 undoes it all and lifts the fence, so authority stays put.
+// A failure in 4–8 undoes it all (old guarded again when new keeps authority) and lifts the fence,
+// so authority stays put.
 import { log, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { TableRef } from '../activities/inspector';
