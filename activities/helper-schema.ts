@@ -197,11 +197,36 @@ const HELPER_DDL = [
 
 /** Creates the helper schema and tables when missing; safe to run from several workers at once. */
 export async function ensureHelperSchema(pool: pg.Pool): Promise<void> {
+  // Most calls find it in place: one read, no DDL (ALTER, GRANT and CREATE OR REPLACE take locks the
+  // application's writers could queue behind).
+  if (await helpersCurrent(pool)) return;
   await withTransaction(pool, async (client) => {
     // Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog; take turns.
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('${HELPER_SCHEMA}'), 0)`);
+    if (await helpersCurrent(client)) return;
     for (const statement of HELPER_DDL) await client.query(statement);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${HELPER_SCHEMA}.helper_version (
+         singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), version text NOT NULL)`,
+    );
+    await client.query(
+      `INSERT INTO ${HELPER_SCHEMA}.helper_version (version) VALUES ($1)
+       ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version`,
+      [HELPER_VERSION],
+    );
   });
+}
+
+/** What this code's helper DDL is: a database whose helpers were made by other code gets them again. */
+const HELPER_VERSION = createHash('sha1').update(HELPER_DDL.join('\n')).digest('hex').slice(0, 16);
+
+async function helpersCurrent(db: pg.Pool | pg.ClientBase): Promise<boolean> {
+  const { rows } = await db.query<{ present: boolean }>(
+    `SELECT to_regclass('${HELPER_SCHEMA}.helper_version') IS NOT NULL AS present`,
+  );
+  if (rows[0]?.present !== true) return false;
+  const version = await db.query<{ version: string }>(`SELECT version FROM ${HELPER_SCHEMA}.helper_version`);
+  return version.rows[0]?.version === HELPER_VERSION;
 }
 
 /**

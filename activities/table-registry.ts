@@ -127,13 +127,18 @@ export class TableRegistry implements SyncShapes {
     });
   }
 
+  /** True when this database has the registry (a migration has met it and not dropped its helpers). */
+  async present(client: pg.Pool | pg.ClientBase): Promise<boolean> {
+    const found = await client.query<{ present: boolean }>(
+      `SELECT to_regclass('${HELPER_SCHEMA}.migration_tables') IS NOT NULL AS present`,
+    );
+    return found.rows[0]?.present === true;
+  }
+
   /** Releases every table `migration` claims on one side; returns how many. Never touches another's. */
   async release(connection: ConnectionName, migration: string): Promise<number> {
     const pool = this.pools.get(connection);
-    const present = await pool.query<{ present: boolean }>(
-      `SELECT to_regclass('${HELPER_SCHEMA}.migration_tables') IS NOT NULL AS present`,
-    );
-    if (present.rows[0]?.present !== true) return 0;
+    if (!(await this.present(pool))) return 0;
     const released = await pool.query(`DELETE FROM ${HELPER_SCHEMA}.migration_tables WHERE migration = $1`, [
       migration,
     ]);
@@ -166,10 +171,7 @@ export class TableRegistry implements SyncShapes {
     flags: { captured?: boolean; guarded?: boolean },
   ): Promise<void> {
     // Removing a trigger after the helper schema is gone (a retried retire) has nothing to note.
-    const present = await client.query<{ present: boolean }>(
-      `SELECT to_regclass('${HELPER_SCHEMA}.migration_tables') IS NOT NULL AS present`,
-    );
-    if (present.rows[0]?.present !== true) return;
+    if (!(await this.present(client))) return;
     await client.query(
       `UPDATE ${HELPER_SCHEMA}.migration_tables
           SET captured = coalesce($4, captured), guarded = coalesce($5, guarded), changed_at = now()

@@ -133,15 +133,28 @@ export function createGuards(pools: NamedPools, registry: TableRegistry) {
     /** Lets TRUNCATE through again (the migration is ending); idempotent. */
     removeTruncateGuard: async (input: GuardInput): Promise<void> => {
       const name = quoteIdent(truncateGuardName(input.migration));
+      const pool = pools.get(input.connection);
+      const claimed = (await registry.present(pool))
+        ? await registry.rows(pool, input.migration, input.tables)
+        : [];
       for (const table of input.tables) {
         await lockedTransaction(input.connection, async (client) => {
-          const exists = await client.query<{ present: boolean }>(
-            `SELECT to_regclass($1) IS NOT NULL AS present`,
-            [quoteTable(table)],
+          // Its partitions now, and those it had (one detached keeps the trigger it was given).
+          const recorded = claimed.find(
+            (row) => row.table.schema === table.schema && row.table.table === table.table,
           );
-          if (exists.rows[0]?.present !== true) return;
-          for (const relation of [quoteTable(table), ...(await partitionsOf(client, table))]) {
-            await client.query(`DROP TRIGGER IF EXISTS ${name} ON ${relation}`);
+          const relations = [
+            quoteTable(table),
+            ...(await partitionsOf(client, table)),
+            ...(recorded?.partitions ?? []),
+          ];
+          for (const relation of new Set(relations)) {
+            const exists = await client.query<{ present: boolean }>(
+              `SELECT to_regclass($1) IS NOT NULL AS present`,
+              [relation],
+            );
+            if (exists.rows[0]?.present === true)
+              await client.query(`DROP TRIGGER IF EXISTS ${name} ON ${relation}`);
           }
         });
       }
