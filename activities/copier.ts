@@ -15,7 +15,7 @@ import { keyRangeWhere, type KeyRange } from './key-ranges';
 import { withSession, type ConnectionPools } from './pools';
 import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
 import { copyRowsAcross, ensureStaging } from './staging';
-import { asActivityFailure, isTransient } from './failures';
+import { asActivityFailure, isTransient, sqlState } from './failures';
 import type { ServerBinding } from './server-identity';
 import type { TableRegistry } from './table-registry';
 
@@ -52,11 +52,15 @@ export interface CopyChunkResult {
 
 /** Test seams: let a test act between the read and the write of a chunk (hazards 1 and 2), or watch. */
 export interface CopierHooks {
+  /** Fast path only, after the range was found clear and before the rows stream in. */
+  afterRangeChecked?: (chunk: CopyChunkInput) => Promise<void>;
   /** Slow path only, after the rows are staged and before they are inserted. */
   afterChunkStaged?: (chunk: CopyChunkInput) => Promise<void>;
   /** After a chunk committed (either path). */
   afterChunkCommitted?: (chunk: CopyChunkInput, result: CopyChunkResult) => void;
 }
+
+const UNIQUE_VIOLATION = '23505';
 
 function chunkId(input: CopyChunkInput): string {
   return createHash('sha256')
@@ -182,9 +186,17 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
       await lockForChunkInsert(target, input.table);
       const clear = await target.query<{ clear: boolean }>(rangeIsClearSql(shape, input.range), tableParams);
       if (clear.rows[0]?.clear === true) {
-        const rows = await copyRowsAcross(source, target, quoteTable(input.table), shape, selectSql);
-        Context.current().heartbeat();
-        return await markAndCommit(target, input, id, rows, rows);
+        try {
+          await hooks.afterRangeChecked?.(input);
+          const rows = await copyRowsAcross(source, target, quoteTable(input.table), shape, selectSql);
+          Context.current().heartbeat();
+          return await markAndCommit(target, input, id, rows, rows);
+        } catch (err) {
+          // A router's mirror wrote a key of this range after the check (mirrors of single keys take
+          // the shared lock too): its row is newer and stays; the chunk goes the slow way instead.
+          if (sqlState(err) !== UNIQUE_VIOLATION) throw err;
+          log.debug('chunk met a mirrored row on the fast path; staging it instead', { chunk: id });
+        }
       }
       // Slow path: something already wrote in this range. Stage the rows without holding the lock,
       // then insert only the keys the target has neither as a row nor as a tombstone.

@@ -156,6 +156,37 @@ describe('change capture, chunk markers and reconciliation', () => {
     });
   });
 
+  describe('a chunk racing a mirror', () => {
+    it('takes the slow path when a mirrored row lands in its range after the check, and keeps that row', async () => {
+      const table = await seeded('raced', 50);
+      const migration = `raced-${suffix}`;
+      const racer = createActivities({
+        pools: migrationPools,
+        copierHooks: {
+          // What a router's mirror of a fresh write does between the chunk's check and its copy.
+          afterRangeChecked: async () => {
+            await pools.new.query(
+              `INSERT INTO ${quoteTable(table)} (id, customer_id, status, created_at) VALUES (10, 1, 'mirrored', now())`,
+            );
+          },
+        },
+      });
+      const result = await runActivity(racer.copyChunk, {
+        migration,
+        servers: await claimed(migration, [table]),
+        source: 'old',
+        target: 'new',
+        table,
+        range: { lower: null, upper: ['30'] },
+      });
+      assert.deepEqual(result, { rowsRead: 30, rowsCopied: 29, alreadyDone: false });
+      const { rows } = await pools.new.query<{ n: number; mirrored: number }>(
+        `SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'mirrored')::int AS mirrored FROM ${quoteTable(table)}`,
+      );
+      assert.deepEqual(rows[0], { n: 30, mirrored: 1 }, 'every row once; the mirrored one as it was written');
+    });
+  });
+
   describe('syncer', () => {
     it('applies deletes before upserts, so a unique value can move from a deleted row to a new one', async () => {
       const table = { schema: 'public', table: `unique_${suffix}` };
