@@ -90,7 +90,26 @@ function buildActivities(
 ) {
   const registry = new TableRegistry(pools);
   const guards = createGuards(pools, registry);
-  const syncer = createSyncer(pools, registry, { beforeDrain: coverBothSides(guards.coverPartitions) });
+  const syncer = createSyncer(pools, registry, {
+    // One look at both sides per drain batch: the tables' shapes, checked, and their partitions.
+    batchShapes: async (input) => {
+      const batch = await registry.forBatch(input);
+      const scope = { migration: input.migration };
+      await guards.coverPartitions({
+        ...scope,
+        connection: input.from,
+        adoptRows: true,
+        looked: batch.looked.from,
+      });
+      await guards.coverPartitions({
+        ...scope,
+        connection: input.to,
+        adoptRows: false,
+        looked: batch.looked.to,
+      });
+      return batch;
+    },
+  });
   const { coverPartitions: _drainsCoverPartitions, ...guardActivities } = guards;
   const capture = createCapture(pools, registry);
   const flags = createFlags(pools);
@@ -111,19 +130,6 @@ function buildActivities(
     ...createAuthoritySwitch({ guards, capture, syncer, sequences, flags }),
     ...createReconciliationControl(),
     ...createHelperRemoval(pools),
-  };
-}
-
-/**
- * Before each drain batch, both sides' partitions are looked at (one catalog query per table and
- * side): a partition attached meanwhile is guarded and its rows logged before the batch is read.
- */
-function coverBothSides(
-  cover: ReturnType<typeof createGuards>['coverPartitions'],
-): (input: { migration: string; from: 'old' | 'new'; to: 'old' | 'new' }) => Promise<void> {
-  return async (input) => {
-    await cover({ migration: input.migration, connection: input.from, adoptRows: true });
-    await cover({ migration: input.migration, connection: input.to, adoptRows: false });
   };
 }
 

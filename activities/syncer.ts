@@ -160,8 +160,12 @@ function deleteGoneSql(shape: TableShape, rows: string, keys: string[][]): strin
 /** For tests: widen the window between reading the authoritative rows and applying them. */
 export interface SyncerHooks {
   afterRowsRead?: (input: SyncKeysInput) => Promise<void>;
-  /** Runs before each drain batch (the worker covers partitions attached since the last look). */
-  beforeDrain?: (input: DrainChangeLogInput) => Promise<void>;
+  /**
+   * Before each drain batch: the shapes the batch's syncs go by, every table checked at once (the
+   * worker's also covers partitions attached since the last look). Without it, each sync checks
+   * its own table.
+   */
+  batchShapes?: (input: DrainChangeLogInput) => Promise<SyncShapes>;
 }
 
 /** A failure's code for reports: its SQLSTATE (kept in a SyncFailed's details), else its failure type. */
@@ -183,9 +187,9 @@ export function createSyncer(pools: NamedPools, shapes: SyncShapes, hooks: Synce
   async function applyKeys(
     input: SyncKeysInput,
     keys: string[][],
-    how: { lock: 'table' | 'keys'; durable: boolean },
+    how: { lock: 'table' | 'keys'; durable: boolean; shapes: SyncShapes },
   ): Promise<SyncKeysResult | undefined> {
-    const shape = await shapes.forSync(input);
+    const shape = await how.shapes.forSync(input);
     return withSession(pools.get(input.to), async (target) => {
       // Lock first, read second: of two syncs of one key, the one that reads later applies later.
       await target.query(
@@ -233,11 +237,11 @@ export function createSyncer(pools: NamedPools, shapes: SyncShapes, hooks: Synce
    * Syncs keys; a failure that retrying cannot heal leaves as a non-retryable failure naming the
    * table (and, when a schema change caused it, as that schema change).
    */
-  async function syncKeys(input: SyncKeysInput): Promise<SyncKeysResult> {
+  async function syncKeys(input: SyncKeysInput, checked: SyncShapes = shapes): Promise<SyncKeysResult> {
     const keys = uniqueKeys(input.keys);
     if (keys.length === 0) return { keys: 0, upserted: 0, deleted: 0 };
     try {
-      return (await applyKeys(input, keys, { lock: 'table', durable: true }))!;
+      return (await applyKeys(input, keys, { lock: 'table', durable: true, shapes: checked }))!;
     } catch (err) {
       if (isTransient(err)) throw err;
       // A column that vanished or changed type shows as a database error here: say what changed.
@@ -254,12 +258,12 @@ export function createSyncer(pools: NamedPools, shapes: SyncShapes, hooks: Synce
   async function mirrorKeys(input: SyncKeysInput): Promise<SyncKeysResult> {
     const keys = uniqueKeys(input.keys);
     if (keys.length === 0) return { keys: 0, upserted: 0, deleted: 0 };
-    const mirrored = await applyKeys(input, keys, { lock: 'keys', durable: false });
-    return mirrored ?? (await applyKeys(input, keys, { lock: 'table', durable: false }))!;
+    const mirrored = await applyKeys(input, keys, { lock: 'keys', durable: false, shapes });
+    return mirrored ?? (await applyKeys(input, keys, { lock: 'table', durable: false, shapes }))!;
   }
 
   return {
-    syncKeys,
+    syncKeys: (input: SyncKeysInput) => syncKeys(input),
     mirrorKeys,
 
     /**
@@ -269,7 +273,7 @@ export function createSyncer(pools: NamedPools, shapes: SyncShapes, hooks: Synce
      */
     drainChangeLog: async (input: DrainChangeLogInput): Promise<DrainChangeLogResult> => {
       const log = pools.get(input.from);
-      await hooks.beforeDrain?.(input);
+      const checked = (await hooks.batchShapes?.(input)) ?? shapes;
       const skip = input.skipTables ?? [];
       const batch = await log.query<{ id: string; table_schema: string; table_name: string; key: string[] }>(
         `SELECT id, table_schema, table_name,
@@ -296,13 +300,16 @@ export function createSyncer(pools: NamedPools, shapes: SyncShapes, hooks: Synce
       const applied: string[] = [];
       for (const [name, group] of byTable) {
         try {
-          const synced = await syncKeys({
-            migration: input.migration,
-            from: input.from,
-            to: input.to,
-            table: group.table,
-            keys: group.keys,
-          });
+          const synced = await syncKeys(
+            {
+              migration: input.migration,
+              from: input.from,
+              to: input.to,
+              table: group.table,
+              keys: group.keys,
+            },
+            checked,
+          );
           result.keys += synced.keys;
           result.upserted += synced.upserted;
           result.deleted += synced.deleted;

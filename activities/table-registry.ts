@@ -24,6 +24,15 @@ export interface ClaimedTable {
   definition: TableDefinition;
 }
 
+/** A registry row with what its table is now (TableRegistry.check). */
+export interface CheckedTable extends RegistryRow {
+  present: boolean;
+  /** The live fingerprint equals the one recorded. */
+  same: boolean;
+  /** The partitions the table has now (empty for a plain table). */
+  partitionsNow: string[];
+}
+
 export interface RegistryRow {
   table: TableRef;
   migration: string;
@@ -43,8 +52,9 @@ const REGCLASS = (schema: string, table: string) => `to_regclass(format('%I.%I',
 /** Partitions of a table at every level, schema-qualified, in one order. */
 export const PARTITIONS_SQL = (rel: string) => `ARRAY(
   SELECT format('%I.%I', n.nspname, c.relname)
-    FROM pg_partition_tree(${rel}) AS t JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE t.relid <> ${rel} ORDER BY 1)`;
+    FROM pg_partition_tree(${rel}) AS tree JOIN pg_class c ON c.oid = tree.relid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE tree.relid <> ${rel} ORDER BY 1)`;
 
 function schemaChanged(message: string, table: TableRef, side: ConnectionName): ApplicationFailure {
   return ApplicationFailure.create({
@@ -195,29 +205,77 @@ export class TableRegistry implements SyncShapes {
   }
 
   /**
+   * Every table `migration` claims on one side, each with what it is now: present, the same
+   * definition as claimed, and (for a partitioned table) its partitions. One query: what a drain
+   * batch checks before it syncs anything, and what the partition coverage reads.
+   */
+  async check(connection: ConnectionName, migration: string): Promise<CheckedTable[]> {
+    const { rows } = await this.pools
+      .get(connection)
+      .query<StoredRow & { present: boolean; same: boolean | null; partitions_now: string[] | null }>(
+        `SELECT r.table_schema, r.table_name, r.migration, r.side, r.shape, r.definition, r.fingerprint,
+              r.partitions, r.captured, r.guarded, t.rel IS NOT NULL AS present,
+              r.fingerprint = ${HELPER_SCHEMA}.table_fingerprint(t.rel) AS same,
+              CASE WHEN t.rel IS NOT NULL AND (r.partitions <> '{}' OR r.definition->>'partitionBy' IS NOT NULL)
+                   THEN ${PARTITIONS_SQL('t.rel')} END AS partitions_now
+         FROM ${HELPER_SCHEMA}.migration_tables r
+        CROSS JOIN LATERAL (SELECT ${REGCLASS('r.table_schema', 'r.table_name')} AS rel) AS t
+        WHERE r.migration = $1
+        ORDER BY r.table_schema, r.table_name`,
+        [migration],
+      );
+    return rows.map(({ present, same, partitions_now, ...stored }) => ({
+      ...rowFrom(stored),
+      present,
+      same: same === true,
+      partitionsNow: partitions_now ?? [],
+    }));
+  }
+
+  /**
    * The table's shape as claimed, after checking that its definition on this side has not changed
    * since: refuses (non-retryable, SchemaChanged) a table that changed, is gone, or is not this
-   * migration's.
+   * migration's. `checked` is a look taken already (check()); without it, one query for this table.
    */
-  async shape(connection: ConnectionName, migration: string, table: TableRef): Promise<TableShape> {
+  async shape(
+    connection: ConnectionName,
+    migration: string,
+    table: TableRef,
+    checked?: CheckedTable[],
+  ): Promise<TableShape> {
     const pool = this.pools.get(connection);
-    const { rows } = await pool.query<{
-      migration: string | null;
-      shape: TableShape | null;
-      definition: TableDefinition | null;
-      present: boolean;
-      same: boolean | null;
-    }>(
-      `SELECT r.migration, r.shape, r.definition, t.rel IS NOT NULL AS present,
-              r.fingerprint = ${HELPER_SCHEMA}.table_fingerprint(t.rel) AS same
-         FROM (SELECT ${REGCLASS('$1::text', '$2::text')} AS rel) AS t
-         LEFT JOIN ${HELPER_SCHEMA}.migration_tables r ON r.table_schema = $1 AND r.table_name = $2`,
-      [table.schema, table.table],
-    );
-    const row = rows[0]!;
+    let row: Pick<CheckedTable, 'migration' | 'shape' | 'definition' | 'present' | 'same'> | undefined;
+    if (checked !== undefined) {
+      row = checked.find((entry) => entry.table.schema === table.schema && entry.table.table === table.table);
+    } else {
+      const { rows } = await pool.query<{
+        migration: string | null;
+        shape: TableShape | null;
+        definition: TableDefinition | null;
+        present: boolean;
+        same: boolean | null;
+      }>(
+        `SELECT r.migration, r.shape, r.definition, t.rel IS NOT NULL AS present,
+                r.fingerprint = ${HELPER_SCHEMA}.table_fingerprint(t.rel) AS same
+           FROM (SELECT ${REGCLASS('$1::text', '$2::text')} AS rel) AS t
+           LEFT JOIN ${HELPER_SCHEMA}.migration_tables r ON r.table_schema = $1 AND r.table_name = $2`,
+        [table.schema, table.table],
+      );
+      const found = rows[0]!;
+      row =
+        found.migration === null || found.shape === null || found.definition === null
+          ? undefined
+          : {
+              ...found,
+              migration: found.migration,
+              shape: found.shape,
+              definition: found.definition,
+              same: found.same === true,
+            };
+    }
     const name = quoteTable(table);
     const where = `the ${connection} database (${this.pools.display(connection)})`;
-    if (row.migration === null || row.shape === null || row.definition === null) {
+    if (row === undefined) {
       throw refuse(
         `${name} on ${where} is not claimed by migration ${migration}: this database was not prepared for it (is the worker connected to the right servers?)`,
       );
@@ -232,7 +290,7 @@ export class TableRegistry implements SyncShapes {
         connection,
       );
     }
-    if (row.same !== true) {
+    if (!row.same) {
       const now = await readTableDefinition(pool, table);
       const changes = now === undefined ? ['the table is gone'] : describeDrift(row.definition, now);
       throw schemaChanged(
@@ -242,6 +300,31 @@ export class TableRegistry implements SyncShapes {
       );
     }
     return row.shape;
+  }
+
+  /**
+   * One look at both sides for a drain batch (two queries, whatever the number of tables): the
+   * shapes its syncs use, checked, and the look itself for the partition coverage.
+   */
+  async forBatch(input: {
+    migration: string;
+    from: ConnectionName;
+    to: ConnectionName;
+  }): Promise<SyncShapes & { looked: Record<'from' | 'to', CheckedTable[]> }> {
+    const [from, to] = await Promise.all([
+      this.check(input.from, input.migration),
+      this.check(input.to, input.migration),
+    ]);
+    return {
+      looked: { from, to },
+      forSync: async (sync) => {
+        const [shape] = await Promise.all([
+          this.shape(sync.from, sync.migration, sync.table, from),
+          this.shape(sync.to, sync.migration, sync.table, to),
+        ]);
+        return shape;
+      },
+    };
   }
 
   /** The shape for moving rows of `table` between two sides: both are checked, `from`'s is returned. */

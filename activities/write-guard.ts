@@ -23,7 +23,13 @@ import type { TableRef } from './inspector';
 import { withTransaction, type NamedPools } from './pools';
 import type { ServerBinding } from './server-identity';
 import { quoteIdent, quoteList, quoteLiteral, quoteTable } from './sql';
-import { PARTITIONS_SQL, SCHEMA_CHANGED, type RegistryRow, type TableRegistry } from './table-registry';
+import {
+  PARTITIONS_SQL,
+  SCHEMA_CHANGED,
+  type CheckedTable,
+  type RegistryRow,
+  type TableRegistry,
+} from './table-registry';
 
 const LOCK_TIMEOUT = '5s';
 
@@ -75,11 +81,13 @@ export function createGuards(pools: NamedPools, registry: TableRegistry) {
     migration: string;
     connection: ConnectionName;
     adoptRows: boolean;
+    /** A look taken already (TableRegistry.check); taken here when absent. */
+    looked?: CheckedTable[];
   }): Promise<string[]> {
-    const pool = pools.get(input.connection);
     const adopted: string[] = [];
-    for (const row of await registry.rows(pool, input.migration)) {
-      const now = await partitionsOf(pool, row.table);
+    const looked = input.looked ?? (await registry.check(input.connection, input.migration));
+    for (const row of looked.filter((entry) => entry.present)) {
+      const now = row.partitionsNow;
       const added = now.filter((partition) => !row.partitions.includes(partition));
       const gone = row.partitions.filter((partition) => !now.includes(partition));
       if (gone.length > 0) {
