@@ -8,13 +8,14 @@
 // raises the fence before and undoes everything when this fails. A table whose changes cannot be
 // carried over fails the switch with the cause: authority never moves past a change left behind.
 import { Context } from '@temporalio/activity';
-import type { ConnectionName } from '../config/connections';
-import type { Stage } from '../router/stage-store';
+import type { ConnectionName } from '../model/connections';
+import type { Stage } from '../model/stages';
 import type { createCapture } from './capture';
 import type { createFlags } from './flags';
-import { refuse, type TableRef } from './inspector';
+import { refuse } from '../model/errors';
+import type { TableRef } from '../model/tables';
 import type { createSequences } from './sequences';
-import type { ServerBinding } from './server-identity';
+import type { ServerBinding } from '../model/servers';
 import type { createSyncer } from './syncer';
 import type { createGuards } from './write-guard';
 

@@ -9,12 +9,13 @@
 // Everything here is the migration's own: the trigger and its function are named for it and each
 // entry carries its name, so two migrations on one database never drain or remove each other's.
 // TRUNCATE is refused by the TRUNCATE guard (write-guard.ts), on both sides.
-import type { ConnectionName } from '../config/connections';
-import { COLLECT_SETTING, ensureHelperSchema, HELPER_SCHEMA, migrationObjectName } from './helper-schema';
-import { refuse, type TableRef, type TableShape } from './inspector';
-import { withTransaction, type NamedPools } from './pools';
-import type { ServerBinding } from './server-identity';
-import { quoteIdent, quoteLiteral, quoteTable } from './sql';
+import type { ConnectionName } from '../model/connections';
+import { COLLECT_SETTING, ensureHelperSchema, HELPER_SCHEMA, migrationObjectName } from '../db/helper-schema';
+import { refuse } from '../model/errors';
+import type { TableRef, TableShape } from '../model/tables';
+import { withTransaction, type NamedPools } from '../db/pools';
+import type { ServerBinding } from '../model/servers';
+import { quoteIdent, quoteLiteral, quoteTable } from '../db/sql';
 import type { TableRegistry } from './table-registry';
 
 /** How long installing waits for a writer's lock before giving up (the activity then retries). */

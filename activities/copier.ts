@@ -7,16 +7,17 @@
 import { createHash } from 'node:crypto';
 import { Context, log } from '@temporalio/activity';
 import type pg from 'pg';
-import type { ConnectionName } from '../config/connections';
-import { lockForChunkInsert } from './apply-locks';
-import { HELPER_SCHEMA } from './helper-schema';
-import type { TableRef, TableShape } from './inspector';
-import { keyRangeWhere, type KeyRange } from './key-ranges';
-import { withSession, type ConnectionPools } from './pools';
-import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
-import { copyRowsAcross, ensureStaging } from './staging';
+import type { ConnectionName } from '../model/connections';
+import { lockForChunkInsert } from '../db/apply-locks';
+import { HELPER_SCHEMA } from '../db/helper-schema';
+import type { TableRef, TableShape } from '../model/tables';
+import { keyRangeWhere } from './key-ranges';
+import type { KeyRange } from '../model/tables';
+import { withSession, type ConnectionPools } from '../db/pools';
+import { keyLiteral, keyTextArray, quoteList, quoteTable } from '../db/sql';
+import { copyRowsAcross, ensureStaging } from '../db/staging';
 import { asActivityFailure, isTransient, sqlState } from './failures';
-import type { ServerBinding } from './server-identity';
+import type { ServerBinding } from '../model/servers';
 import type { TableRegistry } from './table-registry';
 
 export interface CopyChunkInput {

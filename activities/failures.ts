@@ -4,10 +4,9 @@
 // the activity at once (non-retryable) with the table and the database's own words, so the workflow
 // can hold the migration with the cause in view.
 import { ApplicationFailure } from '@temporalio/common';
-import type { TableRef } from './inspector';
-import { quoteTable } from './sql';
-
-export const SYNC_FAILED = 'SyncFailed';
+import { MigrationFault, SYNC_FAILED } from '../model/errors';
+import type { TableRef } from '../model/tables';
+import { quoteTable } from '../db/sql';
 
 /** SQLSTATE classes and codes that a retry can heal. */
 const TRANSIENT_CLASSES = new Set(['08', '40', '53', '57', '58']);
@@ -27,8 +26,9 @@ export function sqlState(err: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
-/** True when retrying may heal `err`; a non-retryable ApplicationFailure never does. */
+/** True when retrying may heal `err`; a fault or a non-retryable ApplicationFailure never does. */
 export function isTransient(err: unknown): boolean {
+  if (err instanceof MigrationFault) return false;
   if (err instanceof ApplicationFailure) return !err.nonRetryable;
   const state = sqlState(err);
   if (state !== undefined) return TRANSIENT_CLASSES.has(state.slice(0, 2)) || TRANSIENT_CODES.has(state);
@@ -46,13 +46,12 @@ export function isTransient(err: unknown): boolean {
  * already says it will not), else a non-retryable SyncFailed naming the table and the SQLSTATE.
  */
 export function asActivityFailure(err: unknown, table: TableRef, side: string): unknown {
-  if (err instanceof ApplicationFailure || isTransient(err)) return err;
+  if (err instanceof MigrationFault || err instanceof ApplicationFailure || isTransient(err)) return err;
   const state = sqlState(err);
   const message = err instanceof Error ? err.message : String(err);
-  return ApplicationFailure.create({
-    type: SYNC_FAILED,
-    nonRetryable: true,
-    message: `syncing ${quoteTable(table)} into ${side} failed${state === undefined ? '' : ` (SQLSTATE ${state})`}: ${message}`,
-    details: [{ table: `${table.schema}.${table.table}`, side, sqlState: state ?? null }],
-  });
+  return new MigrationFault(
+    SYNC_FAILED,
+    `syncing ${quoteTable(table)} into ${side} failed${state === undefined ? '' : ` (SQLSTATE ${state})`}: ${message}`,
+    { table: `${table.schema}.${table.table}`, side, sqlState: state ?? null },
+  );
 }

@@ -2,20 +2,14 @@
 // router follows the stage store (router/stage-store.ts), and the cutover asks which routers are alive.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
-import type { ConnectionName } from '../config/connections';
-import { NO_STATS, statsSince, type GateFigures, type RouterStats } from '../router/gate-stats';
-import {
-  listRouters,
-  liveRouters,
-  setStage,
-  type RegisteredRouter,
-  type Stage,
-  type StageState,
-} from '../router/stage-store';
-import { ensureHelperSchema } from './helper-schema';
-import { refuse } from './inspector';
-import type { ConnectionPools } from './pools';
-import type { ServerBinding } from './server-identity';
+import type { ConnectionName } from '../model/connections';
+import { NO_STATS, statsSince, type GateFigures, type RouterStats } from '../model/gate-stats';
+import { listRouters, liveRouters, setStage, type RegisteredRouter } from '../db/stage-store';
+import type { Stage, StageState } from '../model/stages';
+import { ensureHelperSchema } from '../db/helper-schema';
+import { refuse } from '../model/errors';
+import type { ConnectionPools } from '../db/pools';
+import type { ServerBinding } from '../model/servers';
 
 /** How often the fence's acknowledgements are read: every millisecond here is a write held. */
 const FENCE_POLL_MS = 20;

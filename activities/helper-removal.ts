@@ -3,10 +3,10 @@
 // other migration and no trigger still uses it, the whole helper schema (change log, chunk
 // checkpoints, tombstones, staging, flags). Capture and guards are removed first by their own
 // activities. Never touches a user table or its rows, nor another migration's rows.
-import type { ConnectionName } from '../config/connections';
-import { HELPER_SCHEMA } from './helper-schema';
-import { withTransaction, type NamedPools } from './pools';
-import type { ServerBinding } from './server-identity';
+import type { ConnectionName } from '../model/connections';
+import { HELPER_SCHEMA } from '../db/helper-schema';
+import { withTransaction, type NamedPools } from '../db/pools';
+import type { ServerBinding } from '../model/servers';
 
 export interface HelperRemoval {
   /** The helper schema is gone. */

@@ -11,16 +11,19 @@ import { createCopier, type CopierHooks } from './copier';
 import { createFlags } from './flags';
 import { createGuards } from './write-guard';
 import { createHelperRemoval } from './helper-removal';
-import type { TableRef } from './inspector';
+import type { TableRef } from '../model/tables';
 import { createKeyRanges } from './key-ranges';
-import type { ConnectionPools } from './pools';
+import type { ConnectionPools } from '../db/pools';
 import { createPreparation } from './preparation';
 import { createQueryBenchmark } from './query-benchmark';
 import { createRangeVerifier, type VerifierHooks } from './range-verifier';
 import { createReconciliationControl } from './reconciliation-control';
 import { createSequences } from './sequences';
-import { ServerIdentities, WRONG_SERVERS, type ServerBinding } from './server-identity';
-import { createSyncer, type DrainChangeLogInput, type SyncKeysInput } from './syncer';
+import { ServerIdentities } from './server-identity';
+import { MigrationFault, WRONG_SERVERS } from '../model/errors';
+import type { ServerBinding } from '../model/servers';
+import type { SyncKeysInput } from '../db/sync';
+import { createSyncer, type DrainChangeLogInput } from './syncer';
 import { TableRegistry } from './table-registry';
 import { createThrottler } from './throttler';
 
@@ -60,28 +63,41 @@ type Unbound<T> = {
     : K;
 }[keyof T];
 
-function checkingServers<T extends object>(identities: ServerIdentities, activities: T): T {
-  const checked: Record<string, unknown> = {};
+/**
+ * The activity boundary: each activity that touches data first checks the servers; and a fault
+ * (model/errors.ts: a refusal, a schema change, the wrong servers, a sync that cannot heal) leaves
+ * as Temporal's non-retryable failure of the fault's type, so the workflow holds with the cause.
+ */
+function atTheBoundary<T extends object>(identities: ServerIdentities, activities: T): T {
+  const bounded: Record<string, unknown> = {};
   for (const [name, activity] of Object.entries(activities) as Array<
     [string, (input: unknown) => Promise<unknown>]
   >) {
-    if ((NO_DATA as readonly string[]).includes(name)) {
-      checked[name] = activity;
-      continue;
-    }
-    checked[name] = async (input: { servers?: ServerBinding } | undefined) => {
-      if (input?.servers === undefined) {
+    const checksServers = !(NO_DATA as readonly string[]).includes(name);
+    bounded[name] = async (input: { servers?: ServerBinding } | undefined) => {
+      try {
+        if (checksServers) {
+          if (input?.servers === undefined) {
+            throw new MigrationFault(
+              WRONG_SERVERS,
+              `activity ${name} was called without the migration's server binding, so it cannot tell whether this worker points at the migration's databases; it refuses to touch them`,
+            );
+          }
+          await identities.verify(input.servers);
+        }
+        return await activity(input);
+      } catch (err) {
+        if (!(err instanceof MigrationFault)) throw err;
         throw ApplicationFailure.create({
-          type: WRONG_SERVERS,
+          type: err.type,
+          message: err.message,
           nonRetryable: true,
-          message: `activity ${name} was called without the migration's server binding, so it cannot tell whether this worker points at the migration's databases; it refuses to touch them`,
+          ...(err.details !== undefined && { details: [err.details] }),
         });
       }
-      await identities.verify(input.servers);
-      return activity(input);
     };
   }
-  return checked as T;
+  return bounded as T;
 }
 
 function buildActivities(
@@ -141,7 +157,7 @@ export function createActivities(dependencies: ActivityDependencies) {
     ? true
     : Exclude<Unbound<typeof activities>, NoData> = true;
   void everyActivityBound;
-  return checkingServers(identities, activities);
+  return atTheBoundary(identities, activities);
 }
 
 export type Activities = ReturnType<typeof createActivities>;

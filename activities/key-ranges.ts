@@ -2,24 +2,13 @@
 // come from a sample of the key column(s); chunks from walking the primary key index (the next N
 // keys). Works the same for bigint, uuid, text and composite keys, sparse or skewed.
 import { Context } from '@temporalio/activity';
-import type { ConnectionName } from '../config/connections';
-import type { TableRef, TableShape } from './inspector';
-import type { ConnectionPools } from './pools';
-import type { ServerBinding } from './server-identity';
-import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
+import type { ConnectionName } from '../model/connections';
+import type { TableRef, TableShape } from '../model/tables';
+import type { ConnectionPools } from '../db/pools';
+import type { ServerBinding } from '../model/servers';
+import { keyLiteral, keyTextArray, quoteList, quoteTable } from '../db/sql';
 import type { TableRegistry } from './table-registry';
-
-/** A range of keys: after `lower` (exclusive; null = from the smallest) up to `upper` (inclusive). */
-export interface KeyRange {
-  lower: string[] | null;
-  upper: string[];
-}
-
-/** A key range whose upper end may be open too (null = to the largest key there is). */
-export interface OpenKeyRange {
-  lower: string[] | null;
-  upper: string[] | null;
-}
+import type { KeyRange, OpenKeyRange } from '../model/tables';
 
 /** WHERE text selecting a key range (its upper end may be open), plus an optional row predicate. */
 export function keyRangeWhere(shape: TableShape, range: OpenKeyRange, predicate?: string): string {

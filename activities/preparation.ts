@@ -5,13 +5,15 @@
 // guard on them. Later: complete the tables it created (indexes and foreign keys, after the
 // backfill), and, after a schema change held the migration, compare both sides again and record the
 // new definitions when they match.
-import { ApplicationFailure } from '@temporalio/common';
-import type { ConnectionName } from '../config/connections';
-import { ensureHelperSchema } from './helper-schema';
-import { readTableShape, refuse, REFUSAL, type TableRef, type TableShape } from './inspector';
-import type { ConnectionPools } from './pools';
-import type { ServerBinding, ServerIdentities } from './server-identity';
-import { quoteIdent, quoteTable } from './sql';
+import type { ConnectionName } from '../model/connections';
+import { ensureHelperSchema } from '../db/helper-schema';
+import { MigrationFault, refuse, REFUSAL } from '../model/errors';
+import type { TableRef, TableShape } from '../model/tables';
+import { readTableShape } from '../db/inspector';
+import type { ConnectionPools } from '../db/pools';
+import type { ServerBinding } from '../model/servers';
+import type { ServerIdentities } from './server-identity';
+import { quoteIdent, quoteTable } from '../db/sql';
 import {
   compareDefinitions,
   completeTargetTable,
@@ -20,7 +22,7 @@ import {
   readTableDefinition,
   type DefinitionDifference,
   type TableDefinition,
-} from './table-definition';
+} from '../db/table-definition';
 import type { ClaimedTable, TableRegistry } from './table-registry';
 import type { createGuards } from './write-guard';
 
@@ -270,7 +272,7 @@ export function createPreparation(
           summary: `old and new match again; ${found.length} tables' definitions recorded as they are now`,
         };
       } catch (err) {
-        if (err instanceof ApplicationFailure && err.type === REFUSAL) {
+        if (err instanceof MigrationFault && err.type === REFUSAL) {
           throw refuse(`the schema change is not complete on both sides yet: ${err.message}`);
         }
         throw err;

@@ -7,16 +7,11 @@
 // ratios new/old.
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
-import { classifyStatement } from '../router/classify';
-import { statementInfo } from '../router/statement-info';
-import type { NamedPools } from './pools';
-import type { ServerBinding } from './server-identity';
-
-export interface BenchmarkQuery {
-  name: string;
-  sql: string;
-  params?: unknown[];
-}
+import { classifyStatement } from '../db/classify';
+import { statementInfo } from '../db/statement-info';
+import type { BenchmarkQuery, LatencyFigures, QueryBenchmarkResult } from '../model/query-benchmark';
+import type { NamedPools } from '../db/pools';
+import type { ServerBinding } from '../model/servers';
 
 export interface QueryBenchmarkInput {
   servers: ServerBinding;
@@ -27,25 +22,6 @@ export interface QueryBenchmarkInput {
   runs?: number;
   /** Per statement, in ms (default 5000). */
   statementTimeoutMs?: number;
-}
-
-export interface LatencyFigures {
-  p50: number;
-  p95: number;
-}
-
-export interface QueryBenchmarkResult {
-  queries: Array<{
-    name: string;
-    fingerprint: string;
-    old: LatencyFigures;
-    new: LatencyFigures;
-    /** new/old. */
-    ratioP50: number;
-    ratioP95: number;
-  }>;
-  /** Queries not run, and why (a write, no pg_stat_statements, a failure on one side). */
-  skipped: Array<{ name: string; reason: string }>;
 }
 
 function figures(latencies: number[]): LatencyFigures {

@@ -14,16 +14,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
-import type { ConnectionName } from '../config/connections';
-import { HELPER_SCHEMA } from './helper-schema';
-import type { TableRef, TableShape } from './inspector';
-import type { NamedPools } from './pools';
-import { keyRangeWhere, type OpenKeyRange } from './key-ranges';
-import type { ServerBinding } from './server-identity';
-import { keyLiteral, keyTextArray, quoteList, quoteTable } from './sql';
-import type { SyncKeysInput, SyncKeysResult } from './syncer';
+import type { ConnectionName } from '../model/connections';
+import { HELPER_SCHEMA } from '../db/helper-schema';
+import type { TableRef, TableShape } from '../model/tables';
+import type { NamedPools } from '../db/pools';
+import { keyRangeWhere } from './key-ranges';
+import type { OpenKeyRange } from '../model/tables';
+import type { ServerBinding } from '../model/servers';
+import { keyLiteral, keyTextArray, quoteList, quoteTable } from '../db/sql';
+import type { SyncKeysInput, SyncKeysResult } from '../db/sync';
 import type { TableRegistry } from './table-registry';
-import { addSampleKeys, noCounts, type VerificationCounts } from './verification-counts';
+import { addSampleKeys, noCounts, type VerificationCounts } from '../model/verification-counts';
 
 export interface VerifyRangeInput {
   migration: string;

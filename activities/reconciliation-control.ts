@@ -4,9 +4,9 @@
 // migration may continue as new while reconciliation keeps running, and a retry is harmless.
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import type { ConnectionName } from '../config/connections';
-import type { ServerBinding } from './server-identity';
-import { reconciliationStatusQuery, stopSignal, type ReconciliationStatus } from '../workflows/messages';
+import type { ConnectionName } from '../model/connections';
+import type { ServerBinding } from '../model/servers';
+import { MESSAGE, type ReconciliationStatus } from '../model/messages';
 
 const WORKFLOW_TYPE = 'reconciliationWorkflow';
 
@@ -65,7 +65,7 @@ export function createReconciliationControl() {
       const running = await describe(input.workflowId);
       if (running === undefined || !isRunning(running.status.name)) return null;
       const handle = client().workflow.getHandle(input.workflowId);
-      await handle.signal(stopSignal);
+      await handle.signal(MESSAGE.stop);
       const context = Context.current();
       const beat = setInterval(() => context.heartbeat(), 1000);
       try {
@@ -79,7 +79,9 @@ export function createReconciliationControl() {
     reconciliationStatus: async (input: { workflowId: string }): Promise<ReconciliationStatus | null> => {
       const running = await describe(input.workflowId);
       if (running === undefined || !isRunning(running.status.name)) return null;
-      return client().workflow.getHandle(input.workflowId).query(reconciliationStatusQuery);
+      return client()
+        .workflow.getHandle(input.workflowId)
+        .query<ReconciliationStatus>(MESSAGE.reconciliationStatus);
     },
   };
 }

@@ -3,11 +3,12 @@
 // largest value in the column, for rows inserted with explicit ids), plus a margin for values old
 // handed out to transactions that had not committed yet. A sequence is only ever moved forward, so
 // running this again changes nothing, and a new that is already ahead stays where it is.
-import type { ConnectionName } from '../config/connections';
-import { refuse, type TableRef } from './inspector';
-import type { NamedPools } from './pools';
-import type { ServerBinding } from './server-identity';
-import { quoteIdent, quoteTable } from './sql';
+import type { ConnectionName } from '../model/connections';
+import { refuse } from '../model/errors';
+import type { TableRef } from '../model/tables';
+import type { NamedPools } from '../db/pools';
+import type { ServerBinding } from '../model/servers';
+import { quoteIdent, quoteTable } from '../db/sql';
 
 export interface AdvanceSequencesInput {
   servers: ServerBinding;

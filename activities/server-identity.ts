@@ -5,32 +5,17 @@
 // its worker is connected to before it touches data. A worker started with another stack's URLs, or
 // a typo that points at the wrong database, fails at once and without retry, naming both identities,
 // instead of running one migration across two pairs of databases.
-import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import { CONNECTION_NAMES, type ConnectionName } from '../config/connections';
-import { ensureHelperSchema, HELPER_SCHEMA } from './helper-schema';
-import type { NamedPools } from './pools';
-
-export interface ServerIdentity {
-  /**
-   * The random id this database got the first time a migration met it (live_migrate.server_identity);
-   * null for a database no migration has met.
-   */
-  id: string | null;
-  /** pg_control_system()'s system identifier, or null when the role may not read it. */
-  systemIdentifier: string | null;
-  database: string;
-  databaseOid: number;
-  /** The role the migration connects as (session_user): the only one the write guard lets through. */
-  role: string;
-  /** Where this worker reached it (host, port and database; never a password), for messages. */
-  label: string;
-}
-
-/** The identities of both sides, as recorded when the migration prepared. */
-export type ServerBinding = Record<ConnectionName, ServerIdentity>;
-
-export const WRONG_SERVERS = 'WrongServers';
+import { CONNECTION_NAMES, type ConnectionName } from '../model/connections';
+import { MigrationFault, WRONG_SERVERS } from '../model/errors';
+import {
+  describeIdentity,
+  identityDifferences,
+  type ServerBinding,
+  type ServerIdentity,
+} from '../model/servers';
+import { ensureHelperSchema, HELPER_SCHEMA } from '../db/helper-schema';
+import type { NamedPools } from '../db/pools';
 
 /** A database error the role may meet reading the system identifier: then it is left out. */
 const NOT_ALLOWED = new Set(['42501', '42883']);
@@ -56,32 +41,6 @@ async function readIdentity(pool: pg.Pool, label: string): Promise<ServerIdentit
     if (!NOT_ALLOWED.has((err as { code?: string }).code ?? '')) throw err;
   }
   return { id, systemIdentifier, database: row.database, databaseOid: row.oid, role: row.role, label };
-}
-
-export function describeIdentity(identity: ServerIdentity): string {
-  const system = identity.systemIdentifier === null ? '' : `, system ${identity.systemIdentifier}`;
-  const id = identity.id === null ? 'never met by a migration' : `id ${identity.id.slice(0, 8)}`;
-  return `${identity.label} (database ${identity.database}, oid ${identity.databaseOid}${system}, ${id}, as role ${identity.role})`;
-}
-
-/** What differs between the recorded identity and the one seen now; empty when they are the same. */
-export function identityDifferences(recorded: ServerIdentity, seen: ServerIdentity): string[] {
-  const differences: string[] = [];
-  if (recorded.id !== seen.id) differences.push('another database (its migration id differs)');
-  else if (recorded.databaseOid !== seen.databaseOid) differences.push('another database oid');
-  if (
-    recorded.systemIdentifier !== null &&
-    seen.systemIdentifier !== null &&
-    recorded.systemIdentifier !== seen.systemIdentifier
-  ) {
-    differences.push('another server (its system identifier differs)');
-  }
-  if (recorded.role !== seen.role) {
-    differences.push(
-      `another role (${seen.role}, not ${recorded.role}: the write guard lets only ${recorded.role} through)`,
-    );
-  }
-  return differences;
 }
 
 /**
@@ -120,11 +79,10 @@ export class ServerIdentities {
     }
     const [oldSide, newSide] = await Promise.all([this.current('old'), this.current('new')]);
     if (oldSide.id === newSide.id) {
-      throw ApplicationFailure.create({
-        type: WRONG_SERVERS,
-        nonRetryable: true,
-        message: `old and new are the same database: ${describeIdentity(oldSide)}; point NEW_DATABASE_URL (or the config's new connection) at the database you migrate to`,
-      });
+      throw new MigrationFault(
+        WRONG_SERVERS,
+        `old and new are the same database: ${describeIdentity(oldSide)}; point NEW_DATABASE_URL (or the config's new connection) at the database you migrate to`,
+      );
     }
     return { old: oldSide, new: newSide };
   }
@@ -135,11 +93,10 @@ export class ServerIdentities {
       const seen = await this.current(name);
       const differences = identityDifferences(binding[name], seen);
       if (differences.length > 0) {
-        throw ApplicationFailure.create({
-          type: WRONG_SERVERS,
-          nonRetryable: true,
-          message: `this worker's ${name} database is not the one the migration was prepared on: it is ${differences.join(' and ')}. Recorded: ${describeIdentity(binding[name])}; this worker: ${describeIdentity(seen)}. Point the worker's ${name} connection at the recorded database (every worker of the task queue must use the same servers), then resume the migration`,
-        });
+        throw new MigrationFault(
+          WRONG_SERVERS,
+          `this worker's ${name} database is not the one the migration was prepared on: it is ${differences.join(' and ')}. Recorded: ${describeIdentity(binding[name])}; this worker: ${describeIdentity(seen)}. Point the worker's ${name} connection at the recorded database (every worker of the task queue must use the same servers), then resume the migration`,
+        );
       }
     }
   }

@@ -6,18 +6,17 @@
 // the claim (a column added, a type changed, a constraint dropped, the table renamed) stops the work
 // with the reason before any row moves under the wrong shape. Nothing is cached across calls: the
 // check is one catalog query per side.
-import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import type { ConnectionName } from '../config/connections';
-import { HELPER_SCHEMA } from './helper-schema';
-import { refuse, type TableRef, type TableShape } from './inspector';
-import { withTransaction, type NamedPools } from './pools';
-import { quoteTable } from './sql';
-import type { SyncShapes } from './syncer';
-import { describeDrift } from './schema-drift';
-import { readTableDefinition, type TableDefinition } from './table-definition';
-
-export const SCHEMA_CHANGED = 'SchemaChanged';
+import type { ConnectionName } from '../model/connections';
+import { HELPER_SCHEMA } from '../db/helper-schema';
+import { refuse } from '../model/errors';
+import type { TableRef, TableShape } from '../model/tables';
+import { withTransaction, type NamedPools } from '../db/pools';
+import { quoteTable } from '../db/sql';
+import type { SyncShapes } from '../db/sync';
+import { describeDrift } from '../db/schema-drift';
+import { readTableDefinition, type TableDefinition } from '../db/table-definition';
+import { MigrationFault, SCHEMA_CHANGED } from '../model/errors';
 
 export interface ClaimedTable {
   shape: TableShape;
@@ -56,13 +55,8 @@ export const PARTITIONS_SQL = (rel: string) => `ARRAY(
     JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE tree.relid <> ${rel} ORDER BY 1)`;
 
-function schemaChanged(message: string, table: TableRef, side: ConnectionName): ApplicationFailure {
-  return ApplicationFailure.create({
-    type: SCHEMA_CHANGED,
-    message,
-    nonRetryable: true,
-    details: [{ table: `${table.schema}.${table.table}`, side }],
-  });
+function schemaChanged(message: string, table: TableRef, side: ConnectionName): MigrationFault {
+  return new MigrationFault(SCHEMA_CHANGED, message, { table: `${table.schema}.${table.table}`, side });
 }
 
 /** A registry row as the database gives it: the table as two columns. */

@@ -2,9 +2,9 @@
 // active connections, replica lag) and answers with the first limit crossed, in words, so the
 // backfill can wait and say why. The row rate and the operator's throttle are applied by the
 // workflow itself; this activity only looks at the server.
-import type { ConnectionName } from '../config/connections';
-import type { ThrottleSettings } from '../workflows/throttle-settings';
-import type { ConnectionPools } from './pools';
+import type { ConnectionName } from '../model/connections';
+import type { ThrottleSettings } from '../model/throttle-settings';
+import type { ConnectionPools } from '../db/pools';
 
 /** The limits the throttler checks (the row rate is the workflow's). */
 export type SourceHealthLimits = Pick<

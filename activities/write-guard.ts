@@ -15,21 +15,16 @@
 // brought (ATTACH fires no trigger), so those rows reach the other side too. A partition detached
 // from a migrated table takes its rows out of the table without any trigger firing: that stops the
 // migration with the reason. Installed and removed idempotently.
-import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import type { ConnectionName } from '../config/connections';
-import { ensureHelperSchema, HELPER_SCHEMA, migrationObjectName } from './helper-schema';
-import type { TableRef } from './inspector';
-import { withTransaction, type NamedPools } from './pools';
-import type { ServerBinding } from './server-identity';
-import { quoteIdent, quoteList, quoteLiteral, quoteTable } from './sql';
-import {
-  PARTITIONS_SQL,
-  SCHEMA_CHANGED,
-  type CheckedTable,
-  type RegistryRow,
-  type TableRegistry,
-} from './table-registry';
+import type { ConnectionName } from '../model/connections';
+import { ensureHelperSchema, HELPER_SCHEMA, migrationObjectName } from '../db/helper-schema';
+import type { TableRef } from '../model/tables';
+import { withTransaction, type NamedPools } from '../db/pools';
+import type { ServerBinding } from '../model/servers';
+import { quoteIdent, quoteList, quoteLiteral, quoteTable } from '../db/sql';
+import { PARTITIONS_SQL, type CheckedTable, type RegistryRow, type TableRegistry } from './table-registry';
+import { SCHEMA_CHANGED } from '../model/errors';
+import { MigrationFault } from '../model/errors';
 
 const LOCK_TIMEOUT = '5s';
 
@@ -91,12 +86,11 @@ export function createGuards(pools: NamedPools, registry: TableRegistry) {
       const added = now.filter((partition) => !row.partitions.includes(partition));
       const gone = row.partitions.filter((partition) => !now.includes(partition));
       if (gone.length > 0) {
-        throw ApplicationFailure.create({
-          type: SCHEMA_CHANGED,
-          nonRetryable: true,
-          details: [{ table: `${row.table.schema}.${row.table.table}`, side: input.connection }],
-          message: `partition ${gone.join(', ')} of ${quoteTable(row.table)} was detached (or dropped) on the ${input.connection} database since migration ${input.migration} last looked: its rows left the table there without any trigger firing, so the other database still has them. Detach or drop it on the other database as well (or attach it back), then resume the migration`,
-        });
+        throw new MigrationFault(
+          SCHEMA_CHANGED,
+          `partition ${gone.join(', ')} of ${quoteTable(row.table)} was detached (or dropped) on the ${input.connection} database since migration ${input.migration} last looked: its rows left the table there without any trigger firing, so the other database still has them. Detach or drop it on the other database as well (or attach it back), then resume the migration`,
+          { table: `${row.table.schema}.${row.table.table}`, side: input.connection },
+        );
       }
       if (added.length === 0) continue;
       await lockedTransaction(input.connection, async (client) => {

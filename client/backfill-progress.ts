@@ -2,7 +2,8 @@
 // table workflow knows its partitions; each partition workflow knows its live counts. Scripts and
 // the CLI call this; it only queries, so it never changes a migration.
 import type { Client } from '@temporalio/client';
-import { backfillProgressQuery, partitionProgressQuery, type PartitionProgress } from '../workflows/messages';
+import { backfillProgressQuery, partitionProgressQuery } from '../workflows/messages';
+import type { PartitionProgress } from '../model/messages';
 
 export interface BackfillReport {
   table: string;

@@ -2,11 +2,11 @@
 // `migrate`: the operator's command line. Each command is a thin layer over the client helpers;
 // errors are one line without a stack trace (add --debug for one) and never show a password.
 import { Command } from 'commander';
-import { OperatorError } from '../config/errors';
+import { OperatorError } from '../model/errors';
 import { loadMigrationConfig, loadSiteConfig } from '../config/load';
 import type { SiteConfig } from '../config/schema';
 import { resolveTemporalSettings } from '../config/temporal';
-import { redactSecrets } from '../config/redact';
+import { redactSecrets } from '../model/redact';
 import { runDoctor } from './doctor';
 import { commandEnvironment } from './environment';
 import { formatMigrationStatus, MigrationControl, startMigration } from './migrations';

@@ -1,21 +1,18 @@
 // `migrate doctor`: checks that Temporal and both databases answer and prints their versions; for
 // each failure, one line that says what is wrong and what to do.
 import pg from 'pg';
-import { resolveConnection, type ConnectionName, type ResolvedConnection } from '../config/connections';
-import { OperatorError } from '../config/errors';
-import { redactSecrets } from '../config/redact';
+import { resolveConnection } from '../config/connections';
+import type { ConnectionName, ResolvedConnection } from '../model/connections';
+import { OperatorError } from '../model/errors';
 import type { SiteConfig } from '../config/schema';
 import { resolveTemporalSettings } from '../config/temporal';
+import { describeDatabaseError } from '../db/database-errors';
 import { connectClient } from './temporal-connection';
+import { redactSecrets } from '../model/redact';
 
 export interface CheckResult {
   ok: boolean;
   line: string;
-}
-
-function errorCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' ? code : undefined;
 }
 
 export async function checkTemporal(site: SiteConfig, env: NodeJS.ProcessEnv): Promise<CheckResult> {
@@ -54,42 +51,6 @@ export async function checkTemporal(site: SiteConfig, env: NodeJS.ProcessEnv): P
     return { ok: false, line: `${where} answered with an error: ${redactSecrets((err as Error).message)}` };
   } finally {
     await client.connection.close();
-  }
-}
-
-/** Maps a connection failure to one line that names the cause and the fix. */
-export function describeDatabaseError(
-  name: ConnectionName,
-  where: string,
-  source: string,
-  user: string,
-  database: string,
-  err: unknown,
-): string {
-  const code = errorCode(err);
-  switch (code) {
-    case 'ECONNREFUSED':
-      return `${name} database at ${where} refuses connections: is the server running on that host and port? check ${source}`;
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return `${name} database host in ${source} does not resolve (${where}): fix the host name`;
-    case 'ETIMEDOUT':
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return `${name} database at ${where} is unreachable (${code}): check the host, port and firewall in ${source}`;
-    case '28P01':
-      return `${name} database at ${where} rejected the password for user "${user}": fix the password in ${source}`;
-    case '28000':
-      return `${name} database at ${where} refused user "${user}" (${redactSecrets((err as Error).message)}): check the user in ${source} and the server's pg_hba.conf`;
-    case '3D000':
-      return `${name} database "${database}" does not exist on ${where}: create it (CREATE DATABASE ${database}) or fix the database name in ${source}`;
-    default: {
-      const message = redactSecrets((err as Error).message || String(err));
-      if (/timeout/i.test(message)) {
-        return `${name} database at ${where} did not answer in time: check the host, port and firewall in ${source}`;
-      }
-      return `${name} database at ${where} failed: ${message}${code ? ` (${code})` : ''}`;
-    }
   }
 }
 

@@ -10,10 +10,10 @@ import {
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
 import { migrationInputFor } from '../config/migration-input';
-import { OperatorError } from '../config/errors';
+import { OperatorError } from '../model/errors';
 import type { MigrationConfig } from '../config/schema';
 import { migrationWorkflow } from '../workflows';
-import { migrationWorkflowId } from '../workflows/ids';
+import { migrationWorkflowId } from '../model/ids';
 import {
   abortUpdate,
   approveUpdate,
@@ -21,11 +21,8 @@ import {
   pauseSignal,
   resumeSignal,
   rollbackUpdate,
-  type ApproveResult,
-  type MigrationHold,
-  type MigrationStatus,
-  type RollbackResult,
 } from '../workflows/messages';
+import type { ApproveResult, MigrationHold, MigrationStatus, RollbackResult } from '../model/messages';
 import { MIGRATION_NAME } from '../workflows/search-attributes';
 
 export interface StartedMigration {

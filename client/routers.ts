@@ -2,17 +2,12 @@
 // version it has seen and its last heartbeat, so an operator (and later the cutover) can see who
 // follows and who lags or went silent. Reads old's stage store; changes nothing.
 import pg from 'pg';
-import { HELPER_SCHEMA } from '../activities/helper-schema';
+import { HELPER_SCHEMA } from '../db/helper-schema';
 import { resolveConnection } from '../config/connections';
 import type { SiteConfig } from '../config/schema';
-import {
-  listRouters,
-  readStage,
-  SILENT_AFTER_SECONDS,
-  type RegisteredRouter,
-  type StageState,
-} from '../router/stage-store';
-import { OperatorError } from '../config/errors';
+import { listRouters, readStage, SILENT_AFTER_SECONDS, type RegisteredRouter } from '../db/stage-store';
+import type { StageState } from '../model/stages';
+import { OperatorError } from '../model/errors';
 import { describeConnectionError } from './doctor';
 
 export interface RouterReport {

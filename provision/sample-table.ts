@@ -1,8 +1,8 @@
 // A sample table for the demo, tests and benchmarks: about ten columns of the types that make
 // migrations go wrong (numeric, jsonb, arrays, bytea, timestamptz, NULLs, unicode text).
 import type pg from 'pg';
-import { quoteTable } from '../activities/sql';
-import type { TableRef } from '../activities/inspector';
+import { quoteTable } from '../db/sql';
+import type { TableRef } from '../model/tables';
 
 export function sampleTableDdl(table: TableRef): string {
   return `CREATE TABLE IF NOT EXISTS ${quoteTable(table)} (

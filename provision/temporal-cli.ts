@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdtempSync, renameSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { OperatorError } from '../config/errors';
+import { OperatorError } from '../model/errors';
 import { toolsDir } from './project-paths';
 
 const run = promisify(execFile);

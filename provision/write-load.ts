@@ -4,8 +4,8 @@
 // it; the demo runs it through the routers and past them.
 // Deterministic per seed; counts what it committed.
 import type pg from 'pg';
-import type { TableRef } from '../activities/inspector';
-import { quoteTable } from '../activities/sql';
+import type { TableRef } from '../model/tables';
+import { quoteTable } from '../db/sql';
 
 export interface WriteLoadCounts {
   inserts: number;

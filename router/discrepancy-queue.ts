@@ -3,21 +3,29 @@
 // is a speed-up, not the safety net: capture logged every one of these keys in the writer's own
 // transaction, and reconciliation drains that log too. So a full queue drops keys (counted and
 // logged), and a router without a reconciliation workflow to signal only logs them.
-import type { Client } from '@temporalio/client';
-import type { TableRef } from '../activities/inspector';
-import { discrepancySignal, type DiscrepancyBatch } from '../workflows/messages';
-import type { Logger } from '../worker/logger';
+import type { TableRef } from '../model/tables';
+import { MESSAGE, type DiscrepancyBatch } from '../model/messages';
+import type { Logger } from '../db/logger';
 import type { RouterMetrics } from './metrics';
 
 export interface DiscrepancySink {
   send(batch: DiscrepancyBatch): Promise<void>;
 }
 
-/** Signals the reconciliation workflow `workflowId` through the application's Temporal client. */
-export function reconciliationSink(client: Client, workflowId: string): DiscrepancySink {
-  return {
-    send: (batch) => client.workflow.getHandle(workflowId).signal(discrepancySignal, batch),
+/**
+ * What the router needs of the application's Temporal client (`@temporalio/client`'s Client has it):
+ * the router itself depends on no Temporal package.
+ */
+export interface TemporalClientLike {
+  workflow: {
+    getHandle(workflowId: string): { signal(signal: string, ...args: unknown[]): Promise<void> };
   };
+}
+
+/** Signals the reconciliation workflow `workflowId` through the application's Temporal client. */
+export function reconciliationSink(client: TemporalClientLike, workflowId: string): DiscrepancySink {
+  // By name: the router loads no workflow code (model/messages.ts).
+  return { send: (batch) => client.workflow.getHandle(workflowId).signal(MESSAGE.discrepancy, batch) };
 }
 
 export interface DiscrepancyQueueOptions {

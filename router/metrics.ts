@@ -3,8 +3,8 @@
 // circuit breaker and the discrepancy queue. Registered in the router's own registry unless the
 // application passes one (one router per registry).
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { ConnectionName } from '../config/connections';
-import { NO_STATS, type RouterStats } from './gate-stats';
+import type { ConnectionName } from '../model/connections';
+import { NO_STATS, type RouterStats } from '../model/gate-stats';
 
 /** What ran on a side: a read or write of the application, a mirror, or a shadow read. */
 export type WorkKind = 'read' | 'write' | 'mirror' | 'shadow';

@@ -5,10 +5,10 @@
 // longer than the timeout, and never fails because of it: a failed, slow or skipped mirror queues
 // its keys as discrepancies and the user's request succeeds. If the process dies before the mirror,
 // the change log entry that capture wrote in the same transaction brings the keys (hazard 4).
-import type { ConnectionName } from '../config/connections';
-import type { TableRef } from '../activities/inspector';
-import type { SyncKeysInput, SyncKeysResult } from '../activities/syncer';
-import type { Logger } from '../worker/logger';
+import type { ConnectionName } from '../model/connections';
+import type { TableRef } from '../model/tables';
+import type { SyncKeysInput, SyncKeysResult } from '../db/sync';
+import type { Logger } from '../db/logger';
 import type { CircuitBreaker } from './circuit-breaker';
 import type { DiscrepancyQueue } from './discrepancy-queue';
 import type { RouterMetrics } from './metrics';

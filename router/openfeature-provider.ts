@@ -14,7 +14,7 @@ import {
   type Provider,
   type ResolutionDetails,
 } from '@openfeature/server-sdk';
-import type { StageWatcher } from './stage-store';
+import type { StageWatcher } from '../db/stage-store';
 
 export const STAGE_FLAG = 'migration.stage';
 export const READ_PERCENT_FLAG = 'migration.readPercent';

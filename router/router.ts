@@ -10,28 +10,30 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import type { Registry } from 'prom-client';
-import { COLLECT_SETTING, WRITTEN_SETTING } from '../activities/helper-schema';
-import { SESSION_OPTIONS, type NamedPools } from '../activities/pools';
-import { createSyncer, type SyncerHooks } from '../activities/syncer';
-import { TableShapes } from '../activities/table-shapes';
-import { describeDatabaseError } from '../client/doctor';
-import type { ConnectionName } from '../config/connections';
-import { createLogger, type Logger } from '../worker/logger';
-import { reconciliationWorkflowId } from '../workflows/ids';
-import type { StatementKind } from './classify';
+import { COLLECT_SETTING, WRITTEN_SETTING } from '../db/helper-schema';
+import { SESSION_OPTIONS, type NamedPools } from '../db/pools';
+import { createSync, type SyncHooks } from '../db/sync';
+import { TableShapes } from '../db/table-shapes';
+import { describeDatabaseError } from '../db/database-errors';
+import type { ConnectionName } from '../model/connections';
+import { createLogger, type Logger } from '../db/logger';
+import { reconciliationWorkflowId } from '../model/ids';
+import type { StatementKind } from '../db/classify';
 import { CircuitBreaker, type CircuitBreakerOptions, type CircuitState } from './circuit-breaker';
 import {
   DiscrepancyQueue,
   reconciliationSink,
   type DiscrepancyQueueOptions,
   type DiscrepancySink,
+  type TemporalClientLike,
 } from './discrepancy-queue';
 import { RouterMetrics } from './metrics';
 import { Mirror, NOTHING_WRITTEN, parseWrittenKeys, type WrittenKeys } from './mirror';
 import { ShadowReads, type ShadowOptions } from './shadow';
 import { readsFromNew, stagePlan, type StagePlan } from './stage-plan';
-import { readStage, StageWatcher, type StageState, type StageWatcherOptions } from './stage-store';
-import { statementInfo, type StatementInfo } from './statement-info';
+import { readStage, StageWatcher, type StageWatcherOptions } from '../db/stage-store';
+import type { StageState } from '../model/stages';
+import { statementInfo, type StatementInfo } from '../db/statement-info';
 
 /** What the application may tell the router about a statement, per call or for a scope (withContext). */
 export interface RouteContext {
@@ -58,7 +60,7 @@ export interface RouterOptions {
    * Where discrepancies go: the migration's reconciliation workflow, through the application's
    * Temporal client (`workflowId` defaults to the one the migration workflow runs).
    */
-  reconciliation?: { client: import('@temporalio/client').Client; workflowId?: string } | DiscrepancySink;
+  reconciliation?: { client: TemporalClientLike; workflowId?: string } | DiscrepancySink;
   /** How long a request waits for its mirror, in ms (default 250). */
   mirrorTimeoutMs?: number;
   /** Connections per side the mirrors use (default 4). */
@@ -74,7 +76,7 @@ export interface RouterOptions {
     /** After the authoritative commit of a dual write, before its mirror. */
     afterAuthoritativeCommit?: (written: WrittenKeys) => Promise<void>;
     /** Inside a mirror, after it read the rows from the authoritative side, before it applies them. */
-    afterMirrorRead?: SyncerHooks['afterRowsRead'];
+    afterMirrorRead?: SyncHooks['afterRowsRead'];
   };
 }
 
@@ -246,7 +248,7 @@ export class MigrationRouter extends EventEmitter {
       display: (name) => `${name} (${describeSide(options[name]).where})`,
     };
     this.shapes = new TableShapes(named);
-    const syncer = createSyncer(named, this.shapes, {
+    const syncer = createSync(named, this.shapes, {
       afterRowsRead: options.testHooks?.afterMirrorRead,
     });
     this.mirror = new Mirror({

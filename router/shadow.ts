@@ -7,10 +7,10 @@
 // comparison counts as `settled`, not as a mismatch. The rate, not a single mismatch, is the signal
 // (the migration's gates read it).
 import type pg from 'pg';
-import type { Logger } from '../worker/logger';
+import type { Logger } from '../db/logger';
 import type { CircuitBreaker } from './circuit-breaker';
 import type { RouterMetrics } from './metrics';
-import type { StatementInfo } from './statement-info';
+import type { StatementInfo } from '../db/statement-info';
 
 export interface ShadowOptions {
   /** Share of reads compared on new, 0–1 (default 0.05). */

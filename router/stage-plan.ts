@@ -3,8 +3,8 @@
 // whether a sample of reads is also compared on new. From `switched` on, old is guarded: only the
 // migration's own role may write it (activities/write-guard.ts), so the router does not mirror there;
 // reconciliation carries new's writes back to old (the reverse sync) from new's change log.
-import type { ConnectionName } from '../config/connections';
-import type { Stage } from './stage-store';
+import type { ConnectionName } from '../model/connections';
+import type { Stage } from '../model/stages';
 
 export interface StagePlan {
   authoritative: ConnectionName;

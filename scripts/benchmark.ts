@@ -46,16 +46,16 @@
 import path from 'node:path';
 import { Client } from '@temporalio/client';
 import pg from 'pg';
-import type { TableRef } from '../activities/inspector';
-import { quoteTable } from '../activities/sql';
-import { OperatorError } from '../config/errors';
+import type { TableRef } from '../model/tables';
+import { quoteTable } from '../db/sql';
+import { OperatorError } from '../model/errors';
 import { parseSiteConfig } from '../config/load';
-import { redactSecrets } from '../config/redact';
+import { redactSecrets } from '../model/redact';
 import { startLocalStack, type LocalStack } from '../provision/local-stack';
 import { dataDir } from '../provision/project-paths';
 import { sampleTableDdl, seedSampleRows } from '../provision/sample-table';
 import { createMigrationWorker } from '../worker/create-worker';
-import { createLogger } from '../worker/logger';
+import { createLogger } from '../db/logger';
 import { installRuntime } from '../worker/runtime';
 import {
   backfillInput,

@@ -5,8 +5,8 @@
 // process holds (another checkout's stack, a Temporal server) is refused in one line, exit code 1.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { OperatorError } from '../config/errors';
-import { redactSecrets, displayUrl } from '../config/redact';
+import { OperatorError } from '../model/errors';
+import { redactSecrets, displayUrl } from '../model/redact';
 import {
   devStackRoot,
   publishRunningStack,
@@ -15,7 +15,7 @@ import {
   type LocalStack,
 } from '../provision/local-stack';
 import { APPLICATION_ROLE, parsePostgresMajor } from '../provision/postgres';
-import { createLogger } from '../worker/logger';
+import { createLogger } from '../db/logger';
 import { installRuntime } from '../worker/runtime';
 
 const logger = createLogger({ name: 'stack' });

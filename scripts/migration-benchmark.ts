@@ -14,20 +14,20 @@
 // BENCH_MIGRATION_WRITES writes per second (default 500). Ctrl-C stops the servers.
 import path from 'node:path';
 import { Client } from '@temporalio/client';
-import { quoteTable } from '../activities/sql';
-import { compareTables } from '../activities/verifier';
+import { quoteTable } from '../db/sql';
+import { compareTables } from '../db/verifier';
 import { MigrationControl, startMigration } from '../client/migrations';
-import { OperatorError } from '../config/errors';
+import { OperatorError } from '../model/errors';
 import { parseMigrationConfig, parseSiteConfig } from '../config/load';
 import { startLocalStack, type LocalStack } from '../provision/local-stack';
 import { dataDir } from '../provision/project-paths';
 import { sampleTableDdl, seedSampleRows } from '../provision/sample-table';
 import { createRouter, type MigrationRouter } from '../router';
 import { createMigrationWorker } from '../worker/create-worker';
-import { createLogger } from '../worker/logger';
+import { createLogger } from '../db/logger';
 import { installRuntime } from '../worker/runtime';
-import { migrationWorkflowId } from '../workflows/ids';
-import type { MigrationStatus } from '../workflows/messages';
+import { migrationWorkflowId } from '../model/ids';
+import type { MigrationStatus } from '../model/messages';
 import { wholeNumber } from './benchmark/options';
 import { percentile } from './benchmark/write-load';
 import { formatCount, formatTable } from './benchmark/report';

@@ -6,11 +6,11 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { OperatorError } from '../config/errors';
+import { OperatorError } from '../model/errors';
 import { startLocalStack, type LocalStack } from '../provision/local-stack';
 import { dataDir } from '../provision/project-paths';
 import { parsePostgresMajor } from '../provision/postgres';
-import { createLogger } from '../worker/logger';
+import { createLogger } from '../db/logger';
 import { installRuntime } from '../worker/runtime';
 
 const logger = createLogger({ name: 'test-run', pretty: false });

@@ -2,7 +2,7 @@
 // process's environment, and registers the workflows and activities.
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities, type ActivityHooks } from '../activities';
-import { ConnectionPools } from '../activities/pools';
+import { ConnectionPools } from '../db/pools';
 import { resolveConnections } from '../config/connections';
 import type { SiteConfig } from '../config/schema';
 import { resolveTemporalSettings } from '../config/temporal';

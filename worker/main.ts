@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // Worker process entry: installs the Runtime with the pino logger, runs the worker, and drains on
 // SIGINT/SIGTERM (the Runtime turns those signals into a graceful worker shutdown).
-import { OperatorError } from '../config/errors';
+import { OperatorError } from '../model/errors';
 import { loadSiteConfig } from '../config/load';
-import { redactSecrets } from '../config/redact';
+import { redactSecrets } from '../model/redact';
 import { createMigrationWorker } from './create-worker';
-import { createLogger } from './logger';
+import { createLogger } from '../db/logger';
 import { installRuntime, WORKER_SHUTDOWN_SIGNALS } from './runtime';
 
 async function main(): Promise<void> {

@@ -2,7 +2,8 @@
 // Runtime turn SIGINT/SIGTERM into a graceful shutdown; processes that manage servers handle
 // signals themselves (they must stop the worker before the servers) and pass no signals.
 import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
-import { PinoTemporalLogger, type Logger } from './logger';
+import { PinoTemporalLogger } from './temporal-logger';
+import type { Logger } from '../db/logger';
 
 export const WORKER_SHUTDOWN_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGUSR2'];
 

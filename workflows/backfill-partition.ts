@@ -21,22 +21,22 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { CopyChunksResult } from '../activities/copier';
-import type { TableRef } from '../activities/inspector';
-import type { KeyRange } from '../activities/key-ranges';
-import type { ServerBinding } from '../activities/server-identity';
-import type { ConnectionName } from '../config/connections';
-import { migrationWorkflowId } from './ids';
+import type { TableRef } from '../model/tables';
+import type { KeyRange } from '../model/tables';
+import type { ServerBinding } from '../model/servers';
+import type { ConnectionName } from '../model/connections';
+import { migrationWorkflowId } from '../model/ids';
 import {
   backfillTroubleSignal,
   partitionProgressQuery,
   pauseSignal,
   resumeSignal,
   throttleSignal,
-  type PartitionProgress,
 } from './messages';
+import type { PartitionProgress } from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_ROWS_COPIED, MIGRATION_TABLE } from './search-attributes';
 import { ThrottleGate } from './throttle';
-import type { ThrottleSettings } from './throttle-settings';
+import type { ThrottleSettings } from '../model/throttle-settings';
 
 export interface BackfillPartitionInput {
   migration: string;

@@ -15,18 +15,13 @@ import {
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { TableRef } from '../activities/inspector';
-import type { KeyRange } from '../activities/key-ranges';
-import type { ServerBinding } from '../activities/server-identity';
-import type { ConnectionName } from '../config/connections';
+import type { TableRef } from '../model/tables';
+import type { KeyRange } from '../model/tables';
+import type { ServerBinding } from '../model/servers';
+import type { ConnectionName } from '../model/connections';
 import { backfillPartitionWorkflow, type BackfillPartitionResult } from './backfill-partition';
-import {
-  backfillProgressQuery,
-  pauseSignal,
-  resumeSignal,
-  throttleSignal,
-  type BackfillProgress,
-} from './messages';
+import { backfillProgressQuery, pauseSignal, resumeSignal, throttleSignal } from './messages';
+import type { BackfillProgress } from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_ROWS_COPIED, MIGRATION_TABLE } from './search-attributes';
 import {
   DEFAULT_CHUNKS_IN_FLIGHT,
@@ -34,7 +29,7 @@ import {
   DEFAULT_PARTITIONS,
   DEFAULT_THROTTLE,
   type ThrottleSettings,
-} from './throttle-settings';
+} from '../model/throttle-settings';
 
 export interface BackfillTableInput {
   migration: string;

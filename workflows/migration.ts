@@ -44,12 +44,12 @@ import {
   getExternalWorkflowHandle,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { TableRef } from '../activities/inspector';
-import type { ServerBinding } from '../activities/server-identity';
-import type { BenchmarkQuery } from '../activities/query-benchmark';
-import type { RouterStats } from '../router/gate-stats';
+import type { TableRef } from '../model/tables';
+import type { ServerBinding } from '../model/servers';
+import type { BenchmarkQuery } from '../model/query-benchmark';
+import type { RouterStats } from '../model/gate-stats';
 import { backfillTableWorkflow, type BackfillTableInput } from './backfill';
-import { reconciliationWorkflowId } from './ids';
+import { reconciliationWorkflowId } from '../model/ids';
 import {
   abortUpdate,
   approveUpdate,
@@ -61,14 +61,16 @@ import {
   rollbackSignal,
   rollbackUpdate,
   syncTroubleSignal,
-  type GateCheck,
-  type GateReport,
-  type MigrationHold,
-  type MigrationPhase,
-  type MigrationStatus,
-  type RollbackResult,
-  type SyncFailure,
 } from './messages';
+import type {
+  GateCheck,
+  GateReport,
+  MigrationHold,
+  MigrationPhase,
+  MigrationStatus,
+  RollbackResult,
+  SyncFailure,
+} from '../model/messages';
 import {
   newIsAuthoritative,
   planSteps,
@@ -77,7 +79,7 @@ import {
   type ApprovalPoint,
   type GateLimits,
   type StagePosition,
-} from './migration-plan';
+} from '../model/migration-plan';
 import { MIGRATION_NAME, MIGRATION_PHASE } from './search-attributes';
 import { verificationWorkflow } from './verification';
 import { switchAuthority } from './write-switch';

@@ -20,10 +20,10 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { TableRef } from '../activities/inspector';
-import type { ServerBinding } from '../activities/server-identity';
-import type { ConnectionName } from '../config/connections';
-import { migrationWorkflowId } from './ids';
+import type { TableRef } from '../model/tables';
+import type { ServerBinding } from '../model/servers';
+import type { ConnectionName } from '../model/connections';
+import { migrationWorkflowId } from '../model/ids';
 import {
   discrepancySignal,
   drainAndStopSignal,
@@ -31,9 +31,8 @@ import {
   retrySyncSignal,
   stopSignal,
   syncTroubleSignal,
-  type DiscrepancyBatch,
-  type ReconciliationStatus,
 } from './messages';
+import type { DiscrepancyBatch, ReconciliationStatus } from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE } from './search-attributes';
 
 export interface ReconciliationInput {

@@ -3,8 +3,8 @@
 // as the row rate limit requires. Every wait is recorded with its reason.
 import { log, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { ConnectionName } from '../config/connections';
-import { DEFAULT_THROTTLE, type ThrottleSettings } from './throttle-settings';
+import type { ConnectionName } from '../model/connections';
+import { DEFAULT_THROTTLE, type ThrottleSettings } from '../model/throttle-settings';
 
 const { checkSourceHealth } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',

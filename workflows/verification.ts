@@ -16,12 +16,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { TableRef } from '../activities/inspector';
-import type { OpenKeyRange } from '../activities/key-ranges';
-import type { ServerBinding } from '../activities/server-identity';
-import { addCounts, noCounts } from '../activities/verification-counts';
-import type { ConnectionName } from '../config/connections';
-import { verificationReportQuery, type VerificationReport } from './messages';
+import type { TableRef } from '../model/tables';
+import type { OpenKeyRange } from '../model/tables';
+import type { ServerBinding } from '../model/servers';
+import { addCounts, noCounts } from '../model/verification-counts';
+import type { ConnectionName } from '../model/connections';
+import { verificationReportQuery } from './messages';
+import type { VerificationReport } from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_TABLE } from './search-attributes';
 
 export interface VerificationInput {

@@ -26,10 +26,11 @@
 // so authority stays put.
 import { log, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { TableRef } from '../activities/inspector';
-import type { ServerBinding } from '../activities/server-identity';
-import type { ConnectionName } from '../config/connections';
-import type { StagePosition } from './migration-plan';
+import type { TableRef } from '../model/tables';
+import type { ServerBinding } from '../model/servers';
+import type { ConnectionName } from '../model/connections';
+import type { StagePosition } from '../model/migration-plan';
+import type { WriteSwitchResult } from '../model/messages';
 
 export interface AuthoritySwitchInput {
   migration: string;
@@ -59,18 +60,6 @@ export interface WriteSwitchInput {
   fenceTimeoutMs?: number;
   silentAfterSeconds?: number;
   sequenceMargin?: number;
-}
-
-export interface WriteSwitchResult {
-  switched: boolean;
-  /** Routers that did not acknowledge the fence in time (when the switch aborted for it). */
-  missing: string[];
-  /** Workflow time from raising the fence to lifting it: the longest any write waited. */
-  fencedMs: number;
-  changesDrained: number;
-  /** Where the fence time went, in ms: acknowledged, then guard, drain, sequences, capture, stage. */
-  stepsMs?: Record<string, number>;
-  reason?: string;
 }
 
 const {

@@ -2,10 +2,11 @@
 // backfillTableWorkflow execution. Also reads back, from Temporal's visibility store, how large the
 // histories of the migration's workflow executions grew.
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
-import type { TableRef } from '../../activities/inspector';
+import type { TableRef } from '../../model/tables';
 import type { MigrationWorker } from '../../worker/create-worker';
 import { backfillTableWorkflow, reconciliationWorkflow, verificationWorkflow } from '../../workflows';
-import { drainAndStopSignal, type VerificationReport } from '../../workflows/messages';
+import { drainAndStopSignal } from '../../workflows/messages';
+import type { VerificationReport } from '../../model/messages';
 import type { ReconciliationResult } from '../../workflows/reconciliation';
 
 type BackfillInput = Parameters<typeof backfillTableWorkflow>[0];

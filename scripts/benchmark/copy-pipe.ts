@@ -3,8 +3,8 @@
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { quoteTable } from '../../activities/sql';
-import type { TableRef } from '../../activities/inspector';
+import { quoteTable } from '../../db/sql';
+import type { TableRef } from '../../model/tables';
 
 /** Copies every row of `table` from source to target (which must have the table); returns the row count. */
 export async function copyTableBinary(

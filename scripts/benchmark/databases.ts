@@ -1,8 +1,8 @@
 // Database chores of the benchmark: a fresh target database per method, the source table's size,
 // housekeeping between methods, and a cheap whole-table fingerprint to check new equals old.
 import pg from 'pg';
-import { quoteIdent, quoteTable } from '../../activities/sql';
-import type { TableRef } from '../../activities/inspector';
+import { quoteIdent, quoteTable } from '../../db/sql';
+import type { TableRef } from '../../model/tables';
 
 /** Session settings that make `row::text` identical on both servers, whatever their defaults. */
 const CANONICAL_TEXT = '-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c bytea_output=hex';

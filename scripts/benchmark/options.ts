@@ -1,6 +1,6 @@
 // The benchmark's settings, read from BENCH_* environment variables (listed in scripts/benchmark.ts).
 // A bad value is an OperatorError naming the variable and what it accepts.
-import { OperatorError } from '../../config/errors';
+import { OperatorError } from '../../model/errors';
 
 export const BENCH_MODES = ['throughput', 'load'] as const;
 export type BenchMode = (typeof BENCH_MODES)[number];

@@ -13,8 +13,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { redactSecrets } from '../../config/redact';
-import type { TableRef } from '../../activities/inspector';
+import { redactSecrets } from '../../model/redact';
+import type { TableRef } from '../../model/tables';
 
 export interface PgcopydbSettings {
   /** --table-jobs and --index-jobs. */

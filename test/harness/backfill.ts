@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { ActivityHooks } from '../../activities';
 import type { CopierHooks } from '../../activities/copier';
-import type { TableRef } from '../../activities/inspector';
+import type { TableRef } from '../../model/tables';
 import { createMigrationWorker, type MigrationWorker } from '../../worker/create-worker';
 import { backfillTableWorkflow } from '../../workflows';
 import type { BackfillTableInput } from '../../workflows/backfill';

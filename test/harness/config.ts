@@ -1,6 +1,6 @@
 // For config tests: the one-line error a migration config is refused with.
 import assert from 'node:assert/strict';
-import { OperatorError } from '../../config/errors';
+import { OperatorError } from '../../model/errors';
 import { parseMigrationConfig } from '../../config/load';
 
 export function configRejection(document: unknown): string {

@@ -1,7 +1,7 @@
 // For migration tests: wait until the migration's status shows a state, never for a duration. A
 // migration that failed on the way never matches.
 import type { MigrationControl } from '../../client/migrations';
-import type { MigrationStatus } from '../../workflows/messages';
+import type { MigrationStatus } from '../../model/messages';
 import { waitFor } from './wait';
 
 export function waitForMigration(

@@ -3,7 +3,7 @@
 // through the router in `dual_write` and, right after old committed it and before the mirror, says
 // so on stdout and waits to be killed. Arguments: migration, table (schema.name), id.
 import { createRouter } from '../../router';
-import { createLogger } from '../../worker/logger';
+import { createLogger } from '../../db/logger';
 
 async function main(): Promise<void> {
   const [migration = 'test', table = 'public.t', id = '1'] = process.argv.slice(2);

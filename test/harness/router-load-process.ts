@@ -10,7 +10,7 @@
 import { createInterface } from 'node:readline';
 import { Client, Connection } from '@temporalio/client';
 import { createRouter } from '../../router';
-import { createLogger } from '../../worker/logger';
+import { createLogger } from '../../db/logger';
 
 export interface LoadWriterReport {
   id: number;

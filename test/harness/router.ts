@@ -3,15 +3,16 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { createActivities, prepareWithoutWorkflow, type Activities } from '../../activities';
-import type { TableRef } from '../../activities/inspector';
-import { ConnectionPools } from '../../activities/pools';
+import type { TableRef } from '../../model/tables';
+import { ConnectionPools } from '../../db/pools';
 import { resolveConnections } from '../../config/connections';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { createRouter, type MigrationRouter, type RouterOptions } from '../../router';
-import { setStage, type Stage } from '../../router/stage-store';
-import { createLogger } from '../../worker/logger';
+import { setStage } from '../../db/stage-store';
+import type { Stage } from '../../model/stages';
+import { createLogger } from '../../db/logger';
 import pg from 'pg';
-import { ensureHelperSchema } from '../../activities/helper-schema';
+import { ensureHelperSchema } from '../../db/helper-schema';
 import { asMigrator, ensureMigratorRole, servers, testSite } from './servers';
 import { waitFor } from './wait';
 

@@ -4,7 +4,7 @@ import { NativeConnection } from '@temporalio/worker';
 import pg from 'pg';
 import { parseSiteConfig } from '../../config/load';
 import type { SiteConfig } from '../../config/schema';
-import { createLogger } from '../../worker/logger';
+import { createLogger } from '../../db/logger';
 import { installRuntime } from '../../worker/runtime';
 
 function required(name: string): string {

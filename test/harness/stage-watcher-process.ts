@@ -3,7 +3,7 @@
 // JSON line for every change it sees. Used by the stage store test, which runs several of them.
 // Arguments: migration routerId listen|poll
 import pg from 'pg';
-import { StageWatcher } from '../../router/stage-store';
+import { StageWatcher } from '../../db/stage-store';
 
 async function main(): Promise<void> {
   const [migration = 'test', routerId = `router-${process.pid}`, mode = 'listen'] = process.argv.slice(2);

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { TableRef } from '../../activities/inspector';
-import { quoteTable } from '../../activities/sql';
-import { compareTables } from '../../activities/verifier';
+import type { TableRef } from '../../model/tables';
+import { quoteTable } from '../../db/sql';
+import { compareTables } from '../../db/verifier';
 import { backfillTableWorkflow, reconciliationWorkflow } from '../../workflows';
 import { drainAndStopSignal } from '../../workflows/messages';
 import { backfillInput, startRunningWorker } from '../harness/backfill';

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import { HELPER_SCHEMA } from '../../activities/helper-schema';
-import { compareTables } from '../../activities/verifier';
+import { HELPER_SCHEMA } from '../../db/helper-schema';
+import { compareTables } from '../../db/verifier';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { backfillTableWorkflow } from '../../workflows';
 import { backfillInput } from '../harness/backfill';

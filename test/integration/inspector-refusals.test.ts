@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import { quoteTable } from '../../activities/sql';
-import { compareTables } from '../../activities/verifier';
+import { quoteTable } from '../../db/sql';
+import { compareTables } from '../../db/verifier';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { refusalMessage, runBackfill } from '../harness/backfill';
 import { databasePools, installQuietRuntime } from '../harness/servers';

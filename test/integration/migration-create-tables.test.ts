@@ -9,10 +9,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { compareTables } from '../../activities/verifier';
+import { compareTables } from '../../db/verifier';
 import { MigrationControl, startMigration } from '../../client/migrations';
 import { parseMigrationConfig } from '../../config/load';
-import { reconciliationWorkflowId } from '../../workflows/ids';
+import { reconciliationWorkflowId } from '../../model/ids';
 import { reconciliationStatusQuery } from '../../workflows/messages';
 import { startRunningWorker } from '../harness/backfill';
 import { waitForMigration } from '../harness/migration';

@@ -9,13 +9,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from '@temporalio/worker';
-import type { TableRef } from '../../activities/inspector';
-import { quoteTable } from '../../activities/sql';
-import { compareTables } from '../../activities/verifier';
+import type { TableRef } from '../../model/tables';
+import { quoteTable } from '../../db/sql';
+import { compareTables } from '../../db/verifier';
 import { MigrationControl, startMigration } from '../../client/migrations';
 import { parseMigrationConfig } from '../../config/load';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
-import { readStage } from '../../router/stage-store';
+import { readStage } from '../../db/stage-store';
 import { startRunningWorker } from '../harness/backfill';
 import { startLoadProcess, type LoadProcess } from '../harness/load-processes';
 import type { LoadWriterReport } from '../harness/router-load-process';

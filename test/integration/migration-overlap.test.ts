@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { captureTriggerName } from '../../activities/capture';
-import { HELPER_SCHEMA } from '../../activities/helper-schema';
-import { quoteTable } from '../../activities/sql';
-import { compareTables } from '../../activities/verifier';
+import { HELPER_SCHEMA } from '../../db/helper-schema';
+import { quoteTable } from '../../db/sql';
+import { compareTables } from '../../db/verifier';
 import { truncateGuardName } from '../../activities/write-guard';
 import { MigrationControl, startMigration } from '../../client/migrations';
 import { parseMigrationConfig } from '../../config/load';

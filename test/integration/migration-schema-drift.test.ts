@@ -7,9 +7,9 @@
 // verification then compares every column, the new one included.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { TableRef } from '../../activities/inspector';
-import { quoteTable } from '../../activities/sql';
-import { compareTables } from '../../activities/verifier';
+import type { TableRef } from '../../model/tables';
+import { quoteTable } from '../../db/sql';
+import { compareTables } from '../../db/verifier';
 import { MigrationControl, startMigration } from '../../client/migrations';
 import { parseMigrationConfig } from '../../config/load';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';

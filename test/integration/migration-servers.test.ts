@@ -7,14 +7,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createActivities } from '../../activities';
-import { HELPER_SCHEMA } from '../../activities/helper-schema';
-import { ConnectionPools } from '../../activities/pools';
-import { quoteTable } from '../../activities/sql';
+import { HELPER_SCHEMA } from '../../db/helper-schema';
+import { ConnectionPools } from '../../db/pools';
+import { quoteTable } from '../../db/sql';
 import { MigrationControl, startMigration } from '../../client/migrations';
 import { resolveConnections } from '../../config/connections';
 import { parseMigrationConfig } from '../../config/load';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
-import { readStage } from '../../router/stage-store';
+import { readStage } from '../../db/stage-store';
 import { createMigrationWorker } from '../../worker/create-worker';
 import { refusalMessage } from '../harness/backfill';
 import { waitForMigration } from '../harness/migration';

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { quoteTable } from '../../activities/sql';
+import { quoteTable } from '../../db/sql';
 import { MigrationControl, startMigration } from '../../client/migrations';
 import { parseMigrationConfig } from '../../config/load';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';

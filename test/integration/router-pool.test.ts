@@ -5,15 +5,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Kysely, PostgresDialect, sql, type Generated } from 'kysely';
-import { ensureHelperSchema, HELPER_SCHEMA } from '../../activities/helper-schema';
-import type { TableRef } from '../../activities/inspector';
-import { quoteTable } from '../../activities/sql';
-import { compareTables } from '../../activities/verifier';
+import { ensureHelperSchema, HELPER_SCHEMA } from '../../db/helper-schema';
+import type { TableRef } from '../../model/tables';
+import { quoteTable } from '../../db/sql';
+import { compareTables } from '../../db/verifier';
 import type { MigrationRouter } from '../../router';
 import { routingBucket } from '../../router/stage-plan';
-import type { RouterStats } from '../../router/gate-stats';
+import type { RouterStats } from '../../model/gate-stats';
 import { createActivities } from '../../activities';
-import { ConnectionPools } from '../../activities/pools';
+import { ConnectionPools } from '../../db/pools';
 import { resolveConnections } from '../../config/connections';
 import { databasePools, testSite } from '../harness/servers';
 import {

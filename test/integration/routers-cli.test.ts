@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { ensureHelperSchema, HELPER_SCHEMA } from '../../activities/helper-schema';
-import { setStage, StageWatcher } from '../../router/stage-store';
+import { ensureHelperSchema, HELPER_SCHEMA } from '../../db/helper-schema';
+import { setStage, StageWatcher } from '../../db/stage-store';
 import { runCli } from '../harness/cli';
 import { freePort } from '../../provision/ports';
 import { databasePools, servers } from '../harness/servers';

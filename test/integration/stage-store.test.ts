@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ensureHelperSchema } from '../../activities/helper-schema';
+import { ensureHelperSchema } from '../../db/helper-schema';
 import { OpenFeature, ProviderEvents } from '@openfeature/server-sdk';
 import {
   READ_PERCENT_FLAG,
@@ -14,7 +14,7 @@ import {
   STATE_FLAG,
   StageFlagProvider,
 } from '../../router/openfeature-provider';
-import { listRouters, readStage, setStage, StageWatcher } from '../../router/stage-store';
+import { listRouters, readStage, setStage, StageWatcher } from '../../db/stage-store';
 import { databasePools } from '../harness/servers';
 import { waitFor } from '../harness/wait';
 

@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type pg from 'pg';
-import type { TableRef } from '../../activities/inspector';
-import { quoteTable } from '../../activities/sql';
+import type { TableRef } from '../../model/tables';
+import { quoteTable } from '../../db/sql';
 import {
   compareDefinitions,
   completeTargetTable,
@@ -15,7 +15,7 @@ import {
   readTableDefinition,
   type DefinitionDifference,
   type TableDefinition,
-} from '../../activities/table-definition';
+} from '../../db/table-definition';
 import { freshDatabases } from '../harness/router';
 
 const customers: TableRef = { schema: 'public', table: 'customers' };

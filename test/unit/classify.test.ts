@@ -2,7 +2,7 @@
 // reads. Keywords inside comments, literals and quoted identifiers do not count.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { classifyStatement, type StatementKind } from '../../router/classify';
+import { classifyStatement, type StatementKind } from '../../db/classify';
 
 const CASES: Array<[StatementKind, string]> = [
   ['read', 'SELECT 1'],

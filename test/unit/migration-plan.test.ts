@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { migrationInputFor } from '../../config/migration-input';
 import { parseMigrationConfig } from '../../config/load';
 import { configRejection } from '../harness/config';
-import { planSteps, readStepProblems, rollbackTarget, stepLabel } from '../../workflows/migration-plan';
+import { planSteps, readStepProblems, rollbackTarget, stepLabel } from '../../model/migration-plan';
 
 const steps = planSteps([1, 5, 25, 50, 100]);
 const at = (label: string) => steps.findIndex((step) => stepLabel(step) === label);

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { displayUrl, redactSecrets } from '../../config/redact';
-import { createLogger } from '../../worker/logger';
+import { displayUrl, redactSecrets } from '../../model/redact';
+import { createLogger } from '../../db/logger';
 
 describe('secret redaction', () => {
   it('scrubs URL passwords and password= pairs', () => {

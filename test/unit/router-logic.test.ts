@@ -3,14 +3,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CircuitBreaker } from '../../router/circuit-breaker';
-import { NO_STATS, statsSince } from '../../router/gate-stats';
+import { NO_STATS, statsSince } from '../../model/gate-stats';
 import { parseWrittenKeys } from '../../router/mirror';
 import { RouterMetrics } from '../../router/metrics';
 import { sameRows, ShadowReads } from '../../router/shadow';
 import { readsFromNew, routingBucket, stagePlan } from '../../router/stage-plan';
-import { STAGES } from '../../router/stage-store';
-import { statementInfo } from '../../router/statement-info';
-import { createLogger } from '../../worker/logger';
+import { STAGES } from '../../model/stages';
+import { statementInfo } from '../../db/statement-info';
+import { createLogger } from '../../db/logger';
 
 describe('circuit breaker', () => {
   it('opens after the threshold, lets one trial through after the cooldown, and closes on its success', () => {

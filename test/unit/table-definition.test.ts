@@ -3,7 +3,7 @@
 // quoted how; and which difference refuses the migration and which only warns.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { TableRef } from '../../activities/inspector';
+import type { TableRef } from '../../model/tables';
 import {
   compareDefinitions,
   createTableStatements,
@@ -13,7 +13,7 @@ import {
   type ConstraintDefinition,
   type IndexDefinition,
   type TableDefinition,
-} from '../../activities/table-definition';
+} from '../../db/table-definition';
 
 const lines: TableRef = { schema: 'public', table: 'Order Lines' };
 const customers: TableRef = { schema: 'public', table: 'customers' };

@@ -1,8 +1,7 @@
 // The project's one logger: pino, JSON by default, pretty on a terminal, every string scrubbed of
-// passwords before it is written. Also adapts pino to Temporal's Logger for Runtime.install.
+// passwords before it is written. (worker/temporal-logger.ts adapts it to Temporal's Logger.)
 import pino from 'pino';
-import type { LogLevel, LogMetadata, Logger as TemporalLogger } from '@temporalio/common';
-import { redactSecrets } from '../config/redact';
+import { redactSecrets } from '../model/redact';
 
 export type Logger = pino.Logger;
 
@@ -51,36 +50,4 @@ export function createLogger(options: LoggerOptions): Logger {
   }
   // Synchronous writes keep log lines in order with plain stdout writes and complete before exit.
   return pino(pinoOptions, options.destination ?? pino.destination({ dest: 1, sync: true }));
-}
-
-const TEMPORAL_TO_PINO: Record<LogLevel, pino.Level> = {
-  TRACE: 'trace',
-  DEBUG: 'debug',
-  INFO: 'info',
-  WARN: 'warn',
-  ERROR: 'error',
-};
-
-/** Temporal's Logger interface, writing through pino. */
-export class PinoTemporalLogger implements TemporalLogger {
-  constructor(private readonly logger: Logger) {}
-
-  log(level: LogLevel, message: string, meta?: LogMetadata): void {
-    this.logger[TEMPORAL_TO_PINO[level]](meta ?? {}, message);
-  }
-  trace(message: string, meta?: LogMetadata): void {
-    this.log('TRACE', message, meta);
-  }
-  debug(message: string, meta?: LogMetadata): void {
-    this.log('DEBUG', message, meta);
-  }
-  info(message: string, meta?: LogMetadata): void {
-    this.log('INFO', message, meta);
-  }
-  warn(message: string, meta?: LogMetadata): void {
-    this.log('WARN', message, meta);
-  }
-  error(message: string, meta?: LogMetadata): void {
-    this.log('ERROR', message, meta);
-  }
 }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import type { TableShape } from './inspector';
+import type { TableShape } from '../model/tables';
 import { withSession } from './pools';
 import { quoteIdent, quoteList, quoteTable } from './sql';
 

@@ -1,6 +1,6 @@
 // The migration's steps and the rules for moving between them: plain data and pure functions, shared
 // by the workflow, the config check and the CLI (this module imports no Temporal code).
-import type { Stage } from '../router/stage-store';
+import type { Stage } from './stages';
 
 export interface StagePosition {
   stage: Stage;

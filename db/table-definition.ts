@@ -4,7 +4,7 @@
 // so that a difference that would break a sync, or let the sides disagree later, is caught before any
 // row moves. Plain data in and out (it travels through workflows); no Temporal here.
 import pg from 'pg';
-import type { TableRef } from './inspector';
+import type { TableRef } from '../model/tables';
 import { withSession, withTransaction } from './pools';
 import { quoteIdent, quoteLiteral, quoteTable } from './sql';
 

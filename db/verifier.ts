@@ -1,7 +1,7 @@
 // Verifier: compares a table on old and new row by row (every column, by primary key order).
 // This full comparison serves the demo and the tests; chunked checksums come with verification.
 import type pg from 'pg';
-import type { TableRef } from './inspector';
+import type { TableRef } from '../model/tables';
 import { quoteList, quoteTable } from './sql';
 
 export interface TableComparison {

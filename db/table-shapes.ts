@@ -3,10 +3,11 @@
 // them whenever the migration's stage changes (an accepted schema change included); a mirror that
 // meets a changed table fails, and its keys go to reconciliation, whose syncs check the table's
 // definition against the migration's registry every time (table-registry.ts).
-import type { ConnectionName } from '../config/connections';
-import { readTableShape, type TableRef, type TableShape } from './inspector';
+import type { ConnectionName } from '../model/connections';
+import { readTableShape } from './inspector';
+import type { TableRef, TableShape } from '../model/tables';
 import type { NamedPools } from './pools';
-import type { SyncShapes } from './syncer';
+import type { SyncShapes } from './sync';
 
 export class TableShapes implements SyncShapes {
   private readonly shapes = new Map<string, Promise<TableShape>>();

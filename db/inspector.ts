@@ -3,48 +3,11 @@
 // says why. The whole definition (defaults, constraints, indexes, partitions), its comparison
 // between old and new, and creating the table on new are table-definition.ts's; preparing a
 // migration's tables is preparation.ts's.
-import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import type { ConnectionName } from '../config/connections';
+import type { ConnectionName } from '../model/connections';
 import { quoteTable } from './sql';
-
-export interface TableRef {
-  schema: string;
-  table: string;
-}
-
-export interface ColumnShape {
-  name: string;
-  /** format_type() of the column, e.g. "numeric(12,2)" or "text[]". */
-  type: string;
-  notNull: boolean;
-  /** A generated column: computed on each side, never copied. */
-  generated?: boolean;
-}
-
-export interface TableShape {
-  table: TableRef;
-  columns: ColumnShape[];
-  /** Primary key columns, in key order. */
-  primaryKey: string[];
-  /** format_type() of each primary key column, in key order: keys travel as text and are cast back. */
-  primaryKeyTypes: string[];
-  /** Columns that rows are copied by (every column but generated ones), in the table's order. */
-  copyColumns: string[];
-  /**
-   * GENERATED ALWAYS identity columns: inserts of copied values must override them, and an update
-   * may not set them (their value never changes after the insert, on either side).
-   */
-  alwaysIdentity: string[];
-  estimatedRows: number;
-  totalBytes: number;
-}
-
-export const REFUSAL = 'MigrationRefused';
-
-export function refuse(message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: REFUSAL, message, nonRetryable: true });
-}
+import { refuse } from '../model/errors';
+import type { ColumnShape, TableRef, TableShape } from '../model/tables';
 
 async function findTable(
   pool: pg.Pool | pg.ClientBase,

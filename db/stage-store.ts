@@ -7,25 +7,10 @@
 import { hostname } from 'node:os';
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import { HELPER_SCHEMA } from '../activities/helper-schema';
-import { withTransaction } from '../activities/pools';
-import type { RouterStats } from './gate-stats';
-
-export const STAGES = ['off', 'dual_write', 'shadow', 'live', 'switched', 'complete'] as const;
-export type Stage = (typeof STAGES)[number];
-
-export interface StageState {
-  stage: Stage;
-  /** Percentage of reads served by new in `live`. */
-  readPercent: number;
-  /** Grows by one with every change; 0 before the first. */
-  version: number;
-  /**
-   * The write fence of a switch: routers hold new writes (they wait, they do not fail), finish the
-   * ones in flight, then acknowledge this version. Lifted by the next stage change.
-   */
-  fenced: boolean;
-}
+import { HELPER_SCHEMA } from './helper-schema';
+import { withTransaction } from './pools';
+import type { RouterStats } from '../model/gate-stats';
+import { STAGES, type Stage, type StageState } from '../model/stages';
 
 export const STAGE_CHANNEL = 'live_migrate_stage';
 const INITIAL: StageState = { stage: 'off', readPercent: 0, version: 0, fenced: false };

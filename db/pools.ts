@@ -1,6 +1,6 @@
 // One pg.Pool per named connection ("old", "new"), built from settings this worker resolved itself.
 import pg from 'pg';
-import type { ConnectionName, ResolvedConnection } from '../config/connections';
+import type { ConnectionName, ResolvedConnection } from '../model/connections';
 
 /**
  * Every session of the migration sees keys and values in one text form (UTC, ISO dates, exact

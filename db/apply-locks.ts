@@ -10,7 +10,7 @@
 // Transaction-scoped advisory locks: released by COMMIT or ROLLBACK, and by a dying session.
 import type pg from 'pg';
 import { HELPER_SCHEMA } from './helper-schema';
-import type { TableRef } from './inspector';
+import type { TableRef } from '../model/tables';
 import { quoteLiteral } from './sql';
 
 function tableLockKeys(table: TableRef): string {
