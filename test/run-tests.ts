@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// `npm test`: starts one Temporal dev server and the old and new PostgreSQL clusters (PostgreSQL 15
-// and 17 by default), runs every test file against them with node's test runner, and always stops
-// the servers, also when the tests fail or the run is interrupted.
-// `npm test -- test/unit` runs only the files under the given paths.
+// `npm test`: runs every test file with node's test runner. When any of them is an integration test
+// (test/integration/), it first starts one Temporal dev server and the old and new PostgreSQL
+// clusters (PostgreSQL 15 and 17 by default) and always stops them, also when the tests fail or the
+// run is interrupted; unit, workflow and replay tests need no server of the stack.
+// `npm test -- test/unit` runs only the files under the given paths (`npm run test:unit`,
+// `npm run test:integration`).
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { OperatorError } from '../model/errors';
 import { startLocalStack, type LocalStack } from '../provision/local-stack';
@@ -28,7 +30,8 @@ function selectedFiles(args: string[]): string[] {
   if (args.length === 0) return testFiles(compiledTests);
   return args.flatMap((arg) => {
     const relative = path.relative('test', arg.replace(/\.ts$/, '.js'));
-    return testFiles(path.join(compiledTests, relative));
+    const compiled = path.join(compiledTests, relative);
+    return existsSync(compiled) ? testFiles(compiled) : [];
   });
 }
 
@@ -59,32 +62,38 @@ async function main(): Promise<number> {
   process.on('SIGINT', interrupt);
   process.on('SIGTERM', interrupt);
   try {
-    stack = await startLocalStack({
-      root: path.join(dataDir, 'test'),
-      persistent: false,
-      oldMajor: parsePostgresMajor(process.env.TEST_OLD_PG_MAJOR, 15, 'TEST_OLD_PG_MAJOR'),
-      newMajor: parsePostgresMajor(process.env.TEST_NEW_PG_MAJOR, 17, 'TEST_NEW_PG_MAJOR'),
-      postgresSettings: {
-        fsync: 'off',
-        synchronous_commit: 'off',
-        full_page_writes: 'off',
-        max_connections: '300',
-      },
-      // Continue-as-new is suggested after a few hundred events instead of thousands, so the
-      // tests cross it (in partitions, under load, across kills) rather than only the benchmark.
-      temporalDynamicConfig: { 'limit.historyCount.suggestContinueAsNew': TEST_SUGGEST_CONTINUE_AS_NEW },
-      log: (message) => logger.info(message),
-    });
+    const needsServers = files.some((file) => file.split(path.sep).includes('integration'));
+    if (needsServers)
+      stack = await startLocalStack({
+        root: path.join(dataDir, 'test'),
+        persistent: false,
+        oldMajor: parsePostgresMajor(process.env.TEST_OLD_PG_MAJOR, 15, 'TEST_OLD_PG_MAJOR'),
+        newMajor: parsePostgresMajor(process.env.TEST_NEW_PG_MAJOR, 17, 'TEST_NEW_PG_MAJOR'),
+        postgresSettings: {
+          fsync: 'off',
+          synchronous_commit: 'off',
+          full_page_writes: 'off',
+          max_connections: '300',
+        },
+        // Continue-as-new is suggested after a few hundred events instead of thousands, so the
+        // tests cross it (in partitions, under load, across kills) rather than only the benchmark.
+        temporalDynamicConfig: { 'limit.historyCount.suggestContinueAsNew': TEST_SUGGEST_CONTINUE_AS_NEW },
+        log: (message) => logger.info(message),
+      });
     logger.info(
-      `servers ready in ${((Date.now() - started) / 1000).toFixed(1)} s; running ${files.length} test files`,
+      stack === undefined
+        ? `running ${files.length} test files, no server needed`
+        : `servers ready in ${((Date.now() - started) / 1000).toFixed(1)} s; running ${files.length} test files`,
     );
     if (interrupted) return 130;
     const env = {
       ...process.env,
-      ...stack.env,
-      TEMPORAL_CLI: stack.cli.path,
-      TEST_OLD_PG_MAJOR: String(stack.old.major),
-      TEST_NEW_PG_MAJOR: String(stack.new.major),
+      ...stack?.env,
+      ...(stack !== undefined && {
+        TEMPORAL_CLI: stack.cli.path,
+        TEST_OLD_PG_MAJOR: String(stack.old.major),
+        TEST_NEW_PG_MAJOR: String(stack.new.major),
+      }),
       MIGRATE_IGNORE_DEV_STACK: '1',
     };
     // The timeout only guards against a hang; no test measures time.
@@ -109,7 +118,9 @@ async function main(): Promise<number> {
     return interrupted ? 130 : code;
   } finally {
     await stack?.stop();
-    logger.info(`servers stopped; whole run took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    logger.info(
+      `${stack === undefined ? 'no servers to stop' : 'servers stopped'}; whole run took ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
     // The runner's totals again, last, after the servers' shutdown lines.
     if (summary !== undefined) process.stdout.write(`${summary}\n`);
   }

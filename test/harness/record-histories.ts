@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run histories:record`: runs each workflow once on a throwaway local stack and saves every run
-// of its history under test/histories/, for the replay test. Run it when a workflow changes on
-// purpose. Continue-as-new is made to come early here, so the saved runs include it.
+// of its history under test/histories/<today>/, a new released shape for the replay test; earlier
+// folders stay (see workflow-histories.ts). Run it when a workflow changes on purpose, its change
+// behind `patched()`. Continue-as-new is made to come early here, so the saved runs include it.
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
@@ -147,15 +148,19 @@ async function main(): Promise<void> {
     );
     await pools.end();
 
-    mkdirSync(historiesDir, { recursive: true });
-    for (const file of readdirSync(historiesDir)) rmSync(path.join(historiesDir, file));
+    const release = path.join(
+      historiesDir,
+      process.env.HISTORIES_RELEASE ?? new Date().toISOString().slice(0, 10),
+    );
+    mkdirSync(release, { recursive: true });
+    for (const file of readdirSync(release)) rmSync(path.join(release, file));
     for (const workflowId of workflowIds) {
       const runs = [];
       for await (const run of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) runs.push(run);
       runs.sort((a, b) => a.startTime.getTime() - b.startTime.getTime());
       for (const [index, run] of runs.entries()) {
         const history = await client.workflow.getHandle(workflowId, run.runId).fetchHistory();
-        const file = path.join(historiesDir, historyFileName(workflowId, index + 1));
+        const file = path.join(release, historyFileName(workflowId, index + 1));
         writeFileSync(file, `${JSON.stringify(JSON.parse(historyToJSON(history)), null, 1)}\n`);
         logger.info(`saved ${file} (${history.events?.length ?? 0} events)`);
       }

@@ -1,4 +1,8 @@
-// Saved workflow histories for replay tests: where they live and how to read them.
+// Saved workflow histories for replay tests: where they live and how to read them. Each folder of
+// test/histories holds the histories of one released shape of the workflows (recorded by
+// `npm run histories:record`, named for the day); none is ever re-recorded or removed, so a change
+// that would break a migration started under an earlier release fails the replay test: such a change
+// goes behind `patched()`.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { HistoryAndWorkflowId } from '@temporalio/client';
@@ -23,12 +27,20 @@ function workflowIdOf(file: string): string {
     .replace(/~/g, '/');
 }
 
-export function savedHistories(): HistoryAndWorkflowId[] {
-  return readdirSync(historiesDir)
-    .filter((file) => file.endsWith('.json'))
+/** Every saved history of every released shape, with the shape (its folder) it was recorded under. */
+export function savedHistories(): Array<HistoryAndWorkflowId & { release: string }> {
+  return readdirSync(historiesDir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => entry.name)
     .sort()
-    .map((file) => ({
-      workflowId: workflowIdOf(file),
-      history: historyFromJSON(JSON.parse(readFileSync(path.join(historiesDir, file), 'utf8'))),
-    }));
+    .flatMap((release) =>
+      readdirSync(path.join(historiesDir, release))
+        .filter((file) => file.endsWith('.json'))
+        .sort()
+        .map((file) => ({
+          release,
+          workflowId: workflowIdOf(file),
+          history: historyFromJSON(JSON.parse(readFileSync(path.join(historiesDir, release, file), 'utf8'))),
+        })),
+    );
 }
