@@ -9,7 +9,8 @@ import { ensureHelperSchema, HELPER_SCHEMA } from '../../db/helper-schema';
 import type { TableRef } from '../../model/tables';
 import { quoteTable } from '../../db/sql';
 import { compareTables } from '../../db/verifier';
-import type { MigrationRouter } from '../../router';
+import type pg from 'pg';
+import { RouterError, type MigrationRouter } from '../../router';
 import { routingBucket } from '../../router/stage-plan';
 import type { RouterStats } from '../../model/gate-stats';
 import { createActivities } from '../../activities';
@@ -94,6 +95,29 @@ describe('router: a drop-in for pg.Pool', () => {
     assert.equal((await rowOn('old', 101))?.status, 'off');
     assert.equal(await rowOn('new', 101), undefined, 'off writes old only');
     await assert.rejects(router.query('SELEC 1'), /syntax error/);
+    // A database error of the application's own statement reaches it as pg raised it, read or write.
+    const asRaised = (code: string, hint?: RegExp) => (err: pg.DatabaseError) => {
+      assert.ok(!(err instanceof RouterError), 'not wrapped by the router');
+      assert.equal(err.code, code, err.message);
+      if (hint !== undefined) assert.match(err.hint ?? '', hint);
+      return true;
+    };
+    await assert.rejects(
+      router.query('SELECT no_such_function(1)'),
+      asRaised('42883', /No function matches/),
+    );
+    await assert.rejects(router.query(`UPDATE ${name} SET id = 'x' WHERE id = 1`), asRaised('22P02'));
+    const client = await router.connect();
+    try {
+      await assert.rejects(
+        new Promise((resolve, reject) =>
+          client.query('SELECT no_such_function(1)', (err, result) => (err ? reject(err) : resolve(result))),
+        ),
+        asRaised('42883', /No function matches/),
+      );
+    } finally {
+      client.release();
+    }
     // The sides equal again for the next stage (as the backfill would leave them).
     await pools.old.query(`DELETE FROM ${name} WHERE id = 101`);
     assert.ok((events.acquire ?? 0) > 0 && (events.release ?? 0) > 0, 'pool events are passed on');

@@ -1,0 +1,85 @@
+// The router's settings: what an application passes to createRouter, the check they pass before the
+// router opens a connection, and what they say about each side (for messages).
+import type pg from 'pg';
+import type { Registry } from 'prom-client';
+import type { SyncHooks } from '../db/sync';
+import type { Logger } from '../db/logger';
+import type { StageWatcherOptions } from '../db/stage-store';
+import type { ConnectionName } from '../model/connections';
+import type { CircuitBreakerOptions } from './circuit-breaker';
+import type { DiscrepancyQueueOptions, DiscrepancySink, TemporalClientLike } from './discrepancy-queue';
+import { RouterError } from './errors';
+import type { WrittenKeys } from './mirror';
+import type { ShadowOptions } from './shadow';
+
+export interface RouterOptions {
+  /** The migration whose stage this router follows. */
+  migration: string;
+  old: pg.PoolConfig;
+  new: pg.PoolConfig;
+  /** Unique per process; shown by `migrate routers` (default host-pid-random). */
+  routerId?: string;
+  logger?: Logger;
+  /** Register the metrics here (one router per registry) instead of in the router's own registry. */
+  registry?: Registry;
+  /**
+   * Where discrepancies go: the migration's reconciliation workflow, through the application's
+   * Temporal client (`workflowId` defaults to the one the migration workflow runs).
+   */
+  reconciliation?: { client: TemporalClientLike; workflowId?: string } | DiscrepancySink;
+  /** How long a request waits for its mirror, in ms (default 250). */
+  mirrorTimeoutMs?: number;
+  /** Connections per side the mirrors use (default 4). */
+  mirrorPoolSize?: number;
+  /** How long a write waits for the write switch's fence to lift before it fails, in ms (default 30000). */
+  fenceWaitMs?: number;
+  circuitBreaker?: CircuitBreakerOptions;
+  shadow?: ShadowOptions;
+  discrepancies?: DiscrepancyQueueOptions;
+  stageWatcher?: Omit<StageWatcherOptions, 'routerId'>;
+  /** For tests only: pauses at the points where a crash or a race does harm. */
+  testHooks?: {
+    /** After the authoritative commit of a dual write, before its mirror. */
+    afterAuthoritativeCommit?: (written: WrittenKeys) => Promise<void>;
+    /** Inside a mirror, after it read the rows from the authoritative side, before it applies them. */
+    afterMirrorRead?: SyncHooks['afterRowsRead'];
+  };
+}
+
+export const SIDES: readonly ConnectionName[] = ['old', 'new'];
+
+/** Throws a RouterError (BAD_OPTIONS) for settings the router cannot work with. */
+export function checkRouterOptions(options: RouterOptions): void {
+  if (typeof options.migration !== 'string' || options.migration === '') {
+    throw new RouterError(
+      'BAD_OPTIONS',
+      'createRouter: `migration` must name the migration whose stage the router follows',
+    );
+  }
+  for (const side of SIDES) {
+    if (options[side] === null || typeof options[side] !== 'object') {
+      throw new RouterError(
+        'BAD_OPTIONS',
+        `createRouter: \`${side}\` must be the pg.Pool settings of the ${side} database`,
+      );
+    }
+  }
+}
+
+/** Where a side's settings point (host:port), and as whom to which database, for messages. */
+export function describeSide(config: pg.PoolConfig): { where: string; user: string; database: string } {
+  if (config.connectionString !== undefined) {
+    const url = new URL(config.connectionString);
+    const user = decodeURIComponent(url.username);
+    return {
+      where: `${url.hostname}:${url.port || '5432'}`,
+      user,
+      database: decodeURIComponent(url.pathname.slice(1)) || user,
+    };
+  }
+  return {
+    where: `${config.host ?? 'localhost'}:${config.port ?? 5432}`,
+    user: config.user ?? '',
+    database: config.database ?? config.user ?? '',
+  };
+}
