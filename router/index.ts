@@ -1,7 +1,7 @@
-// The router's public surface: what an application imports.
+// The router's public surface (`pg-live-migrate/router`): what an application imports. It loads no
+// Temporal code and no OpenFeature SDK (that provider is `pg-live-migrate/openfeature`, openfeature.ts).
 export { createRouter, MigrationRouter, RouterClient } from './router';
 export type { RouteContext, RouterOptions, RouterQueryConfig } from './router';
 export { classifyStatement } from '../db/classify';
-export { StageFlagProvider } from './openfeature-provider';
 export { STAGES, type Stage, type StageState } from '../model/stages';
 export type { DiscrepancySink } from './discrepancy-queue';
