@@ -10,7 +10,7 @@ import { MESSAGE, type ReconciliationStatus } from '../model/messages';
 
 const WORKFLOW_TYPE = 'reconciliationWorkflow';
 
-interface Direction {
+export interface Direction {
   from: ConnectionName;
   to: ConnectionName;
 }

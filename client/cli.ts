@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// `migrate`: the operator's command line. Each command is a thin layer over the client helpers;
-// errors are one line without a stack trace (add --debug for one) and never show a password.
+// `migrate` (installed: `pg-live-migrate`, through bin.ts): the operator's command line. Each command
+// is a thin layer over the client helpers; errors are one line without a stack trace (add --debug for
+// one) and never show a password.
 import { Command } from 'commander';
 import { OperatorError } from '../model/errors';
 import { loadMigrationConfig, loadSiteConfig } from '../config/load';
@@ -193,7 +194,7 @@ export function buildProgram(): Command {
   return program;
 }
 
-async function main(): Promise<void> {
+export async function main(): Promise<void> {
   const program = buildProgram();
   try {
     await program.parseAsync(process.argv);

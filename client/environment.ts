@@ -1,6 +1,6 @@
 // The environment a CLI command resolves connections from: the process environment, filled in by
 // the dev stack running from this checkout when the operator has not set those variables.
-import { readRunningStack } from '../provision/local-stack';
+import { readRunningStack } from '../provision/running-stack';
 
 export interface CommandEnvironment {
   env: NodeJS.ProcessEnv;

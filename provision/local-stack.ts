@@ -1,10 +1,10 @@
 // The embedded default: a Temporal dev server and two real PostgreSQL clusters ("old" and "new"),
 // started together and stopped together. The dev stack, the demo and the test run all use it.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { dataDir } from './project-paths';
 import { isPortFree, refuseTakenPort } from './ports';
+import { writePrivateJson } from './running-stack';
 import { startEmbeddedCluster, type EmbeddedCluster, type PostgresMajor } from './postgres';
 import { findOrInstallTemporalCli, type TemporalCli } from './temporal-cli';
 import {
@@ -51,17 +51,6 @@ interface SavedState {
   newPort: number;
 }
 
-/** What a running dev stack publishes for `migrate` commands started in another terminal. */
-export interface RunningStackFile {
-  pid: number;
-  env: Record<string, string>;
-  uiUrl?: string;
-}
-
-/** The dev stack's folder; MIGRATE_STACK_DIR moves it (the tests run a second stack beside yours). */
-export const devStackRoot = process.env.MIGRATE_STACK_DIR ?? path.join(dataDir, 'stack');
-const RUNNING_FILE = 'running.json';
-
 async function choosePort(saved: number | undefined): Promise<number | undefined> {
   return saved !== undefined && (await isPortFree(saved)) ? saved : undefined;
 }
@@ -72,11 +61,6 @@ function readState(file: string): Partial<SavedState> {
   } catch {
     return {};
   }
-}
-
-function writePrivateJson(file: string, value: unknown): void {
-  writeFileSync(file, JSON.stringify(value, null, 2), { mode: 0o600 });
-  chmodSync(file, 0o600);
 }
 
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
@@ -176,31 +160,5 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   } catch (err) {
     await stopAll();
     throw err;
-  }
-}
-
-export function publishRunningStack(root: string, stack: LocalStack): void {
-  const file: RunningStackFile = {
-    pid: process.pid,
-    env: stack.env,
-    ...(stack.temporal.uiUrl !== undefined && { uiUrl: stack.temporal.uiUrl }),
-  };
-  writePrivateJson(path.join(root, RUNNING_FILE), file);
-}
-
-export function unpublishRunningStack(root: string): void {
-  rmSync(path.join(root, RUNNING_FILE), { force: true });
-}
-
-/** The environment of the dev stack running from this checkout, if one is running. */
-export function readRunningStack(root = devStackRoot): RunningStackFile | undefined {
-  const file = path.join(root, RUNNING_FILE);
-  if (!existsSync(file)) return undefined;
-  try {
-    const running = JSON.parse(readFileSync(file, 'utf8')) as RunningStackFile;
-    process.kill(running.pid, 0);
-    return running;
-  } catch {
-    return undefined;
   }
 }

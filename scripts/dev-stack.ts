@@ -7,13 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { OperatorError } from '../model/errors';
 import { redactSecrets, displayUrl } from '../model/redact';
-import {
-  devStackRoot,
-  publishRunningStack,
-  startLocalStack,
-  unpublishRunningStack,
-  type LocalStack,
-} from '../provision/local-stack';
+import { startLocalStack, type LocalStack } from '../provision/local-stack';
+import { devStackRoot, publishRunningStack, unpublishRunningStack } from '../provision/running-stack';
 import { APPLICATION_ROLE, parsePostgresMajor } from '../provision/postgres';
 import { createLogger } from '../db/logger';
 import { installRuntime } from '../worker/runtime';

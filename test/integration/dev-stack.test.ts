@@ -7,7 +7,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
-import type { RunningStackFile } from '../../provision/local-stack';
+import type { RunningStackFile } from '../../provision/running-stack';
 import { dataDir } from '../../provision/project-paths';
 import { freePort, isPortFree } from '../../provision/ports';
 import { runCli } from '../harness/cli';
