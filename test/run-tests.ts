@@ -96,10 +96,19 @@ async function main(): Promise<number> {
       }),
       MIGRATE_IGNORE_DEV_STACK: '1',
     };
-    // The timeout only guards against a hang; no test measures time.
+    // The timeout only guards against a hang; no test measures time. Integration tests share the
+    // servers and run one file at a time; without them two files run at once (the workflow tests'
+    // files each start their own time-skipping server).
+    const concurrency = stack === undefined ? 2 : 1;
     const runner = spawn(
       process.execPath,
-      ['--test', '--test-concurrency=1', '--test-timeout=600000', '--test-reporter=spec', ...files],
+      [
+        '--test',
+        `--test-concurrency=${concurrency}`,
+        '--test-timeout=600000',
+        '--test-reporter=spec',
+        ...files,
+      ],
       {
         env,
         stdio: ['ignore', 'pipe', 'inherit'],

@@ -32,7 +32,11 @@ import {
   stopSignal,
   syncTroubleSignal,
 } from './messages';
-import type { DiscrepancyBatch, ReconciliationStatus } from '../model/messages';
+import {
+  idleReconciliationStatus,
+  type DiscrepancyBatch,
+  type ReconciliationStatus,
+} from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE } from './search-attributes';
 
 export interface ReconciliationInput {
@@ -135,20 +139,7 @@ export async function reconciliationWorkflow(input: ReconciliationInput): Promis
   const batchSize = input.batchSize ?? 500;
   const holdAfter = input.holdAfterAttempts ?? 3;
   const queue = new DiscrepancyQueue(input.resume?.queued);
-  const status: ReconciliationStatus = input.resume?.status ?? {
-    runs: 0,
-    backlog: 0,
-    changeLogBacklog: 0,
-    queuedDiscrepancyKeys: 0,
-    lagSeconds: 0,
-    entriesApplied: 0,
-    keysSynced: 0,
-    rowsUpserted: 0,
-    rowsDeleted: 0,
-    lastDrainAt: null,
-    stopping: false,
-    failing: [],
-  };
+  const status: ReconciliationStatus = input.resume?.status ?? idleReconciliationStatus();
   status.runs += 1;
   let retryNow = false;
   let toldHolding = JSON.stringify(status.failing.filter((f) => f.holds).map((f) => f.table));

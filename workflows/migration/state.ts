@@ -1,0 +1,276 @@
+// The migration workflow's state, in one object the request handlers, the step runner and the main
+// loop share (the shape of samples-typescript's safe-message-handlers): what it reports (status),
+// what it carries across continue-as-new (memory), the operator's requests waiting for the main loop,
+// and the trouble its own workflows reported. Handlers only record; the main loop acts.
+import {
+  getExternalWorkflowHandle,
+  log,
+  setCurrentDetails,
+  upsertSearchAttributes,
+  type ChildWorkflowHandle,
+} from '@temporalio/workflow';
+import type { BenchmarkQuery } from '../../model/query-benchmark';
+import type { RouterStats } from '../../model/gate-stats';
+import type { ServerBinding } from '../../model/servers';
+import type { TableRef } from '../../model/tables';
+import type {
+  MigrationHold,
+  MigrationPhase,
+  MigrationStatus,
+  RollbackResult,
+  SyncFailure,
+} from '../../model/messages';
+import { reconciliationWorkflowId } from '../../model/ids';
+import {
+  planSteps,
+  stepLabel,
+  type ApprovalPoint,
+  type GateLimits,
+  type StagePosition,
+} from '../../model/migration-plan';
+import type { backfillTableWorkflow, BackfillTableInput } from '../backfill';
+import { retrySyncSignal, type pauseSignal, type resumeSignal } from '../messages';
+import { MIGRATION_NAME, MIGRATION_PHASE } from '../search-attributes';
+import { bindServers } from './activities';
+
+export interface MigrationSettings {
+  /** Percentages of reads served by new in `live`, rising, ending with 100. */
+  readSteps: number[];
+  /** How long each step from shadow on runs before its gates are read, in ms. */
+  stepSoakMs: number;
+  /** How long old stays read-only and reverse-synced after `complete`, in ms. */
+  completionSoakMs: number;
+  /** What a failed gate does in `live`: hold there, or step back one read step and hold. */
+  onGateFailure: 'hold' | 'step-back';
+  /** Stages entered only after an operator approves. Retiring always needs approval. */
+  approvals: ApprovalPoint[];
+  gates: GateLimits;
+  /** How long routers get to acknowledge the write fence, in ms. */
+  fenceTimeoutMs: number;
+  verification: { chunkSize: number; partitions: number; settleMs: number; inFlightWaitMs?: number };
+  queryBenchmark: { queries: BenchmarkQuery[]; topStatements: number; runs: number };
+}
+
+export interface MigrationInput {
+  name: string;
+  /** Each table's backfill, as built from the config (config/migration-input.ts). */
+  tables: BackfillTableInput[];
+  settings: MigrationSettings;
+  /** Carried across continue-as-new. */
+  resume?: MigrationMemory;
+}
+
+/** What the workflow remembers beyond the status it reports. */
+export interface MigrationMemory {
+  status: MigrationStatus;
+  prepared: boolean;
+  /** The current step's own work and gates are done; the migration may go on. */
+  stepPassed: boolean;
+  /** The step an operator approved entering. */
+  approvedStep: number | null;
+  /** Router counters at the start of the current soak window. */
+  baseline: Record<string, RouterStats> | null;
+  verificationRounds: number;
+  /** The servers the migration was prepared on (server-identity.ts); every activity checks them. */
+  servers: ServerBinding | null;
+  /** Tables the migration created on new, whose indexes and foreign keys come after the backfill. */
+  createdTables: TableRef[];
+  createdTablesCompleted: boolean;
+  /** Reconciliation's failures the operator approved going on with (by table). */
+  syncFailuresApproved: string[];
+}
+
+/** A rollback or an abort an operator asked for, waiting for the main loop; `ticket` keys its answer. */
+export interface RollbackRequest {
+  target: number;
+  by: string;
+  ticket: number;
+}
+export interface AbortRequest {
+  by: string;
+  ticket: number;
+}
+export type RequestAnswer = { ok: true; value: RollbackResult } | { ok: false; reason: string };
+
+/** A backfill partition that cannot go on for a cause only an operator can mend. */
+export interface BackfillTrouble {
+  table: string;
+  message: string;
+  code: string | null;
+}
+
+const MAX_EVENTS = 30;
+
+export function tableName(input: BackfillTableInput): string {
+  return `${input.table.schema}.${input.table.table}`;
+}
+
+/** What a migration starts from (the first run; later runs are given what the one before carried). */
+export function initialMemory(input: MigrationInput): MigrationMemory {
+  const steps = planSteps(input.settings.readSteps);
+  return {
+    status: {
+      name: input.name,
+      phase: 'preparing',
+      step: stepLabel(steps[0]!),
+      stage: 'off',
+      readPercent: 0,
+      position: 0,
+      steps: steps.map(stepLabel),
+      paused: false,
+      held: null,
+      tables: input.tables.map((table) => ({
+        table: tableName(table),
+        estimatedRows: 0,
+        rowsCopied: 0,
+        backfillDone: false,
+        verification: null,
+      })),
+      verifiedClean: null,
+      lastGate: null,
+      queryBenchmark: null,
+      switches: [],
+      rollbacks: [],
+      soakUntil: null,
+      events: [],
+      warnings: [],
+      syncFailures: [],
+      error: null,
+      runs: 0,
+    },
+    prepared: false,
+    stepPassed: false,
+    approvedStep: null,
+    baseline: null,
+    verificationRounds: 0,
+    servers: null,
+    createdTables: [],
+    createdTablesCompleted: false,
+    syncFailuresApproved: [],
+  };
+}
+
+export class MigrationState {
+  readonly name: string;
+  readonly settings: MigrationSettings;
+  readonly steps: StagePosition[];
+  /** The position of `switched`: from there on new holds write authority. */
+  readonly switchedAt: number;
+  readonly last: number;
+  readonly memory: MigrationMemory;
+  readonly status: MigrationStatus;
+  readonly reconciliationId: string;
+  readonly tables: TableRef[];
+
+  // ---- The operator's requests, answered by the main loop. ----
+  approvals = 0;
+  resumes = 0;
+  pendingRollback: RollbackRequest | null = null;
+  pendingAbort: AbortRequest | null = null;
+  private tickets = 0;
+  readonly answers = new Map<number, RequestAnswer>();
+
+  // ---- The migration's own workflows. ----
+  readonly backfills = new Map<string, ChildWorkflowHandle<typeof backfillTableWorkflow>>();
+  /** The backfill runs on when a rollback interrupts the wait for it; going forward waits again. */
+  backfilling: Promise<void> | undefined;
+  backfillTrouble: BackfillTrouble | null = null;
+
+  private shownPhase = '';
+
+  constructor(readonly input: MigrationInput) {
+    this.name = input.name;
+    this.settings = input.settings;
+    this.steps = planSteps(input.settings.readSteps);
+    this.switchedAt = this.steps.findIndex((step) => step.stage === 'switched');
+    this.last = this.steps.length - 1;
+    this.memory = input.resume ?? initialMemory(input);
+    this.status = this.memory.status;
+    this.status.runs += 1;
+    this.reconciliationId = reconciliationWorkflowId(input.name);
+    this.tables = input.tables.map((table) => table.table);
+  }
+
+  nextTicket(): number {
+    return ++this.tickets;
+  }
+
+  note(text: string): void {
+    const events = this.status.events;
+    events.push({ at: Date.now(), text });
+    if (events.length > MAX_EVENTS) events.splice(0, events.length - MAX_EVENTS);
+    log.info(text);
+  }
+
+  /** The Web UI lists migrations by name and `phase:step`; upserted only when it changes. */
+  setPhase(phase: MigrationPhase): void {
+    const status = this.status;
+    status.phase = phase;
+    if (this.shownPhase !== `${phase}:${status.step}`) {
+      this.shownPhase = `${phase}:${status.step}`;
+      upsertSearchAttributes([
+        { key: MIGRATION_NAME, value: this.name },
+        { key: MIGRATION_PHASE, value: this.shownPhase },
+      ]);
+    }
+    setCurrentDetails(
+      `${this.name}: ${status.step}, ${phase}${status.paused && phase !== 'paused' ? ' (paused)' : ''}${status.held ? ` — held: ${status.held.reason}` : ''}`,
+    );
+  }
+
+  hold(kind: MigrationHold['kind'], reason: string, cause?: MigrationHold['cause']): void {
+    this.status.held = { kind, reason, since: Date.now(), ...(cause !== undefined && { cause }) };
+    this.note(`held: ${reason}`);
+    this.setPhase('held');
+  }
+
+  /** Records arriving at `position`: its own work and gates are still to do. */
+  arrive(position: number): void {
+    const step = this.steps[position]!;
+    const status = this.status;
+    status.position = position;
+    status.step = stepLabel(step);
+    status.stage = step.stage;
+    status.readPercent = step.readPercent;
+    this.memory.stepPassed = false;
+    this.memory.baseline = null;
+  }
+
+  /** An operator asked for a rollback or an abort. */
+  interrupted(): boolean {
+    return this.pendingRollback !== null || this.pendingAbort !== null;
+  }
+
+  closed(): boolean {
+    return ['retiring', 'retired', 'aborting', 'aborted'].includes(this.status.phase);
+  }
+
+  /** Reconciliation failures that hold the migration (those the operator approved going on with aside). */
+  syncHolds(): SyncFailure[] {
+    return this.status.syncFailures.filter(
+      (failure) => !this.memory.syncFailuresApproved.includes(failure.table),
+    );
+  }
+
+  /** Trouble the migration's own workflows reported that has not held it yet. */
+  troubled(): boolean {
+    return this.backfillTrouble !== null || (this.status.held === null && this.syncHolds().length > 0);
+  }
+
+  tellBackfills(signal: typeof pauseSignal | typeof resumeSignal): void {
+    for (const child of this.backfills.values()) void child.signal(signal).catch(() => undefined);
+  }
+
+  /** Asks reconciliation to try its failing tables now; it tells again what still fails. */
+  retrySync(): void {
+    this.status.syncFailures = [];
+    void getExternalWorkflowHandle(this.reconciliationId)
+      .signal(retrySyncSignal)
+      .catch(() => undefined);
+  }
+
+  /** The servers the migration is bound to: recorded when it first prepares (or aborts before that). */
+  async bound(): Promise<ServerBinding> {
+    return (this.memory.servers ??= await bindServers({ migration: this.name }));
+  }
+}
