@@ -11,6 +11,7 @@ import { createCopier, type CopierHooks } from './copier';
 import { createFlags } from './flags';
 import { createGuards } from './write-guard';
 import { createHelperRemoval } from './helper-removal';
+import { withHeartbeats } from './heartbeats';
 import type { TableRef } from '../model/tables';
 import { createKeyRanges } from './key-ranges';
 import type { ConnectionPools } from '../db/pools';
@@ -85,7 +86,7 @@ function atTheBoundary<T extends object>(identities: ServerIdentities, activitie
           }
           await identities.verify(input.servers);
         }
-        return await activity(input);
+        return await withHeartbeats(() => activity(input));
       } catch (err) {
         if (!(err instanceof MigrationFault)) throw err;
         throw ApplicationFailure.create({

@@ -138,6 +138,7 @@ const OPERATOR_CAUSES = ['SchemaChanged', 'WrongServers', 'MigrationRefused'];
 const { setMigrationStage, readGateFigures, ensureReconciliation, reconciliationStatus, bindServers } =
   proxyActivities<Activities>({
     startToCloseTimeout: '1 minute',
+    heartbeatTimeout: '15 seconds',
     retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
   });
 const {
@@ -150,21 +151,23 @@ const {
   removeMigrationHelpers,
 } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '15 seconds',
   // A refusal (hazard 10) is not retried: the activity marks it so.
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 const { completeTargetTables } = proxyActivities<Activities>({
   startToCloseTimeout: '24 hours',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 const { benchmarkQueries } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 3 },
 });
 const { stopReconciliation } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 
