@@ -6,7 +6,6 @@
 // userinfo.
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
@@ -16,6 +15,7 @@ import { resolveConnection } from '../../config/connections';
 import { describeDatabaseError } from '../../db/database-errors';
 import { createLogger } from '../../db/logger';
 import { redactError, redactSecrets } from '../../model/redact';
+import { freePort } from '../../provision/ports';
 import { createRouter, RouterError } from '../../router';
 import { runCli } from '../harness/cli';
 import { servers } from '../harness/servers';
@@ -51,14 +51,6 @@ async function thrown(work: () => unknown): Promise<unknown> {
     return err;
   }
   assert.fail('it did not throw');
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** The test run's old server, as its user with the canary as a (wrong) password. */
@@ -117,7 +109,7 @@ describe('no password in any error', () => {
       assert.match(err.message, /`old.connectionString` is not a URL/);
       assertNoCanary(`createRouter with ${url.replace(CANARY, '<canary>')}`, err);
     }
-    const refused = `postgres://app:${CANARY}@127.0.0.1:${await closedPort()}/shop`;
+    const refused = `postgres://app:${CANARY}@127.0.0.1:${await freePort()}/shop`;
     const wrong = [
       refused,
       withWrongPassword(servers.oldUrl, 'userinfo'),
@@ -192,7 +184,7 @@ describe('no password in any error', () => {
     for (const [oldUrl, newUrl] of [
       [MALFORMED[0]!, MALFORMED[2]!],
       [withWrongPassword(servers.oldUrl, 'userinfo'), withWrongPassword(servers.newUrl, 'query')],
-      [MALFORMED[1]!, `postgres://app:${CANARY}@127.0.0.1:${await closedPort()}/shop`],
+      [MALFORMED[1]!, `postgres://app:${CANARY}@127.0.0.1:${await freePort()}/shop`],
     ]) {
       const env = { ...base, OLD_DATABASE_URL: oldUrl, NEW_DATABASE_URL: newUrl };
       runs.push({ what: 'doctor', ...(await runCli(['doctor'], env)) });

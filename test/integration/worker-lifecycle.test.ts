@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
+import { freePort } from '../../provision/ports';
 import { waitUntil } from '../harness/wait';
 import { startWorkerProcess, type WorkerProcess } from '../harness/worker-process';
 
@@ -48,10 +49,7 @@ describe('worker process lifecycle', () => {
   });
 
   it('a Temporal that refuses: one line naming it, exit code 1', async () => {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const port = await freePort();
     const worker = startWorkerProcess(`lifecycle-refused-${port}`, { TEMPORAL_ADDRESS: `127.0.0.1:${port}` });
     workers.push(worker);
     assert.equal(await exitOf(worker), 1);
