@@ -168,7 +168,7 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
     } catch (err) {
       if (isTransient(err)) throw err;
       await registry.forSync(sides);
-      throw asActivityFailure(err, input.table, input.target);
+      throw asActivityFailure(err, input.table, input.target, input.range);
     }
   }
 

@@ -4,13 +4,16 @@
 // fails at once, naming both, instead of running the migration against the wrong databases. The
 // few that do not touch a database's data are listed in NO_DATA; the compiler checks that every
 // other activity takes the binding.
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { createAuthoritySwitch } from './authority-switch';
 import { createCapture } from './capture';
 import { createCopier, type CopierHooks } from './copier';
 import { createFlags } from './flags';
 import { createGuards } from './write-guard';
 import { createHelperRemoval } from './helper-removal';
+import { withHeartbeats } from './heartbeats';
+import { lastingFault } from './failures';
+import { redactError, redactSecrets } from '../model/redact';
 import type { TableRef } from '../model/tables';
 import { createKeyRanges } from './key-ranges';
 import type { ConnectionPools } from '../db/pools';
@@ -85,12 +88,16 @@ function atTheBoundary<T extends object>(identities: ServerIdentities, activitie
           }
           await identities.verify(input.servers);
         }
-        return await activity(input);
-      } catch (err) {
-        if (!(err instanceof MigrationFault)) throw err;
+        return await withHeartbeats(() => activity(input));
+      } catch (caught) {
+        // A database error retrying cannot heal leaves as the fault it is, not to be retried for ever.
+        const err = lastingFault(caught, name) ?? caught;
+        if (!(err instanceof MigrationFault)) {
+          throw err instanceof TemporalFailure ? err : redactError(err);
+        }
         throw ApplicationFailure.create({
           type: err.type,
-          message: err.message,
+          message: redactSecrets(err.message),
           nonRetryable: true,
           ...(err.details !== undefined && { details: [err.details] }),
         });

@@ -17,6 +17,7 @@ import {
   DEFAULT_PARTITIONS,
   DEFAULT_THROTTLE,
 } from '../model/throttle-settings';
+import { hasQueryPassword } from '../model/redact';
 
 const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const IDENTIFIER = '[A-Za-z_][A-Za-z0-9_$]*';
@@ -51,7 +52,7 @@ export const connectionSpecSchema = z
         });
         return;
       }
-      if (parsed.password !== '') {
+      if (parsed.password !== '' || hasQueryPassword(parsed)) {
         ctx.addIssue({
           code: 'custom',
           path: ['url'],

@@ -9,6 +9,8 @@ import { dataDir } from './project-paths';
 /** What a running dev stack publishes for `migrate` commands started in another terminal. */
 export interface RunningStackFile {
   pid: number;
+  /** The stack's current worker process (it is restarted when it dies). */
+  workerPid?: number;
   env: Record<string, string>;
   uiUrl?: string;
 }
@@ -26,9 +28,11 @@ export function writePrivateJson(file: string, value: unknown): void {
 export function publishRunningStack(
   root: string,
   stack: { env: Record<string, string>; temporal: { uiUrl?: string } },
+  workerPid?: number,
 ): void {
   const file: RunningStackFile = {
     pid: process.pid,
+    ...(workerPid !== undefined && { workerPid }),
     env: stack.env,
     ...(stack.temporal.uiUrl !== undefined && { uiUrl: stack.temporal.uiUrl }),
   };

@@ -44,7 +44,12 @@ export const TEMPORAL_UI_ROLE = 'Temporal Web UI';
 
 /** A guard against a hang, not a measurement: the dev server normally starts in a second or two. */
 const STARTUP_LIMIT_MS = 120_000;
-const STOP_GRACE_MS = 20_000;
+/**
+ * How long a server with a SQLite file gets to stop on SIGTERM before it is killed. It commits every
+ * write before answering it, so a kill loses nothing; waiting longer (it may wait for pollers that
+ * are gone) only keeps the operator waiting.
+ */
+const STOP_GRACE_MS = 5_000;
 /** How often a port we picked (never a requested one) is picked again after losing it to a race. */
 const ATTEMPTS = 3;
 

@@ -2,6 +2,8 @@
 // error of the application's own statement is never one of these: it reaches the application as
 // pg raised it (its code, message and hint unchanged).
 
+import { redactError, redactSecrets } from '../model/redact';
+
 /**
  * - `BAD_OPTIONS`: createRouter was given settings it cannot work with.
  * - `BAD_QUERY`: `query` was called with neither SQL text nor a query config with `text`.
@@ -18,6 +20,11 @@ export class RouterError extends Error {
     message: string,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    // Never a password: not in the message, and not in the cause (Node's and pg's errors may carry
+    // the connection string in a field of their own).
+    super(
+      redactSecrets(message),
+      options?.cause === undefined ? undefined : { cause: redactError(options.cause) },
+    );
   }
 }

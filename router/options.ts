@@ -63,18 +63,55 @@ export function checkRouterOptions(options: RouterOptions): void {
         `createRouter: \`${side}\` must be the pg.Pool settings of the ${side} database`,
       );
     }
+    const { connectionString } = options[side];
+    if (
+      connectionString !== undefined &&
+      looksLikeUrl(connectionString) &&
+      parseUrl(connectionString) === undefined
+    ) {
+      // Never the string itself: it holds the password (and Node's own error keeps it whole).
+      throw new RouterError(
+        'BAD_OPTIONS',
+        `createRouter: \`${side}.connectionString\` is not a URL such as postgres://user:password@host:5432/db (check its host, port and that special characters in the password are percent-encoded)`,
+      );
+    }
+  }
+}
+
+/**
+ * The URL, or undefined when `text` is not a valid one; never throws (Node's error would carry the
+ * text whole). pg's other forms (a socket path) pass.
+ */
+function parseUrl(text: unknown): URL | undefined {
+  if (typeof text !== 'string') return undefined;
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function looksLikeUrl(text: unknown): boolean {
+  return typeof text !== 'string' || /^[a-z][a-z0-9+.-]*:/i.test(text);
+}
+
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
   }
 }
 
 /** Where a side's settings point (host:port), and as whom to which database, for messages. */
 export function describeSide(config: pg.PoolConfig): { where: string; user: string; database: string } {
-  if (config.connectionString !== undefined) {
-    const url = new URL(config.connectionString);
-    const user = decodeURIComponent(url.username);
+  const url = config.connectionString === undefined ? undefined : parseUrl(config.connectionString);
+  if (url !== undefined) {
+    const user = decoded(url.username);
     return {
       where: `${url.hostname}:${url.port || '5432'}`,
       user,
-      database: decodeURIComponent(url.pathname.slice(1)) || user,
+      database: decoded(url.pathname.slice(1)) || user,
     };
   }
   return {

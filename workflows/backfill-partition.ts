@@ -79,7 +79,7 @@ const LOOKAHEAD_PER_SLOT = 8;
 
 const { findChunkBounds } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: '15 seconds',
   retry: { maximumInterval: '30 seconds' },
 });
 const { copyChunks } = proxyActivities<Activities>({
@@ -145,10 +145,10 @@ export async function backfillPartitionWorkflow(
   /** Chunk batches that failed for good, copied again first once the operator resumes. */
   const retry: KeyRange[][] = [];
 
-  async function nextChunks(): Promise<KeyRange[]> {
+  async function nextChunks(size: number): Promise<KeyRange[]> {
     const batch: KeyRange[] = [];
     try {
-      while (batch.length < input.chunksPerActivity) {
+      while (batch.length < size) {
         const range = await nextChunk();
         if (range === null) break;
         batch.push(range);
@@ -243,11 +243,14 @@ export async function backfillPartitionWorkflow(
       continue;
     }
     await condition(() => !progress.paused);
-    await gate.beforeChunk(input.chunkSize * input.chunksPerActivity, () => progress.paused);
+    // Under a row limit a batch is about a second of it (a smaller burst); a failed batch goes again whole.
+    const size = retry[0]?.length ?? gate.chunksPerBatch(input.chunkSize, input.chunksPerActivity);
+    const taken = input.chunkSize * size;
+    await gate.beforeChunk(taken, () => progress.paused);
     if (progress.paused) continue;
     let ranges: KeyRange[];
     try {
-      ranges = retry.shift() ?? (await nextChunks());
+      ranges = retry.shift() ?? (await nextChunks(size));
     } catch (err) {
       failure = err instanceof Error ? err : new Error(String(err));
       continue;
@@ -266,11 +269,17 @@ export async function backfillPartitionWorkflow(
       table: input.table,
       ranges: batch,
       ...(input.predicate !== undefined && { predicate: input.predicate }),
-    }).then(record, (err: unknown) => {
-      retry.push(batch);
-      progress.chunksDispatched -= batch.length;
-      failure ??= err instanceof Error ? err : new Error(String(err));
-    });
+    }).then(
+      (result) => {
+        gate.afterBatch(taken, result.rowsRead);
+        record(result);
+      },
+      (err: unknown) => {
+        retry.push(batch);
+        progress.chunksDispatched -= batch.length;
+        failure ??= err instanceof Error ? err : new Error(String(err));
+      },
+    );
     const tracked = copying.finally(() => {
       inFlight.delete(tracked);
       progress.chunksInFlight = inFlight.size;

@@ -6,6 +6,7 @@
 // partitions.
 import {
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -63,6 +64,7 @@ export interface BackfillTableResult {
 
 const { bindServers, prepareTables, installChangeCapture, planPartitions } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '15 seconds',
   retry: { maximumInterval: '30 seconds' },
 });
 
@@ -78,7 +80,8 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     finished: { rowsCopied: 0, chunksDone: 0 },
   };
   const running = new Map<string, ChildWorkflowHandle<typeof backfillPartitionWorkflow>>();
-  // The table's row rate is shared evenly by the partitions of the pass being copied.
+  // The table's row rate is shared evenly by the partitions of the pass still copying: one that
+  // finishes hands its share to the others, so together they keep to the limit, not below it.
   let partitionsInPass = 1;
   const share = () =>
     progress.maxRowsPerSecond === null ? null : progress.maxRowsPerSecond / partitionsInPass;
@@ -188,6 +191,15 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
       children.map(async (child) => {
         const result: BackfillPartitionResult = await child.result();
         running.delete(child.workflowId);
+        partitionsInPass = Math.max(1, partitionsInPass - 1);
+        if (
+          progress.maxRowsPerSecond !== null &&
+          running.size > 0 &&
+          patched('row-limit-shared-by-running-partitions')
+        ) {
+          const perPartition = share();
+          tell((other) => other.signal(throttleSignal, { maxRowsPerSecond: perPartition }));
+        }
         const entry = progress.partitions.find((p) => p.workflowId === child.workflowId);
         if (entry !== undefined) entry.done = true;
         progress.finished.rowsCopied += result.rowsCopied;

@@ -61,11 +61,12 @@ export type ReconciliationResult = ReconciliationStatus;
 /** Whole batches: a table that fails for good comes back as a failure, not a retry (syncer.ts). */
 const { drainChangeLog, syncKeys } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
 });
 const { bindServers } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
 });
 

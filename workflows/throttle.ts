@@ -1,23 +1,46 @@
 // The backfill's brake, in workflow code (deterministic: workflow time and durable timers). Before
-// each chunk: wait while the source is hurting (the throttler activity says why), then wait as long
-// as the row rate limit requires. Every wait is recorded with its reason.
-import { log, proxyActivities, sleep } from '@temporalio/workflow';
+// each batch of chunks: wait while the source is hurting (the throttler activity says why), then
+// while the row limit's token bucket (model/token-bucket.ts) is in debt. The bucket holds at most one
+// second's worth of rows, so a stall (an outage, a restart, a pause) earns no burst afterwards.
+// Every wait is recorded with its reason.
+import { condition, log, patched, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ConnectionName } from '../model/connections';
 import { DEFAULT_THROTTLE, type ThrottleSettings } from '../model/throttle-settings';
+import {
+  bucketCapacity,
+  chunksPerBatch,
+  fullBucket,
+  refund,
+  takeBatch,
+  waitBeforeBatch,
+  type TokenBucket,
+} from '../model/token-bucket';
 
 const { checkSourceHealth } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
+  heartbeatTimeout: '15 seconds',
   retry: { maximumInterval: '10 seconds' },
 });
+
+/**
+ * Runs started before the token bucket keep the limit they started with (an average since the run
+ * began, in whole activities): their histories replay unchanged.
+ */
+const TOKEN_BUCKET = 'row-limit-token-bucket';
 
 export class ThrottleGate {
   private readonly settings: typeof DEFAULT_THROTTLE;
   private lastCheck = Number.NEGATIVE_INFINITY;
-  private rateWindowStart = Date.now();
-  private rowsInRateWindow = 0;
+  /** The row limit's bucket (model/token-bucket.ts), on workflow time; null without a limit. */
+  private bucket: TokenBucket | null;
   /** Rows per second this partition may copy (its share of the table's limit); null = unlimited. */
   private rowsPerSecond: number | null;
+  /** Bumped by every change of the limit, so a wait for the old one ends at once. */
+  private rateVersion = 0;
+  /** The limit before the token bucket (runs started before it): rows since the window's start. */
+  private legacyWindowStart = Date.now();
+  private legacyRows = 0;
   waitingFor: string | null = null;
   readonly throttled: Record<string, number>;
 
@@ -28,7 +51,8 @@ export class ThrottleGate {
     throttled: Record<string, number> = {},
   ) {
     this.settings = { ...DEFAULT_THROTTLE, ...settings };
-    this.rowsPerSecond = rowsPerSecond;
+    this.rowsPerSecond = limited(rowsPerSecond);
+    this.bucket = this.rowsPerSecond === null ? null : fullBucket(this.rowsPerSecond, Date.now());
     this.throttled = throttled;
   }
 
@@ -37,12 +61,27 @@ export class ThrottleGate {
   }
 
   setRate(rowsPerSecond: number | null): void {
-    this.rowsPerSecond = rowsPerSecond;
-    this.rateWindowStart = Date.now();
-    this.rowsInRateWindow = 0;
+    const rate = limited(rowsPerSecond);
+    this.rowsPerSecond = rate;
+    this.rateVersion += 1;
+    this.legacyWindowStart = Date.now();
+    this.legacyRows = 0;
+    // What was taken stays owed; credit is capped at the new rate's capacity.
+    this.bucket =
+      rate === null
+        ? null
+        : this.bucket === null
+          ? fullBucket(rate, Date.now())
+          : { level: Math.min(this.bucket.level, bucketCapacity(rate)), at: this.bucket.at };
   }
 
-  /** Waits until a chunk of about `rows` rows may start. `stopWaiting` ends the wait early (pause). */
+  /** Chunks the next activity takes: about a second of the limit, so a batch bursts little. */
+  chunksPerBatch(chunkSize: number, chunksPerActivity: number): number {
+    if (this.rowsPerSecond === null || !patched(TOKEN_BUCKET)) return chunksPerActivity;
+    return chunksPerBatch(this.rowsPerSecond, chunkSize, chunksPerActivity);
+  }
+
+  /** Waits until a batch of about `rows` rows may start. `stopWaiting` ends the wait early (pause). */
   async beforeChunk(rows: number, stopWaiting: () => boolean): Promise<void> {
     for (;;) {
       if (stopWaiting()) return;
@@ -57,17 +96,44 @@ export class ThrottleGate {
       }
       break;
     }
-    const rate = this.rowsPerSecond;
-    if (rate !== null && rate > 0) {
-      const allowed = ((Date.now() - this.rateWindowStart) / 1000) * rate;
-      const excess = this.rowsInRateWindow + rows - allowed;
-      if (excess > 0) {
-        this.record('rate', `row rate limit ${rate} rows/s`);
-        await sleep(Math.ceil((excess / rate) * 1000));
+    if (this.rowsPerSecond !== null && !patched(TOKEN_BUCKET)) {
+      await this.legacyRateWait(this.rowsPerSecond, rows);
+      this.waitingFor = null;
+      return;
+    }
+    for (;;) {
+      const rate = this.rowsPerSecond;
+      if (rate === null || this.bucket === null) break;
+      const wait = waitBeforeBatch(this.bucket, rate, Date.now());
+      if (wait === 0) {
+        this.bucket = takeBatch(this.bucket, rate, rows, Date.now());
+        break;
+      }
+      this.record('rate', `row rate limit ${rate} rows/s`);
+      const version = this.rateVersion;
+      // A pause or a new limit ends the wait at once.
+      if (await condition(() => stopWaiting() || this.rateVersion !== version, wait)) {
+        if (stopWaiting()) return;
       }
     }
-    this.rowsInRateWindow += rows;
     this.waitingFor = null;
+  }
+
+  /** A batch took `taken` rows from the bucket and read `read`: the difference goes back. */
+  afterBatch(taken: number, read: number): void {
+    if (this.bucket !== null && this.rowsPerSecond !== null && read < taken) {
+      this.bucket = refund(this.bucket, this.rowsPerSecond, taken - read);
+    }
+  }
+
+  private async legacyRateWait(rate: number, rows: number): Promise<void> {
+    const allowed = ((Date.now() - this.legacyWindowStart) / 1000) * rate;
+    const excess = this.legacyRows + rows - allowed;
+    if (excess > 0) {
+      this.record('rate', `row rate limit ${rate} rows/s`);
+      await sleep(Math.ceil((excess / rate) * 1000));
+    }
+    this.legacyRows += rows;
   }
 
   private record(kind: string, reason: string): void {
@@ -75,4 +141,8 @@ export class ThrottleGate {
     this.waitingFor = reason;
     this.throttled[kind] = (this.throttled[kind] ?? 0) + 1;
   }
+}
+
+function limited(rowsPerSecond: number | null): number | null {
+  return rowsPerSecond !== null && rowsPerSecond > 0 ? rowsPerSecond : null;
 }

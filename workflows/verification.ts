@@ -57,11 +57,13 @@ interface PartitionCursor {
 
 const { planPartitions, bindServers } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
+  // Heartbeated while it runs (activities/heartbeats.ts): a dead worker's plan is retried in seconds.
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 const { verifyRange } = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '2 minutes',
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 

@@ -14,3 +14,8 @@ export async function waitFor<T>(
   }
   throw new Error(`gave up waiting for ${what}; last seen ${JSON.stringify(last)}`);
 }
+
+/** waitFor for a condition this process can see at once (a child's exit, a line in its output). */
+export function waitUntil(what: string, check: () => boolean, attempts = 1200): Promise<boolean> {
+  return waitFor(what, () => Promise.resolve(check()), Boolean, attempts);
+}

@@ -1,6 +1,7 @@
 // `npm run stack`: Temporal dev server with the Web UI, both databases and a worker come up; the Web
 // UI answers over HTTP; doctor finds the running stack by itself; Ctrl-C (SIGINT) stops everything;
-// a second run reuses the data of the first.
+// a second run reuses the data of the first. A worker that dies is restarted while the servers stay;
+// Ctrl-C in a terminal (SIGINT to the whole process group) stops the worker before the servers.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { dataDir } from '../../provision/project-paths';
 import { freePort, isPortFree } from '../../provision/ports';
 import { runCli } from '../harness/cli';
 import { servers } from '../harness/servers';
+import { waitFor, waitUntil } from '../harness/wait';
 
 const stackScript = path.join(__dirname, '..', '..', 'scripts', 'dev-stack.js');
 const stackDir = path.join(dataDir, 'test', 'dev-stack');
@@ -43,8 +45,13 @@ function stackEnv(ports: { temporal: number; ui: number }): NodeJS.ProcessEnv {
   return env;
 }
 
-function startStack(env: NodeJS.ProcessEnv): Promise<RunningStack> {
-  const child = spawn(process.execPath, [stackScript], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+function startStack(env: NodeJS.ProcessEnv, ownGroup = false): Promise<RunningStack> {
+  // ownGroup: a process group of its own, as a terminal's foreground job, so Ctrl-C can be sent to it.
+  const child = spawn(process.execPath, [stackScript], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: ownGroup,
+  });
   let output = '';
   const collect = (chunk: Buffer) => (output += chunk.toString());
   child.stdout?.on('data', collect);
@@ -75,7 +82,8 @@ function startStack(env: NodeJS.ProcessEnv): Promise<RunningStack> {
 
 function stopStack(stack: RunningStack, signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
   return new Promise((resolve) => {
-    if (stack.child.exitCode !== null) return resolve(stack.child.exitCode);
+    if (stack.child.exitCode !== null || stack.child.signalCode !== null)
+      return resolve(stack.child.exitCode);
     stack.child.once('exit', (code) => resolve(code));
     stack.child.kill(signal);
   });
@@ -126,5 +134,68 @@ describe('dev stack', () => {
     await again.end();
     assert.deepEqual(rows, [{ id: 42 }]);
     assert.equal(await stopStack(second, 'SIGTERM'), 0);
+  });
+
+  it('a killed worker is restarted and the servers stay; Ctrl-C stops the worker before the servers', async () => {
+    const env = stackEnv({ temporal: await freePort(), ui: await freePort() });
+    const stack = await startStack(env, true);
+    started.push(stack);
+    const runningFile = () =>
+      JSON.parse(readFileSync(path.join(stackDir, 'running.json'), 'utf8')) as RunningStackFile;
+    const firstWorker = stack.running.workerPid;
+    assert.ok(firstWorker !== undefined, 'the stack publishes its worker');
+    await waitUntil('the worker to run', () =>
+      /Worker state changed.*RUNNING|"state":"RUNNING"/.test(stack.output()),
+    );
+
+    process.kill(firstWorker, 'SIGKILL');
+    const restarted = await waitFor(
+      'a new worker',
+      () => Promise.resolve(runningFile().workerPid),
+      (pid) => pid !== undefined && pid !== firstWorker,
+    );
+    assert.match(
+      stack.output(),
+      /the worker \(pid \d+\) exited \(SIGKILL\); Temporal and both databases keep running/,
+    );
+    assert.equal(stack.child.exitCode, null, 'the stack runs on');
+    const doctor = await runCli(['doctor'], env);
+    assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
+    await waitUntil(
+      'the new worker to run',
+      () =>
+        stack
+          .output()
+          .split('\n')
+          .filter((line) => /"state":"RUNNING"/.test(line)).length >= 2,
+    );
+
+    // Ctrl-C in a terminal: SIGINT to every process of the foreground group at once.
+    const oldDb = new pg.Client({ connectionString: stack.running.env.OLD_DATABASE_URL });
+    let oldLostAt: number | undefined;
+    oldDb.on('error', () => (oldLostAt ??= Date.now()));
+    oldDb.on('end', () => (oldLostAt ??= Date.now()));
+    await oldDb.connect();
+    const exited = new Promise<number | null>((resolve) => stack.child.once('exit', (code) => resolve(code)));
+    process.kill(-stack.child.pid!, 'SIGINT');
+    assert.equal(await exited, 0);
+    await waitUntil('the old connection to end', () => oldLostAt !== undefined);
+    const lines = stack
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { time: number; msg: string; pid: number });
+    const at = (text: RegExp, pid?: number) =>
+      lines.find((line) => text.test(line.msg) && (pid === undefined || line.pid === pid))?.time;
+    const workerStopped = at(/^worker stopped$/, restarted);
+    const serversStopping = at(/^(old|new|temporal): stopped$/);
+    assert.ok(workerStopped !== undefined, `the worker drained and stopped: ${stack.output().slice(-2000)}`);
+    assert.ok(
+      serversStopping !== undefined && serversStopping >= workerStopped,
+      'servers stop after the worker',
+    );
+    assert.ok(oldLostAt! >= workerStopped, 'old served until the worker had stopped');
+    assert.equal(await isPortFree(Number(env.TEMPORAL_PORT)), true, 'Temporal stopped');
+    assert.throws(() => process.kill(restarted!, 0), 'worker gone');
   });
 });
