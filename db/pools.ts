@@ -11,6 +11,18 @@ import type { ConnectionName, ResolvedConnection } from '../model/connections';
 export const SESSION_OPTIONS =
   '-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3';
 
+/**
+ * A pg.Pool whose idle clients may lose their server (a restart, an administrator's termination,
+ * the servers stopping at the end of a run) without crashing the process: pg emits such a loss as
+ * an `error` event on the pool, which kills a process that does not listen for it. The next query
+ * reconnects; a query under way still fails in its caller.
+ */
+export function toleratingPool(config: pg.PoolConfig): pg.Pool {
+  const pool = new pg.Pool(config);
+  pool.on('error', () => undefined);
+  return pool;
+}
+
 /** Pools by connection name: what the syncer and the table shapes need, in a worker or a router. */
 export interface NamedPools {
   get(name: ConnectionName): pg.Pool;
@@ -29,15 +41,12 @@ export class ConnectionPools implements NamedPools {
   get(name: ConnectionName): pg.Pool {
     let pool = this.pools.get(name);
     if (pool === undefined) {
-      pool = new pg.Pool({
+      pool = toleratingPool({
         connectionString: this.connections[name].connectionString,
         max: this.poolSize,
         application_name: `pg-live-migrate ${name}`,
         options: SESSION_OPTIONS,
       });
-      // An idle client that loses its server must not crash the worker; the next query reconnects.
-      pool.on('error', () => undefined);
-
       this.pools.set(name, pool);
     }
     return pool;

@@ -45,7 +45,7 @@
 // Both servers and the worker share this machine's CPUs: compare ratios, not absolute figures.
 import path from 'node:path';
 import { Client } from '@temporalio/client';
-import pg from 'pg';
+import { toleratingPool } from '../db/pools';
 import type { TableRef } from '../model/tables';
 import { quoteTable } from '../db/sql';
 import { OperatorError } from '../model/errors';
@@ -134,7 +134,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function seedSource(bench: Bench): Promise<SourceDescription> {
   const { rows } = bench.options;
   const url = bench.stack.old.url;
-  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  const pool = toleratingPool({ connectionString: url, max: 1 });
   try {
     await pool.query(sampleTableDdl(TABLE));
     const started = performance.now();

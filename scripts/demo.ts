@@ -10,8 +10,7 @@
 // DEMO_ROWS sets the table size (default 20000).
 import path from 'node:path';
 import { Client } from '@temporalio/client';
-import pg from 'pg';
-import { ConnectionPools } from '../db/pools';
+import { ConnectionPools, toleratingPool } from '../db/pools';
 import { compareTables } from '../db/verifier';
 import { MigrationControl, startMigration } from '../client/migrations';
 import { resolveConnections } from '../config/connections';
@@ -94,7 +93,7 @@ async function main(): Promise<number> {
       const load = { writers: 1, maxId: rows * 3, pauseMs: 5 };
       loads.push(...routers.map((router, i) => startWriteLoad(router, table, { ...load, seed: i + 1 })));
       // The cron job: the same load, straight on old, as the application's role (not the migration's).
-      const cronPool = new pg.Pool({ connectionString: stack.old.appUrl, max: 2 });
+      const cronPool = toleratingPool({ connectionString: stack.old.appUrl, max: 2 });
       closers.push(() => cronPool.end());
       const cron = startWriteLoad(cronPool, table, { ...load, seed: 9 });
       loads.push(cron);

@@ -31,7 +31,7 @@ import type { MigrationStatus } from '../model/messages';
 import { wholeNumber } from './benchmark/options';
 import { percentile } from './benchmark/write-load';
 import { formatCount, formatTable } from './benchmark/report';
-import pg from 'pg';
+import { toleratingPool } from '../db/pools';
 
 const log = createLogger({ name: 'bench-migration' });
 const TABLE = { schema: 'public', table: 'orders' };
@@ -118,8 +118,8 @@ async function main(): Promise<number> {
     });
     const env = { ...process.env, ...stack.env };
     const admin = {
-      old: new pg.Pool({ connectionString: stack.env.OLD_DATABASE_URL, max: 2 }),
-      new: new pg.Pool({ connectionString: stack.env.NEW_DATABASE_URL, max: 2 }),
+      old: toleratingPool({ connectionString: stack.env.OLD_DATABASE_URL, max: 2 }),
+      new: toleratingPool({ connectionString: stack.env.NEW_DATABASE_URL, max: 2 }),
     };
     await admin.old.query(sampleTableDdl(TABLE));
     await admin.new.query(sampleTableDdl(TABLE));
