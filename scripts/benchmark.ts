@@ -90,6 +90,7 @@ import {
   type MethodOutcome,
   type SourceDescription,
 } from './benchmark/report';
+import { writeBenchResults } from './benchmark/results';
 import { WriteLoad, type LoadResult } from './benchmark/write-load';
 
 const logger = createLogger({ name: 'bench' });
@@ -309,7 +310,28 @@ async function runThroughput(bench: Bench, source: SourceDescription): Promise<n
         `verification/backfill ${(verificationRate / (rowsPerSecond(backfill) ?? Infinity)).toFixed(2)} (goal: 1.00 or more)\n`,
     );
   }
-  process.stdout.write('\n');
+  const rate = (method: string) => {
+    const outcome = outcomes.find((o) => o.method === method);
+    return outcome === undefined ? undefined : rowsPerSecond(outcome);
+  };
+  const written = writeBenchResults('backfill-throughput', {
+    source,
+    methods: outcomes.map((outcome) => ({ ...outcome, rowsPerSecond: rowsPerSecond(outcome) ?? null })),
+    ratios: {
+      backfillOverCopy: ratioOf(rate('backfill'), rate('copy')),
+      backfillOverPgcopydb: ratioOf(rate('backfill'), rate('pgcopydb')),
+    },
+    verification:
+      bench.verification === undefined
+        ? null
+        : {
+            rows: bench.verification.report.rowsFrom,
+            seconds: bench.verification.seconds,
+            differences: bench.verification.report.differences,
+          },
+    history: history ?? null,
+  });
+  process.stdout.write(`figures: ${written}\n\n`);
   return outcomes.some((outcome) => outcome.verified === false || outcome.failed !== undefined) ? 1 : 0;
 }
 
@@ -381,8 +403,28 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
   const verified = await verifyCopy(bench, 'backfill', targetUrl);
   backfill.verified = verified;
   const history = await backfillHistory(bench);
-  process.stdout.write(`\n${loadReport(source, bench.options.load, load.phases, backfill, history)}\n\n`);
+  process.stdout.write(`\n${loadReport(source, bench.options.load, load.phases, backfill, history)}\n`);
+  const idle = load.phases.idle;
+  const during = load.phases.backfill;
+  const written = writeBenchResults('backfill-under-load', {
+    source,
+    load: bench.options.load,
+    phases: load.phases,
+    ratios: {
+      p50DuringOverBefore: ratioOf(during?.p50Ms, idle?.p50Ms),
+      p99DuringOverBefore: ratioOf(during?.p99Ms, idle?.p99Ms),
+      writesPerSecondDuringOverBefore: ratioOf(during?.perSecond, idle?.perSecond),
+    },
+    backfill: { ...backfill, rowsPerSecond: rowsPerSecond(backfill) ?? null },
+    history: history ?? null,
+  });
+  process.stdout.write(`figures: ${written}\n\n`);
   return verified ? 0 : 1;
+}
+
+/** a / b, or null when either is unknown. */
+function ratioOf(a: number | undefined, b: number | undefined): number | null {
+  return a === undefined || b === undefined || b === 0 ? null : a / b;
 }
 
 /** Aborted by SIGINT/SIGTERM: pgcopydb and the write load end, the stack stops, the exit code is 130. */

@@ -31,6 +31,7 @@ import type { MigrationStatus } from '../model/messages';
 import { wholeNumber } from './benchmark/options';
 import { percentile } from './benchmark/write-load';
 import { formatCount, formatTable } from './benchmark/report';
+import { writeBenchResults } from './benchmark/results';
 import { toleratingPool } from '../db/pools';
 
 const log = createLogger({ name: 'bench-migration' });
@@ -149,7 +150,7 @@ async function main(): Promise<number> {
     const marks: Array<{ at: number; label: string }> = [];
     let status: MigrationStatus | undefined;
     const load = startLoad(routers, writesPerSecond, rows);
-    let report = '';
+    let report: ReturnType<typeof formatReport> | undefined;
     try {
       report = await worker.runUntil(
         (async () => {
@@ -214,7 +215,9 @@ async function main(): Promise<number> {
       await admin.old.end();
       await admin.new.end();
     }
-    process.stdout.write(report);
+    if (report === undefined) throw new Error('the migration ended without a report');
+    process.stdout.write(report.text);
+    process.stdout.write(`figures: ${writeBenchResults('migration', report.figures)}\n`);
     return 0;
   } finally {
     await stack?.stop();
@@ -226,9 +229,23 @@ function formatReport(
   samples: WriteSample[],
   marks: Array<{ at: number; label: string }>,
   run: { rows: number; writesPerSecond: number; backfillSeconds: number; equal: boolean },
-): string {
+): { text: string; figures: MigrationBenchFigures } {
   const lines: string[] = [];
   const table = status.tables[0]!;
+  const figuresOut: MigrationBenchFigures = {
+    rows: run.rows,
+    writesPerSecondAsked: run.writesPerSecond,
+    newEqualsOld: run.equal,
+    phases: [],
+    writeSwitch: null,
+    backfill: {
+      rows: table.rowsCopied,
+      seconds: run.backfillSeconds,
+      rowsPerSecond: table.rowsCopied / run.backfillSeconds,
+    },
+    verification: null,
+    queries: status.queryBenchmark?.queries ?? [],
+  };
   lines.push('');
   lines.push(
     `Migration of ${formatCount(run.rows)} rows (PostgreSQL 15 → 17, fsync on), ${run.writesPerSecond} writes/s asked through 2 routers; new equals old at the end: ${run.equal ? 'yes' : 'NO'}`,
@@ -241,6 +258,13 @@ function formatReport(
       ['phase', 's', 'writes/s', 'failed', 'p50 ms', 'p99 ms', 'max ms', 'p50 vs off', 'p99 vs off'],
       phases.map((phase) => {
         const figures = summarize(samples, phase.at, phase.to);
+        figuresOut.phases.push({
+          phase: phase.label,
+          seconds: (phase.to - phase.at) / 1000,
+          ...figures,
+          p50OverOff: figures.p50 / peer.p50,
+          p99OverOff: figures.p99 / peer.p99,
+        });
         return [
           phase.label,
           fixed((phase.to - phase.at) / 1000, 1),
@@ -261,6 +285,13 @@ function formatReport(
     const fenceFrom = forward.at - forward.fencedMs;
     const met = samples.filter((s) => s.startedAt <= forward.at && s.startedAt + s.ms >= fenceFrom);
     const longest = Math.max(...met.map((s) => s.ms));
+    figuresOut.writeSwitch = {
+      fencedMs: forward.fencedMs,
+      changesDrained: forward.changesDrained,
+      writesMet: met.length,
+      longestWriteMs: longest,
+      stepsMs: forward.stepsMs ?? {},
+    };
     lines.push(
       `Write switch: fence up ${forward.fencedMs} ms (workflow time), ${forward.changesDrained} changes drained; ${met.length} writes met it, the longest took ${fixed(longest)} ms (goal: at most 250 ms; ${longest <= 250 ? 'met' : 'NOT met'}).`,
     );
@@ -273,6 +304,11 @@ function formatReport(
   const verification = table.verification;
   const backfillRate = table.rowsCopied / run.backfillSeconds;
   if (verification !== null && verification.rowsPerSecond !== null) {
+    figuresOut.verification = {
+      rows: verification.rowsFrom,
+      rowsPerSecond: verification.rowsPerSecond,
+      overBackfill: verification.rowsPerSecond / backfillRate,
+    };
     lines.push(
       `Backfill: ${formatCount(table.rowsCopied)} rows in ${fixed(run.backfillSeconds, 1)} s = ${formatCount(backfillRate)} rows/s. Verification: ${formatCount(verification.rowsFrom)} rows at ${formatCount(verification.rowsPerSecond)} rows/s = ${fixed(verification.rowsPerSecond / backfillRate)}× the backfill (goal: at least 1×).`,
     );
@@ -293,7 +329,27 @@ function formatReport(
     ),
   );
   lines.push('');
-  return `${lines.join('\n')}\n`;
+  return { text: `${lines.join('\n')}\n`, figures: figuresOut };
+}
+
+/** What bench:migration writes to .data/bench-results/ (besides the text it prints). */
+interface MigrationBenchFigures {
+  rows: number;
+  writesPerSecondAsked: number;
+  newEqualsOld: boolean;
+  phases: Array<
+    { phase: string; seconds: number; p50OverOff: number; p99OverOff: number } & ReturnType<typeof summarize>
+  >;
+  writeSwitch: {
+    fencedMs: number;
+    changesDrained: number;
+    writesMet: number;
+    longestWriteMs: number;
+    stepsMs: Record<string, number>;
+  } | null;
+  backfill: { rows: number; seconds: number; rowsPerSecond: number };
+  verification: { rows: number; rowsPerSecond: number; overBackfill: number } | null;
+  queries: NonNullable<MigrationStatus['queryBenchmark']>['queries'];
 }
 
 main().then(

@@ -34,6 +34,7 @@ import { createLogger } from '../db/logger';
 import { wholeNumber } from './benchmark/options';
 import { percentile } from './benchmark/write-load';
 import { formatTable } from './benchmark/report';
+import { writeBenchResults } from './benchmark/results';
 
 const log = createLogger({ name: 'bench-router' });
 const TABLE: TableRef = { schema: 'public', table: 'orders' };
@@ -195,6 +196,17 @@ async function main(): Promise<number> {
         `shadow reads compared: ${(await router.metrics.count('shadow', 'match')) + (await router.metrics.count('shadow', 'mismatch'))}\n` +
         'The "live 50%" direct figure is old; half of the router\'s reads there ran on new.\n',
     );
+    const written = writeBenchResults('router', {
+      operations: ops,
+      rows,
+      results: results.map((row) => ({
+        ...row,
+        ratioP50: row.router.p50 / row.direct.p50,
+        ratioP99: row.router.p99 / row.direct.p99,
+      })),
+      mirrors: { mirrored, skippedWhileNewDown: skipped },
+    });
+    process.stdout.write(`figures: ${written}\n`);
     return 0;
   } finally {
     await router?.end();
