@@ -12,6 +12,8 @@ import {
   type ApproveResult,
   type RollbackResult,
   type MigrationStatus,
+  type ThrottleRequest,
+  type ThrottleResult,
 } from '../model/messages';
 
 /** Stop starting new chunks (chunks in flight finish); takes effect at once. */
@@ -72,3 +74,6 @@ export const rollbackUpdate = defineUpdate<RollbackResult, [{ to: string; by?: s
 export const abortUpdate = defineUpdate<{ abortedAt: string }, [{ by?: string }]>(MESSAGE.abort);
 
 export const migrationStatusQuery = defineQuery<MigrationStatus>(MESSAGE.migrationStatus);
+
+/** Sets the row limit of every table's backfill, running or still to come; null lifts it. */
+export const throttleUpdate = defineUpdate<ThrottleResult, [ThrottleRequest]>(MESSAGE.setThrottle);
