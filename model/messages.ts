@@ -28,7 +28,19 @@ export const MESSAGE = {
   abort: 'abort',
   migrationStatus: 'migrationStatus',
   setThrottle: 'setThrottle',
+  partitionCopied: 'partitionCopied',
 } as const;
+
+/** How often, at most, a partition tells its table and the Web UI how far it got, in ms. */
+export const PROGRESS_REPORT_MS = 5000;
+
+/** What a partition tells its table while copying (at most every PROGRESS_REPORT_MS). */
+export interface PartitionReport {
+  workflowId: string;
+  rowsCopied: number;
+  chunksDone: number;
+  waitingFor: string | null;
+}
 
 export interface PartitionProgress {
   workflowId: string;

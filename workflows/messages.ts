@@ -14,6 +14,7 @@ import {
   type MigrationStatus,
   type ThrottleRequest,
   type ThrottleResult,
+  type PartitionReport,
 } from '../model/messages';
 
 /** Stop starting new chunks (chunks in flight finish); takes effect at once. */
@@ -27,6 +28,9 @@ export const throttleSignal = defineSignal<[{ maxRowsPerSecond: number | null }]
 export const backfillProgressQuery = defineQuery<BackfillProgress>(MESSAGE.backfillProgress);
 
 export const partitionProgressQuery = defineQuery<PartitionProgress>(MESSAGE.partitionProgress);
+
+/** A partition's rows so far, to its table workflow, at most every PROGRESS_REPORT_MS (bounded). */
+export const partitionCopiedSignal = defineSignal<[PartitionReport]>(MESSAGE.partitionCopied);
 
 export const discrepancySignal = defineSignal<[DiscrepancyBatch]>(MESSAGE.discrepancy);
 

@@ -16,7 +16,7 @@ import { parseMigrationConfig } from '../../config/load';
 import { migrationWorkflowId } from '../../model/ids';
 import { projectRoot } from '../../provision/project-paths';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
-import { MIGRATION_STAGE, MIGRATION_STEP } from '../../workflows/search-attributes';
+import { MIGRATION_ROWS_COPIED, MIGRATION_STAGE, MIGRATION_STEP } from '../../workflows/search-attributes';
 import { startRunningWorker } from '../harness/backfill';
 import { runCli } from '../harness/cli';
 import { waitForMigration } from '../harness/migration';
@@ -93,6 +93,31 @@ describe("the operator's view of a running migration", () => {
     );
     assert.equal(parsed.tables[0]!.backfillDone, false);
     assert.ok(parsed.tables[0]!.backfill !== null && parsed.tables[0]!.backfill.etaSeconds !== null);
+
+    // The Web UI's view of the table's backfill, while it copies: rows copied and current details.
+    const backfill = worker.client.workflow.getHandle(
+      `${migrationWorkflowId(name)}/backfill-public.accounts`,
+    );
+    const seen = await waitFor(
+      'the backfill to show its rows and rate to the Web UI',
+      async () => {
+        const description = await backfill.describe();
+        const metadata = await backfill.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+        return {
+          rows: description.typedSearchAttributes.get(MIGRATION_ROWS_COPIED) ?? 0,
+          details: metadata.currentDetails ?? '',
+          running: description.status.name === 'RUNNING',
+        };
+      },
+      (ui) => !ui.running || (ui.rows > 0 && /rows\/s/.test(ui.details)),
+    );
+    assert.ok(seen.running, 'seen while the backfill still copies');
+    assert.ok(seen.rows < rows, `rows copied ${seen.rows} while copying`);
+    assert.match(
+      seen.details,
+      /^public\.accounts: \d+ of ~\d+ rows \(\d+%\), \d+ rows\/s, ETA \d+ s; copying/,
+    );
+    console.log(`Web UI while copying: MigrationRowsCopied ${seen.rows}; details "${seen.details}"`);
 
     // The figures behind the latency (printed, not asserted).
     const timed = async <T>(read: () => Promise<T>) => {
