@@ -58,12 +58,18 @@ export async function startMigration(
       `migration ${config.name} has already ended${status !== undefined ? ` (${status.phase})` : ''}; give a new migration a new name`,
     );
   }
+  const input = migrationInputFor(config);
   await client.workflow.start(migrationWorkflow, {
     workflowId,
     taskQueue,
-    args: [migrationInputFor(config)],
+    args: [input],
     workflowIdConflictPolicy: 'USE_EXISTING',
     typedSearchAttributes: [{ key: MIGRATION_NAME, value: config.name }],
+    // The Web UI's Summary and Details: what this migration moves, fixed for its life.
+    staticSummary: `migration ${config.name}: ${config.tables.length} table${config.tables.length === 1 ? '' : 's'} from old to new`,
+    staticDetails: `tables: ${input.tables
+      .map((table) => `${table.table.schema}.${table.table.table}`)
+      .join(', ')}; follow it with \`migrate status ${config.name} --watch\``,
   });
   return { workflowId, started: true };
 }

@@ -211,5 +211,10 @@ describe("the operator's view of a running migration", () => {
     const description = await handle.describe();
     assert.equal(description.typedSearchAttributes.get(MIGRATION_STAGE), 'dual_write');
     assert.equal(description.typedSearchAttributes.get(MIGRATION_STEP), 'dual_write');
+    assert.equal(await description.staticSummary(), `migration ${name}: 1 table from old to new`);
+    assert.match(
+      (await description.staticDetails()) ?? '',
+      /^tables: public\.accounts; follow it with `migrate status /,
+    );
   });
 });
