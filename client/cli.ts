@@ -2,6 +2,8 @@
 // `migrate` (installed: `pg-live-migrate`, through bin.ts): the operator's command line. Each command
 // is a thin layer over the client helpers; errors are one line without a stack trace (add --debug for
 // one) and never show a password.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
 import { OperatorError } from '../model/errors';
 import { loadMigrationConfig, loadSiteConfig } from '../config/load';
@@ -10,9 +12,37 @@ import { resolveTemporalSettings } from '../config/temporal';
 import { redactSecrets } from '../model/redact';
 import { runDoctor } from './doctor';
 import { commandEnvironment } from './environment';
+import { formatMigrationList, listMigrations } from './migration-list';
 import { formatMigrationStatus, MigrationControl, startMigration } from './migrations';
 import { formatRouterReport, readRouterReport } from './routers';
 import { connectClient } from './temporal-connection';
+import { watch } from './watch';
+
+/** The package's version, from its package.json (two folders up from dist/client/). */
+function packageVersion(): string {
+  const file = path.join(__dirname, '..', '..', 'package.json');
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
+/** `--rows-per-second`: a whole number of rows per second, or `off`. */
+function rowLimit(value: string): number | null {
+  if (value === 'off') return null;
+  if (!/^\d+$/.test(value) || Number(value) < 1) {
+    throw new OperatorError(
+      `--rows-per-second takes a whole number of rows per second above 0, or off (got ${value})`,
+    );
+  }
+  return Number(value);
+}
+
+/** `--interval`: seconds between reports, at least 0.2. */
+function interval(value: string): number {
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds < 0.2) {
+    throw new OperatorError(`--interval takes a number of seconds, at least 0.2 (got ${value})`);
+  }
+  return Math.round(seconds * 1000);
+}
 
 function print(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -66,6 +96,7 @@ function control(
 export function buildProgram(): Command {
   const program = new Command('migrate')
     .description('Move a live PostgreSQL database to a new cluster with zero downtime, on Temporal.')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .option('--debug', 'print stack traces of unexpected errors')
     .showHelpAfterError();
 
@@ -133,13 +164,71 @@ export function buildProgram(): Command {
   control(
     program,
     'status',
-    "print the migration's step, gates, progress and latest events",
+    "print the migration's step, gates, live progress (rows, rate, ETA, throttle, sync backlog and lag) and latest events",
     async (migration, options) => {
-      const status = await migration.status();
-      if (options.json === true) print(JSON.stringify(status, null, 2));
-      else for (const line of formatMigrationStatus(status)) print(line);
+      const json = options.json === true;
+      const report = async () => {
+        const status = await migration.liveStatus();
+        const ended = ['retired', 'aborted'].includes(status.phase) || status.error !== null;
+        return {
+          lines: json
+            ? [JSON.stringify(status, null, 2)]
+            : formatMigrationStatus(status, process.stdout.isTTY === true),
+          ended,
+        };
+      };
+      if (options.watch !== true) {
+        for (const line of (await report()).lines) print(line);
+        return;
+      }
+      await watch(report, {
+        intervalMs: interval((options.interval as string | undefined) ?? '2'),
+        ...(options.count !== undefined && { count: Math.max(1, Number(options.count)) }),
+        tty: process.stdout.isTTY === true && !json,
+        write: (text) => process.stdout.write(text),
+      });
     },
-  ).option('--json', 'print the status as JSON');
+  )
+    .option('--json', 'print the status as JSON')
+    .option(
+      '-w, --watch',
+      'redraw the status until the migration ends (Ctrl-C stops); plain lines when not on a terminal',
+    )
+    .option('--interval <seconds>', 'seconds between reports with --watch (default 2)')
+    .option('--count <n>', 'with --watch: stop after n reports');
+
+  program
+    .command('list')
+    .description('list the migrations in the Temporal namespace with their stage, step and phase')
+    .option(
+      '-c, --config <file>',
+      'config file for the Temporal settings; without it, they come from the environment',
+    )
+    .option('--json', 'print the list as JSON')
+    .action(async (options: { config?: string; json?: boolean }) => {
+      const site = loadSiteConfig(options.config);
+      await withClient(site, options.json === true, async (client) => {
+        const migrations = await listMigrations(client);
+        if (options.json === true) print(JSON.stringify(migrations, null, 2));
+        else for (const line of formatMigrationList(migrations)) print(line);
+      });
+    });
+
+  control(
+    program,
+    'throttle',
+    "set the row limit of every table's backfill, running or to come (each table gets the whole limit; its partitions share it)",
+    async (migration, options) => {
+      if (options.rowsPerSecond === undefined) {
+        throw new OperatorError('throttle needs --rows-per-second N (or off)');
+      }
+      const limit = rowLimit(options.rowsPerSecond as string);
+      const result = await migration.throttle(limit, process.env.USER);
+      print(
+        `migration ${migration.name}: row limit ${result.maxRowsPerSecond === null ? 'off' : `${result.maxRowsPerSecond} rows/s per table`} (${result.backfillsTold} backfills running were told)`,
+      );
+    },
+  ).option('--rows-per-second <n>', 'rows per second for each table, or off');
 
   control(
     program,

@@ -21,9 +21,18 @@ import {
   pauseSignal,
   resumeSignal,
   rollbackUpdate,
+  throttleUpdate,
 } from '../workflows/messages';
-import type { ApproveResult, MigrationHold, MigrationStatus, RollbackResult } from '../model/messages';
+import {
+  throttleRequestProblem,
+  type ApproveResult,
+  type MigrationHold,
+  type MigrationStatus,
+  type RollbackResult,
+  type ThrottleResult,
+} from '../model/messages';
 import { MIGRATION_NAME } from '../workflows/search-attributes';
+import { readLiveStatus, syncLine, tableLines, type LiveStatus } from './live-status';
 
 export interface StartedMigration {
   workflowId: string;
@@ -49,12 +58,18 @@ export async function startMigration(
       `migration ${config.name} has already ended${status !== undefined ? ` (${status.phase})` : ''}; give a new migration a new name`,
     );
   }
+  const input = migrationInputFor(config);
   await client.workflow.start(migrationWorkflow, {
     workflowId,
     taskQueue,
-    args: [migrationInputFor(config)],
+    args: [input],
     workflowIdConflictPolicy: 'USE_EXISTING',
     typedSearchAttributes: [{ key: MIGRATION_NAME, value: config.name }],
+    // The Web UI's Summary and Details: what this migration moves, fixed for its life.
+    staticSummary: `migration ${config.name}: ${config.tables.length} table${config.tables.length === 1 ? '' : 's'} from old to new`,
+    staticDetails: `tables: ${input.tables
+      .map((table) => `${table.table.schema}.${table.table.table}`)
+      .join(', ')}; follow it with \`migrate status ${config.name} --watch\``,
   });
   return { workflowId, started: true };
 }
@@ -120,6 +135,21 @@ export class MigrationControl {
       }
       throw err;
     }
+  }
+
+  /** The status with each running backfill's, verification's and reconciliation's live figures. */
+  async liveStatus(): Promise<LiveStatus> {
+    const started = Date.now();
+    return readLiveStatus(this.client, await this.status(), started);
+  }
+
+  /** Sets the row limit of every table's backfill (null lifts it); refused with the reason when invalid. */
+  async throttle(maxRowsPerSecond: number | null, by?: string): Promise<ThrottleResult> {
+    const request = { maxRowsPerSecond, ...(by !== undefined && { by }) };
+    const problem = throttleRequestProblem(request);
+    if (problem !== null) throw new OperatorError(problem);
+    await this.running('throttle');
+    return this.update(() => this.handle.executeUpdate(throttleUpdate, { args: [request] }), 'throttle');
   }
 
   async pause(): Promise<void> {
@@ -222,8 +252,8 @@ const RELEASED_BY: Record<MigrationHold['kind'], string> = {
   verification: 'migrate resume verifies again; approve accepts the differences',
 };
 
-/** A short, human report of a status, for `migrate status`. */
-export function formatMigrationStatus(status: MigrationStatus): string[] {
+/** A short, human report of a status, for `migrate status` (live figures when given a LiveStatus). */
+export function formatMigrationStatus(status: MigrationStatus | LiveStatus, bars = false): string[] {
   const lines = [
     `migration ${status.name}: ${status.step} — ${status.phase}${status.paused ? ' (paused)' : ''}`,
     `  steps: ${status.steps.map((step, i) => (i === status.position ? `[${step}]` : step)).join(' → ')}`,
@@ -235,15 +265,14 @@ export function formatMigrationStatus(status: MigrationStatus): string[] {
     );
   }
   for (const warning of status.warnings) lines.push(`  warning: ${warning}`);
-  for (const table of status.tables) {
-    const verified =
-      table.verification === null
-        ? 'not verified yet'
-        : `verified ${table.verification.rowsFrom} rows, ${table.verification.differences} differences, ${table.verification.repaired} repaired, ${table.verification.settled} writes in flight settled, ${table.verification.inFlight} still in flight`;
+  if (status.maxRowsPerSecond !== undefined) {
     lines.push(
-      `  ${table.table}: ${table.backfillDone ? `backfilled ${table.rowsCopied} rows` : 'backfill not done'}; ${verified}`,
+      `  row limit set by an operator: ${status.maxRowsPerSecond === null ? 'off' : `${status.maxRowsPerSecond} rows/s per table`}`,
     );
   }
+  if (status.verificationRound !== undefined) lines.push(`  verification round ${status.verificationRound}`);
+  for (const table of status.tables) lines.push(...tableLines(table, bars));
+  if ('sync' in status && status.sync !== null) lines.push(syncLine(status.sync));
   if (status.lastGate !== null) {
     lines.push(
       `  gates at ${status.lastGate.step}: ${status.lastGate.passed ? 'passed' : 'FAILED'} (${status.lastGate.routers} routers)`,

@@ -27,7 +27,20 @@ export const MESSAGE = {
   rollbackTo: 'rollbackTo',
   abort: 'abort',
   migrationStatus: 'migrationStatus',
+  setThrottle: 'setThrottle',
+  partitionCopied: 'partitionCopied',
 } as const;
+
+/** How often, at most, a partition tells its table and the Web UI how far it got, in ms. */
+export const PROGRESS_REPORT_MS = 5000;
+
+/** What a partition tells its table while copying (at most every PROGRESS_REPORT_MS). */
+export interface PartitionReport {
+  workflowId: string;
+  rowsCopied: number;
+  chunksDone: number;
+  waitingFor: string | null;
+}
 
 export interface PartitionProgress {
   workflowId: string;
@@ -136,6 +149,25 @@ export interface VerificationReport extends VerificationCounts {
   /** Workflow runs so far (1 + times it continued as new). */
   runs: number;
 }
+/** `migrate throttle`: the row limit for each of the migration's tables; null lifts it. */
+export interface ThrottleRequest {
+  maxRowsPerSecond: number | null;
+  by?: string;
+}
+export interface ThrottleResult {
+  maxRowsPerSecond: number | null;
+  /** Backfills running now that were told (later ones start with it). */
+  backfillsTold: number;
+}
+/** Why a throttle request is refused, or null when it is valid (shared by the CLI and the workflow). */
+export function throttleRequestProblem(request: unknown): string | null {
+  const value = (request as { maxRowsPerSecond?: unknown } | null)?.maxRowsPerSecond;
+  if (value === null) return null;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 1_000_000_000) {
+    return `the row limit must be a whole number of rows per second from 1 to 1000000000, or off (got ${JSON.stringify(value)})`;
+  }
+  return null;
+}
 export interface ApproveResult {
   /** What the approval released, e.g. "entering switched". */
   released: string;
@@ -231,6 +263,10 @@ export interface MigrationStatus {
   syncFailures: SyncFailure[];
   error: string | null;
   runs: number;
+  /** The verification round under way or last run; absent before the first. */
+  verificationRound?: number;
+  /** The row limit for each table an operator set (`migrate throttle`; null: lifted); absent: never set. */
+  maxRowsPerSecond?: number | null;
 }
 
 export interface WriteSwitchResult {

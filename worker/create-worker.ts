@@ -6,6 +6,7 @@ import { ConnectionPools } from '../db/pools';
 import { resolveConnections } from '../config/connections';
 import type { SiteConfig } from '../config/schema';
 import { resolveTemporalSettings } from '../config/temporal';
+import { bundleWorkflows } from './bundle';
 
 export interface MigrationWorker {
   worker: Worker;
@@ -34,7 +35,7 @@ export async function createMigrationWorker(
       connection,
       namespace: temporal.namespace,
       taskQueue,
-      workflowsPath: require.resolve('../workflows'),
+      workflowBundle: await bundleWorkflows(),
       activities: createActivities({
         pools,
         ...(overrides.copierHooks !== undefined && { copierHooks: overrides.copierHooks }),

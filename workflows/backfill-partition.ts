@@ -13,6 +13,7 @@ import {
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -28,12 +29,13 @@ import type { ConnectionName } from '../model/connections';
 import { migrationWorkflowId } from '../model/ids';
 import {
   backfillTroubleSignal,
+  partitionCopiedSignal,
   partitionProgressQuery,
   pauseSignal,
   resumeSignal,
   throttleSignal,
 } from './messages';
-import type { PartitionProgress } from '../model/messages';
+import { PROGRESS_REPORT_MS, type PartitionProgress } from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_ROWS_COPIED, MIGRATION_TABLE } from './search-attributes';
 import { ThrottleGate } from './throttle';
 import type { ThrottleSettings } from '../model/throttle-settings';
@@ -192,11 +194,28 @@ export async function backfillPartitionWorkflow(
     return chunk;
   }
 
+  let reportedAt = Date.now();
   function record(result: CopyChunksResult): void {
     progress.rowsCopied += result.rowsCopied;
     progress.rowsRead += result.rowsRead;
     progress.chunksDone += result.chunks;
     progress.updatedAt = Date.now();
+    // Rows copied for the Web UI and the table while copying: every few seconds, never every chunk.
+    if (Date.now() - reportedAt >= PROGRESS_REPORT_MS && patched('progress-while-copying')) {
+      reportedAt = Date.now();
+      upsertSearchAttributes([{ key: MIGRATION_ROWS_COPIED, value: progress.rowsCopied }]);
+      const parent = info.parent?.workflowId;
+      if (parent !== undefined) {
+        void getExternalWorkflowHandle(parent)
+          .signal(partitionCopiedSignal, {
+            workflowId: info.workflowId,
+            rowsCopied: progress.rowsCopied,
+            chunksDone: progress.chunksDone,
+            waitingFor: gate.waitingFor,
+          })
+          .catch(() => undefined);
+      }
+    }
   }
 
   /**

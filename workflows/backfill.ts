@@ -21,8 +21,14 @@ import type { KeyRange } from '../model/tables';
 import type { ServerBinding } from '../model/servers';
 import type { ConnectionName } from '../model/connections';
 import { backfillPartitionWorkflow, type BackfillPartitionResult } from './backfill-partition';
-import { backfillProgressQuery, pauseSignal, resumeSignal, throttleSignal } from './messages';
-import type { BackfillProgress } from '../model/messages';
+import {
+  backfillProgressQuery,
+  partitionCopiedSignal,
+  pauseSignal,
+  resumeSignal,
+  throttleSignal,
+} from './messages';
+import { PROGRESS_REPORT_MS, type BackfillProgress, type PartitionReport } from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_ROWS_COPIED, MIGRATION_TABLE } from './search-attributes';
 import {
   DEFAULT_CHUNKS_IN_FLIGHT,
@@ -89,6 +95,33 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     // A partition that just finished no longer takes signals; nothing is lost.
     for (const child of running.values()) void send(child).catch(() => undefined);
   };
+  // What running partitions reported (partitionCopiedSignal), shown every few seconds at most.
+  const reported = new Map<string, PartitionReport>();
+  let copyingSince: number | null = null;
+  let shownAt = 0;
+  const showProgress = () => {
+    const rows = progress.finished.rowsCopied + [...reported.values()].reduce((n, r) => n + r.rowsCopied, 0);
+    const seconds = copyingSince === null ? 0 : (Date.now() - copyingSince) / 1000;
+    const rate = seconds > 0 ? Math.round(rows / seconds) : 0;
+    const left = Math.max(0, progress.estimatedRows - rows);
+    const percent =
+      progress.estimatedRows > 0 ? Math.min(100, Math.round((rows / progress.estimatedRows) * 100)) : null;
+    const waiting = [
+      ...new Set([...reported.values()].flatMap((r) => (r.waitingFor === null ? [] : [r.waitingFor]))),
+    ];
+    upsertSearchAttributes([{ key: MIGRATION_ROWS_COPIED, value: rows }]);
+    setCurrentDetails(
+      `${tableName}: ${rows} of ~${progress.estimatedRows} rows${percent !== null ? ` (${percent}%)` : ''}, ${rate} rows/s, ETA ${rate > 0 ? `${Math.round(left / rate)} s` : 'unknown'}; ${progress.phase}${progress.paused ? ' (paused)' : ''}${waiting.length > 0 ? `; throttled: ${waiting.join('; ')}` : ''}`,
+    );
+  };
+  setHandler(partitionCopiedSignal, (report) => {
+    if (!running.has(report.workflowId)) return;
+    reported.set(report.workflowId, report);
+    if (Date.now() - shownAt >= PROGRESS_REPORT_MS && patched('progress-while-copying')) {
+      shownAt = Date.now();
+      showProgress();
+    }
+  });
   setHandler(backfillProgressQuery, () => progress);
   setHandler(pauseSignal, () => {
     progress.paused = true;
@@ -146,6 +179,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
   });
 
   const copy = async (pass: 'hot' | 'main', ranges: KeyRange[], predicate?: string) => {
+    copyingSince ??= Date.now();
     partitionsInPass = Math.max(1, ranges.length);
     const children = await Promise.all(
       ranges.map(async (range, i) => {
@@ -191,6 +225,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
       children.map(async (child) => {
         const result: BackfillPartitionResult = await child.result();
         running.delete(child.workflowId);
+        reported.delete(child.workflowId);
         partitionsInPass = Math.max(1, partitionsInPass - 1);
         if (
           progress.maxRowsPerSecond !== null &&

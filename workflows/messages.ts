@@ -12,6 +12,9 @@ import {
   type ApproveResult,
   type RollbackResult,
   type MigrationStatus,
+  type ThrottleRequest,
+  type ThrottleResult,
+  type PartitionReport,
 } from '../model/messages';
 
 /** Stop starting new chunks (chunks in flight finish); takes effect at once. */
@@ -25,6 +28,9 @@ export const throttleSignal = defineSignal<[{ maxRowsPerSecond: number | null }]
 export const backfillProgressQuery = defineQuery<BackfillProgress>(MESSAGE.backfillProgress);
 
 export const partitionProgressQuery = defineQuery<PartitionProgress>(MESSAGE.partitionProgress);
+
+/** A partition's rows so far, to its table workflow, at most every PROGRESS_REPORT_MS (bounded). */
+export const partitionCopiedSignal = defineSignal<[PartitionReport]>(MESSAGE.partitionCopied);
 
 export const discrepancySignal = defineSignal<[DiscrepancyBatch]>(MESSAGE.discrepancy);
 
@@ -72,3 +78,6 @@ export const rollbackUpdate = defineUpdate<RollbackResult, [{ to: string; by?: s
 export const abortUpdate = defineUpdate<{ abortedAt: string }, [{ by?: string }]>(MESSAGE.abort);
 
 export const migrationStatusQuery = defineQuery<MigrationStatus>(MESSAGE.migrationStatus);
+
+/** Sets the row limit of every table's backfill, running or still to come; null lifts it. */
+export const throttleUpdate = defineUpdate<ThrottleResult, [ThrottleRequest]>(MESSAGE.setThrottle);

@@ -29,6 +29,9 @@ const { checkSourceHealth } = proxyActivities<Activities>({
  */
 const TOKEN_BUCKET = 'row-limit-token-bucket';
 
+/** How often, at most, one throttle reason is logged (it may hold back every chunk). */
+const THROTTLE_LOG_EVERY_MS = 30_000;
+
 export class ThrottleGate {
   private readonly settings: typeof DEFAULT_THROTTLE;
   private lastCheck = Number.NEGATIVE_INFINITY;
@@ -136,8 +139,17 @@ export class ThrottleGate {
     this.legacyRows += rows;
   }
 
+  /** Per reason: when it was last logged and the waits since (one line per reason every 30 s at most). */
+  private readonly logged = new Map<string, { at: number; waits: number }>();
+
   private record(kind: string, reason: string): void {
-    if (this.waitingFor !== reason) log.info('backfill throttled', { reason });
+    const last = this.logged.get(reason);
+    if (last === undefined || Date.now() - last.at >= THROTTLE_LOG_EVERY_MS) {
+      log.info('backfill throttled', { reason, waitsSinceLastLine: last?.waits ?? 0 });
+      this.logged.set(reason, { at: Date.now(), waits: 0 });
+    } else {
+      last.waits += 1;
+    }
     this.waitingFor = reason;
     this.throttled[kind] = (this.throttled[kind] ?? 0) + 1;
   }

@@ -124,7 +124,9 @@ describe('backfill under concurrent writes that bypass the router', () => {
         ],
       });
       await backfill.result();
-      const progress = await readBackfillProgress(testWorker.client, backfill.workflowId);
+      const progress = await readBackfillProgress(testWorker.client, backfill.workflowId, {
+        finishedPartitions: true,
+      });
       assert.ok(
         progress.partitions.some((partition) => partition.runs > 1),
         `a partition continued as new mid-copy (runs: ${progress.partitions.map((p) => p.runs).join(', ')})`,

@@ -15,7 +15,9 @@ import {
   rollbackSignal,
   rollbackUpdate,
   syncTroubleSignal,
+  throttleUpdate,
 } from '../messages';
+import { throttleRequestProblem } from '../../model/messages';
 import { failureCause } from './failure-cause';
 import type { MigrationState } from './state';
 
@@ -122,6 +124,23 @@ export function installRequestHandlers(state: MigrationState): void {
         if (state.closed()) throw new Error(`the migration is ${status.phase}; it can no longer roll back`);
         if (state.pendingRollback !== null) throw new Error('a rollback is already under way');
         rollbackTarget(to, steps, status.position);
+      },
+    },
+  );
+  setHandler(
+    throttleUpdate,
+    ({ maxRowsPerSecond, by }) => {
+      status.maxRowsPerSecond = maxRowsPerSecond;
+      state.note(
+        `row limit ${maxRowsPerSecond === null ? 'lifted' : `set to ${maxRowsPerSecond} rows/s per table`} by ${by ?? 'an operator'}`,
+      );
+      return { maxRowsPerSecond, backfillsTold: state.throttleBackfills(maxRowsPerSecond) };
+    },
+    {
+      validator: (request) => {
+        const problem = throttleRequestProblem(request);
+        if (problem !== null) throw new Error(problem);
+        if (state.closed()) throw new Error(`the migration is ${status.phase}; there is nothing to throttle`);
       },
     },
   );

@@ -5,6 +5,7 @@
 import {
   getExternalWorkflowHandle,
   log,
+  patched,
   setCurrentDetails,
   upsertSearchAttributes,
   type ChildWorkflowHandle,
@@ -29,8 +30,8 @@ import {
   type StagePosition,
 } from '../../model/migration-plan';
 import type { backfillTableWorkflow, BackfillTableInput } from '../backfill';
-import { retrySyncSignal, type pauseSignal, type resumeSignal } from '../messages';
-import { MIGRATION_NAME, MIGRATION_PHASE } from '../search-attributes';
+import { retrySyncSignal, throttleSignal, type pauseSignal, type resumeSignal } from '../messages';
+import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_STAGE, MIGRATION_STEP } from '../search-attributes';
 import { bindServers } from './activities';
 
 export interface MigrationSettings {
@@ -202,7 +203,7 @@ export class MigrationState {
     log.info(text);
   }
 
-  /** The Web UI lists migrations by name and `phase:step`; upserted only when it changes. */
+  /** The Web UI lists migrations by name, `phase:step`, stage and step; upserted only when they change. */
   setPhase(phase: MigrationPhase): void {
     const status = this.status;
     status.phase = phase;
@@ -212,6 +213,13 @@ export class MigrationState {
         { key: MIGRATION_NAME, value: this.name },
         { key: MIGRATION_PHASE, value: this.shownPhase },
       ]);
+      // Stage and step apart, so the Web UI can filter "every migration at step X".
+      if (patched('stage-and-step-search-attributes')) {
+        upsertSearchAttributes([
+          { key: MIGRATION_STAGE, value: status.stage },
+          { key: MIGRATION_STEP, value: status.step },
+        ]);
+      }
     }
     setCurrentDetails(
       `${this.name}: ${status.step}, ${phase}${status.paused && phase !== 'paused' ? ' (paused)' : ''}${status.held ? ` — held: ${status.held.reason}` : ''}`,
@@ -259,6 +267,13 @@ export class MigrationState {
 
   tellBackfills(signal: typeof pauseSignal | typeof resumeSignal): void {
     for (const child of this.backfills.values()) void child.signal(signal).catch(() => undefined);
+  }
+
+  /** Sets the row limit of every running backfill (each shares it among its partitions); how many were told. */
+  throttleBackfills(maxRowsPerSecond: number | null): number {
+    for (const child of this.backfills.values())
+      void child.signal(throttleSignal, { maxRowsPerSecond }).catch(() => undefined);
+    return this.backfills.size;
   }
 
   /** Asks reconciliation to try its failing tables now; it tells again what still fails. */

@@ -10,7 +10,7 @@ import { condition, ParentClosePolicy, startChild, workflowInfo } from '@tempora
 import type { GateReport, VerificationReport } from '../../model/messages';
 import { newIsAuthoritative, stepLabel, type StagePosition } from '../../model/migration-plan';
 import { backfillTableWorkflow } from '../backfill';
-import { pauseSignal } from '../messages';
+import { pauseSignal, throttleSignal } from '../messages';
 import { verificationWorkflow } from '../verification';
 import {
   benchmarkQueries,
@@ -75,16 +75,28 @@ function backfill(state: MigrationState): Promise<void> {
       input.tables.map(async (table, i) => {
         const progress = status.tables[i]!;
         if (progress.backfillDone) return;
+        const limit = status.maxRowsPerSecond;
         const child = await startChild(backfillTableWorkflow, {
           workflowId: `${workflowInfo().workflowId}/backfill-${progress.table}`,
           parentClosePolicy: ParentClosePolicy.TERMINATE,
           // prepare() checked and claimed every table and put capture on it already.
           args: [
-            { ...table, prepared: { servers: await state.bound(), estimatedRows: progress.estimatedRows } },
+            {
+              ...table,
+              prepared: { servers: await state.bound(), estimatedRows: progress.estimatedRows },
+              // The operator's row limit (`migrate throttle`) over the config's.
+              ...(limit !== undefined && { throttle: { ...table.throttle, maxRowsPerSecond: limit } }),
+            },
           ],
         });
         state.backfills.set(progress.table, child);
         if (status.paused) void child.signal(pauseSignal).catch(() => undefined);
+        // A row limit set while the child was starting did not reach it: pass it on now.
+        if (status.maxRowsPerSecond !== limit) {
+          void child
+            .signal(throttleSignal, { maxRowsPerSecond: status.maxRowsPerSecond ?? null })
+            .catch(() => undefined);
+        }
         const result = await child.result();
         state.backfills.delete(progress.table);
         progress.rowsCopied = result.rowsCopied;
@@ -103,6 +115,7 @@ async function verify(state: MigrationState): Promise<VerificationReport[]> {
   const { status, memory, settings } = state;
   state.setPhase('verifying');
   memory.verificationRounds += 1;
+  status.verificationRound = memory.verificationRounds;
   const servers = await state.bound();
   const reports = await Promise.all(
     state.input.tables.map(async (table, i) => {
