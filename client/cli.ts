@@ -11,6 +11,8 @@ import { redactSecrets } from '../model/redact';
 import { runDoctor } from './doctor';
 import { commandEnvironment } from './environment';
 import { formatMigrationStatus, MigrationControl, startMigration } from './migrations';
+import { formatRetrying, retryingActivities } from './retrying';
+import { preparedLine } from './start-report';
 import { formatRouterReport, readRouterReport } from './routers';
 import { connectClient } from './temporal-connection';
 
@@ -121,12 +123,7 @@ export function buildProgram(): Command {
         }
         print(`started migration ${config.name} (workflow ${started.workflowId}, task queue ${taskQueue})`);
         // Refusals come while preparing, before anything is written: wait for them here.
-        const status = await new MigrationControl(client, config.name).prepared();
-        print(
-          status.phase === 'preparing'
-            ? `still preparing (is a worker running on task queue ${taskQueue}?); follow it with \`migrate status ${config.name}\``
-            : `prepared: every table checked, change capture on old; follow it with \`migrate status ${config.name}\``,
-        );
+        print(await preparedLine(client, config.name, taskQueue));
       });
     });
 
@@ -136,8 +133,9 @@ export function buildProgram(): Command {
     "print the migration's step, gates, progress and latest events",
     async (migration, options) => {
       const status = await migration.status();
-      if (options.json === true) print(JSON.stringify(status, null, 2));
-      else for (const line of formatMigrationStatus(status)) print(line);
+      const retrying = await retryingActivities(migration.client, migration.name);
+      if (options.json === true) print(JSON.stringify({ ...status, retrying }, null, 2));
+      else for (const line of [...formatMigrationStatus(status), ...formatRetrying(retrying)]) print(line);
     },
   ).option('--json', 'print the status as JSON');
 

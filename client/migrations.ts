@@ -24,6 +24,7 @@ import {
 } from '../workflows/messages';
 import type { ApproveResult, MigrationHold, MigrationStatus, RollbackResult } from '../model/messages';
 import { MIGRATION_NAME } from '../workflows/search-attributes';
+import { noWorkerReason } from './workers';
 
 export interface StartedMigration {
   workflowId: string;
@@ -82,7 +83,7 @@ export class MigrationControl {
   readonly workflowId: string;
 
   constructor(
-    private readonly client: Client,
+    readonly client: Client,
     readonly name: string,
   ) {
     this.workflowId = migrationWorkflowId(name);
@@ -118,6 +119,9 @@ export class MigrationControl {
           `there is no migration named ${this.name} (workflow ${this.workflowId}) in this Temporal namespace`,
         );
       }
+      const noWorker = await noWorkerReason(this.client, this.workflowId);
+      if (noWorker !== undefined)
+        throw new OperatorError(`cannot read migration ${this.name}'s status: ${noWorker}`);
       throw err;
     }
   }
