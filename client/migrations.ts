@@ -229,7 +229,7 @@ const RELEASED_BY: Record<MigrationHold['kind'], string> = {
 /** A short, human report of a status, for `migrate status`. */
 export function formatMigrationStatus(status: MigrationStatus): string[] {
   const lines = [
-    `migration ${status.name}: ${status.step} — ${status.phase}${status.paused ? ' (paused)' : ''}`,
+    `migration ${status.name}: ${status.step} — ${status.phase}${status.paused && status.phase !== 'paused' ? ' (paused)' : ''}`,
     `  steps: ${status.steps.map((step, i) => (i === status.position ? `[${step}]` : step)).join(' → ')}`,
   ];
   if (status.held !== null) lines.push(`  held: ${status.held.reason} (${RELEASED_BY[status.held.kind]})`);
