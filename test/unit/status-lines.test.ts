@@ -5,31 +5,14 @@ import { describe, it } from 'node:test';
 import { formatMigrationStatus } from '../../client/migrations';
 import { formatRetrying } from '../../client/retrying';
 import type { MigrationStatus } from '../../model/messages';
+import { migrationInputFor } from '../../config/migration-input';
+import { parseMigrationConfig } from '../../config/load';
+import { initialMemory } from '../../workflows/migration/state';
 
+/** A new migration's status, at dual_write in `phase`. */
 function statusOf(phase: MigrationStatus['phase'], paused: boolean): MigrationStatus {
-  return {
-    name: 'orders',
-    phase,
-    step: 'dual_write',
-    stage: 'dual_write',
-    readPercent: 0,
-    position: 1,
-    steps: ['off', 'dual_write'],
-    paused,
-    held: null,
-    tables: [],
-    verifiedClean: null,
-    lastGate: null,
-    queryBenchmark: null,
-    switches: [],
-    rollbacks: [],
-    soakUntil: null,
-    events: [],
-    warnings: [],
-    syncFailures: [],
-    error: null,
-    runs: 0,
-  };
+  const input = migrationInputFor(parseMigrationConfig({ name: 'orders', tables: ['public.orders'] }));
+  return { ...initialMemory(input).status, step: 'dual_write', phase, paused };
 }
 
 describe('migrate status lines', () => {
