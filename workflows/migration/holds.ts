@@ -27,8 +27,9 @@ export function holdForTrouble(state: MigrationState): boolean {
   const failing: SyncFailure[] = state.syncHolds();
   if (failing.length === 0) return false;
   const what = `reconciliation cannot carry changes over: ${failing.map((f) => `${f.table} (${f.attempts} tries since ${new Date(f.since).toISOString()}): ${f.message}`).join('; ')}`;
-  // A schema change, the wrong servers or a failure retrying cannot heal (a refused password, a
-  // missing privilege or object, a constraint) needs the operator, as when the backfill meets it.
+  // A schema change, the wrong servers or a failure no retry heals (a refused password, a missing
+  // privilege or object) needs the operator, as when the backfill meets it. A constraint can clear
+  // as the rows change: it holds as sync.
   const lasting = failing.find((f) => needsOperator(f.code));
   if (lasting !== undefined) {
     state.hold('failure', `${what}. Mend it, then resume`, {
