@@ -7,6 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MigrationFault, SYNC_FAILED } from '../model/errors';
 import type { KeyRange, TableRef } from '../model/tables';
 import { quoteTable } from '../db/sql';
+import { lastingType, type LastingType } from '../model/lasting-failures';
 
 /** SQLSTATE classes and codes that a retry can heal. */
 const TRANSIENT_CLASSES = new Set(['08', '40', '53', '57', '58']);
@@ -41,29 +42,17 @@ export function isTransient(err: unknown): boolean {
   );
 }
 
-/** What a fault retrying cannot heal is called, and what the operator does about it, by SQLSTATE. */
-const LASTING: Array<{ test: (state: string) => boolean; type: string; fix: string }> = [
-  {
-    test: (state) => state.startsWith('28'),
-    type: 'AuthenticationFailed',
-    fix: "fix the worker's connection settings (OLD_DATABASE_URL, NEW_DATABASE_URL or their passwordEnv), restart the worker, then `migrate resume`",
-  },
-  {
-    test: (state) => state === '42501',
-    type: 'PermissionDenied',
-    fix: 'grant the migration\'s role what it lacks (README: "Roles and grants"), then `migrate resume`',
-  },
-  {
-    test: (state) => ['42P01', '42703', '3F000', '3D000', '42883', '42704'].includes(state),
-    type: 'MissingObject',
-    fix: 'a table, column, schema or database the migration uses is gone or renamed: restore it, then `migrate resume`',
-  },
-  {
-    test: (state) => state.startsWith('23'),
-    type: 'ConstraintViolation',
-    fix: 'a constraint on the target refuses the rows (a foreign key to a table that is not migrated: migrate that table too, or add the key after the migration); mend the data or the constraint, then `migrate resume`',
-  },
-];
+/** What the operator does about each failure retrying cannot heal. */
+const FIX: Record<LastingType, string> = {
+  AuthenticationFailed:
+    "fix the worker's connection settings (OLD_DATABASE_URL, NEW_DATABASE_URL or their passwordEnv), restart the worker, then `migrate resume`",
+  PermissionDenied:
+    'grant the migration\'s role what it lacks (README: "Roles and grants"), then `migrate resume`',
+  MissingObject:
+    'a table, column, schema or database the migration uses is gone or renamed: restore it, then `migrate resume`',
+  ConstraintViolation:
+    'a constraint on the target refuses the rows (a foreign key to a table that is not migrated: migrate that table too, or add the key after the migration); mend the data or the constraint, then `migrate resume`',
+};
 
 /**
  * A database error retrying cannot heal (authentication, privilege, a missing relation or column,
@@ -74,15 +63,15 @@ export function lastingFault(err: unknown, activity: string): MigrationFault | u
   if (err instanceof MigrationFault || err instanceof ApplicationFailure) return undefined;
   const state = sqlState(err);
   if (state === undefined || isTransient(err)) return undefined;
-  const kind = LASTING.find((entry) => entry.test(state));
-  if (kind === undefined) return undefined;
+  const type = lastingType(state);
+  if (type === undefined) return undefined;
   const detail = (err as { detail?: unknown }).detail;
   const table = (err as { table?: unknown; schema?: unknown }).table;
   const schema = (err as { schema?: unknown }).schema;
   const message = err instanceof Error ? err.message : String(err);
   return new MigrationFault(
-    kind.type,
-    `${activity} failed for a cause retrying cannot heal (SQLSTATE ${state}): ${message}${typeof detail === 'string' ? ` (${detail})` : ''}; ${kind.fix}`,
+    type,
+    `${activity} failed for a cause retrying cannot heal (SQLSTATE ${state}): ${message}${typeof detail === 'string' ? ` (${detail})` : ''}; ${FIX[type]}`,
     {
       ...(typeof table === 'string' && { table: typeof schema === 'string' ? `${schema}.${table}` : table }),
       sqlState: state,
@@ -103,7 +92,8 @@ export function asActivityFailure(err: unknown, table: TableRef, side: string, r
     range === undefined
       ? ''
       : ` in keys (${range.lower === null ? 'start' : range.lower.join(', ')}, ${range.upper.join(', ')}]`;
-  const fix = state === undefined ? undefined : LASTING.find((entry) => entry.test(state))?.fix;
+  const type = state === undefined ? undefined : lastingType(state);
+  const fix = type === undefined ? undefined : FIX[type];
   return new MigrationFault(
     SYNC_FAILED,
     `syncing ${quoteTable(table)} into ${side}${keys} failed${state === undefined ? '' : ` (SQLSTATE ${state})`}: ${message}${typeof detail === 'string' ? ` (${detail})` : ''}${fix === undefined ? '' : `; ${fix}`}`,

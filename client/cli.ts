@@ -14,6 +14,8 @@ import { runDoctor } from './doctor';
 import { commandEnvironment } from './environment';
 import { formatMigrationList, listMigrations } from './migration-list';
 import { formatMigrationStatus, MigrationControl, startMigration } from './migrations';
+import { formatRetrying, retryingActivities } from './retrying';
+import { preparedLine } from './start-report';
 import { formatRouterReport, readRouterReport } from './routers';
 import { connectClient } from './temporal-connection';
 import { watch } from './watch';
@@ -152,12 +154,7 @@ export function buildProgram(): Command {
         }
         print(`started migration ${config.name} (workflow ${started.workflowId}, task queue ${taskQueue})`);
         // Refusals come while preparing, before anything is written: wait for them here.
-        const status = await new MigrationControl(client, config.name).prepared();
-        print(
-          status.phase === 'preparing'
-            ? `still preparing (is a worker running on task queue ${taskQueue}?); follow it with \`migrate status ${config.name}\``
-            : `prepared: every table checked, change capture on old; follow it with \`migrate status ${config.name}\``,
-        );
+        print(await preparedLine(client, config.name, taskQueue));
       });
     });
 
@@ -169,11 +166,13 @@ export function buildProgram(): Command {
       const json = options.json === true;
       const report = async () => {
         const status = await migration.liveStatus();
+        // Work that fails and is being retried: which activity, since when, the last error.
+        const retrying = await retryingActivities(migration.client, migration.name);
         const ended = ['retired', 'aborted'].includes(status.phase) || status.error !== null;
         return {
           lines: json
-            ? [JSON.stringify(status, null, 2)]
-            : formatMigrationStatus(status, process.stdout.isTTY === true),
+            ? [JSON.stringify({ ...status, retrying }, null, 2)]
+            : [...formatMigrationStatus(status, process.stdout.isTTY === true), ...formatRetrying(retrying)],
           ended,
         };
       };

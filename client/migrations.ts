@@ -33,6 +33,7 @@ import {
 } from '../model/messages';
 import { MIGRATION_NAME } from '../workflows/search-attributes';
 import { readLiveStatus, syncLine, tableLines, type LiveStatus } from './live-status';
+import { noWorkerReason } from './workers';
 
 export interface StartedMigration {
   workflowId: string;
@@ -97,7 +98,7 @@ export class MigrationControl {
   readonly workflowId: string;
 
   constructor(
-    private readonly client: Client,
+    readonly client: Client,
     readonly name: string,
   ) {
     this.workflowId = migrationWorkflowId(name);
@@ -133,6 +134,9 @@ export class MigrationControl {
           `there is no migration named ${this.name} (workflow ${this.workflowId}) in this Temporal namespace`,
         );
       }
+      const noWorker = await noWorkerReason(this.client, this.workflowId);
+      if (noWorker !== undefined)
+        throw new OperatorError(`cannot read migration ${this.name}'s status: ${noWorker}`);
       throw err;
     }
   }
@@ -255,7 +259,7 @@ const RELEASED_BY: Record<MigrationHold['kind'], string> = {
 /** A short, human report of a status, for `migrate status` (live figures when given a LiveStatus). */
 export function formatMigrationStatus(status: MigrationStatus | LiveStatus, bars = false): string[] {
   const lines = [
-    `migration ${status.name}: ${status.step} — ${status.phase}${status.paused ? ' (paused)' : ''}`,
+    `migration ${status.name}: ${status.step} — ${status.phase}${status.paused && status.phase !== 'paused' ? ' (paused)' : ''}`,
     `  steps: ${status.steps.map((step, i) => (i === status.position ? `[${step}]` : step)).join(' → ')}`,
   ];
   if (status.held !== null) lines.push(`  held: ${status.held.reason} (${RELEASED_BY[status.held.kind]})`);

@@ -16,6 +16,12 @@ export interface RouterReport {
   routers: Array<RegisteredRouter & { behind: boolean; silent: boolean }>;
 }
 
+function unknownMigration(migration: string): OperatorError {
+  return new OperatorError(
+    `old knows no migration named ${migration}: it has set no stage and no router has registered for it (check the name; a migration sets its first stage when it enters dual_write)`,
+  );
+}
+
 export async function readRouterReport(
   site: SiteConfig,
   env: NodeJS.ProcessEnv,
@@ -32,11 +38,10 @@ export async function readRouterReport(
     const installed = await pool.query<{ installed: boolean }>(
       `SELECT to_regclass('${HELPER_SCHEMA}.stages') IS NOT NULL AS installed`,
     );
-    if (installed.rows[0]?.installed !== true) {
-      return { migration, stage: { stage: 'off', readPercent: 0, version: 0, fenced: false }, routers: [] };
-    }
-    const stage = await readStage(pool, migration);
-    const routers = await listRouters(pool, migration);
+    const stage = installed.rows[0]?.installed === true ? await readStage(pool, migration) : undefined;
+    const routers = stage === undefined ? [] : await listRouters(pool, migration);
+    if (stage === undefined || (stage.version === 0 && routers.length === 0))
+      throw unknownMigration(migration);
     return {
       migration,
       stage,
@@ -47,6 +52,7 @@ export async function readRouterReport(
       })),
     };
   } catch (err) {
+    if (err instanceof OperatorError) throw err;
     throw new OperatorError(describeConnectionError(connection, err));
   } finally {
     await pool.end();

@@ -14,6 +14,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   proxyActivities,
+  patched,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -24,6 +25,7 @@ import type { TableRef } from '../model/tables';
 import type { ServerBinding } from '../model/servers';
 import type { ConnectionName } from '../model/connections';
 import { migrationWorkflowId } from '../model/ids';
+import { needsOperator } from '../model/lasting-failures';
 import {
   discrepancySignal,
   drainAndStopSignal,
@@ -72,6 +74,8 @@ const { bindServers } = proxyActivities<Activities>({
 
 /** Failures that only an operator can mend hold the migration at once. */
 const HOLD_AT_ONCE = new Set(['SchemaChanged', 'WrongServers', 'MigrationRefused']);
+/** Patch: a failure retrying cannot heal holds at once too (histories before it held after a few tries). */
+const LASTING_HOLD_AT_ONCE = 'lasting-sync-failures-hold-at-once';
 /** Every table of a batch that failed as a whole. */
 export const EVERY_TABLE = '(every table)';
 const FIRST_RETRY_MS = 2_000;
@@ -186,7 +190,11 @@ export async function reconciliationWorkflow(input: ReconciliationInput): Promis
       since: before?.since ?? now,
       attempts,
       nextTryAt: now + Math.min(LONGEST_RETRY_MS, FIRST_RETRY_MS * 2 ** (attempts - 1)),
-      holds: attempts >= holdAfter || HOLD_AT_ONCE.has(found.code ?? ''),
+      holds:
+        attempts >= holdAfter ||
+        HOLD_AT_ONCE.has(found.code ?? '') ||
+        // A refused password, a missing privilege or object, a constraint: no try heals it.
+        (needsOperator(found.code) && patched(LASTING_HOLD_AT_ONCE)),
     });
   };
   const recovered = (table: string) => failing.delete(table);

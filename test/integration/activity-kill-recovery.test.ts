@@ -3,6 +3,7 @@
 // verification range (heartbeat timeout 2 minutes, silent while a statement runs) are each caught
 // mid-statement (blocked on a lock the test holds), the worker is SIGKILLed and another started: the
 // activity is retried after a heartbeat timeout (its next attempt says so) and the verification ends.
+// A sync batch of reconciliation likewise, caught writing new: every change is carried over.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
@@ -10,7 +11,10 @@ import pg from 'pg';
 import type { TableRef } from '../../model/tables';
 import { quoteTable } from '../../db/sql';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
-import { verificationWorkflow } from '../../workflows';
+import type { WorkflowHandle } from '@temporalio/client';
+import { compareTables } from '../../db/verifier';
+import { reconciliationWorkflow, verificationWorkflow } from '../../workflows';
+import { drainAndStopSignal } from '../../workflows/messages';
 import { prepareWithoutWorkflow } from '../../activities';
 import { withMigrationActivities } from '../harness/router';
 import { databasePools, servers, temporalClient } from '../harness/servers';
@@ -50,23 +54,53 @@ describe('recovery from a worker killed mid-activity', () => {
     });
   }
 
-  it('verification planning and a verification range: retried after a heartbeat timeout', async () => {
+  /**
+   * A sample table of `rows` rows on both sides, prepared for a migration of its own (capture on old),
+   * and a way to start worker processes on a task queue of its own.
+   */
+  async function preparedTable(kind: string, rows: number) {
     const suffix = randomUUID().slice(0, 8);
-    const table: TableRef = { schema: 'public', table: `killed_verify_${suffix}` };
-    const migration = `test-kill-verify-${suffix}`;
+    const table: TableRef = { schema: 'public', table: `killed_${kind}_${suffix}` };
+    const migration = `test-kill-${kind}-${suffix}`;
     for (const pool of [pools.old, pools.new]) {
       await pool.query(sampleTableDdl(table));
-      await seedSampleRows(pool, table, 3000);
+      await seedSampleRows(pool, table, rows);
     }
     await withMigrationActivities(process.env, (activities) =>
       prepareWithoutWorkflow(activities, migration, [table]),
     );
-    const taskQueue = `test-kill-verify-${suffix}`;
+    const taskQueue = `test-kill-${kind}-${suffix}`;
     const startWorker = () => {
       const worker = startWorkerProcess(taskQueue);
       workers.push(worker);
       return worker;
     };
+    return { suffix, table, migration, taskQueue, startWorker };
+  }
+
+  /** Every activity attempt after the first in a workflow's history, with the failure before it. */
+  async function retriedActivities(handle: { fetchHistory(): ReturnType<WorkflowHandle['fetchHistory']> }) {
+    const history = await handle.fetchHistory();
+    const scheduled = new Map<string, string>();
+    const retried: Array<{ activity: string; attempt: number; lastFailure: string }> = [];
+    for (const event of history.events ?? []) {
+      const id = String(event.eventId);
+      const type = event.activityTaskScheduledEventAttributes?.activityType?.name;
+      if (type) scheduled.set(id, type);
+      const started = event.activityTaskStartedEventAttributes;
+      if (started && (started.attempt ?? 1) > 1) {
+        retried.push({
+          activity: scheduled.get(String(started.scheduledEventId)) ?? '?',
+          attempt: started.attempt ?? 1,
+          lastFailure: started.lastFailure?.message ?? '',
+        });
+      }
+    }
+    return retried;
+  }
+
+  it('verification planning and a verification range: retried after a heartbeat timeout', async () => {
+    const { suffix, table, migration, taskQueue, startWorker } = await preparedTable('verify', 3000);
     const oldLock = await lockTable(servers.oldUrl, table);
     const newLock = await lockTable(servers.newUrl, table);
     const client = await temporalClient();
@@ -100,27 +134,47 @@ describe('recovery from a worker killed mid-activity', () => {
       assert.equal(report!.differences, 0);
       assert.equal(report!.rowsFrom, 3000);
 
-      const history = await handle.fetchHistory();
-      const scheduled = new Map<string, string>();
-      const retried: Array<{ activity: string; attempt: number; lastFailure: string }> = [];
-      for (const event of history.events ?? []) {
-        const id = String(event.eventId);
-        const type = event.activityTaskScheduledEventAttributes?.activityType?.name;
-        if (type) scheduled.set(id, type);
-        const started = event.activityTaskStartedEventAttributes;
-        if (started && (started.attempt ?? 1) > 1) {
-          retried.push({
-            activity: scheduled.get(String(started.scheduledEventId)) ?? '?',
-            attempt: started.attempt ?? 1,
-            lastFailure: started.lastFailure?.message ?? '',
-          });
-        }
-      }
+      const retried = await retriedActivities(handle);
       for (const activity of ['planPartitions', 'verifyRange']) {
         const retry = retried.find((r) => r.activity === activity);
         assert.ok(retry !== undefined, `${activity} was retried: ${JSON.stringify(retried)}`);
         assert.match(retry.lastFailure, /heartbeat/i, `${activity} retried after a heartbeat timeout`);
       }
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+  it('a sync batch: retried after a heartbeat timeout, every change carried over', async () => {
+    const { suffix, table, migration, taskQueue, startWorker } = await preparedTable('sync', 1000);
+    await pools.old.query(`UPDATE ${quoteTable(table)} SET note = 'changed on old' WHERE id % 10 = 0`);
+    const newLock = await lockTable(servers.newUrl, table);
+    const client = await temporalClient();
+    try {
+      const worker = startWorker();
+      const handle = await client.workflow.start(reconciliationWorkflow, {
+        taskQueue,
+        workflowId: `sync-killed-${suffix}`,
+        args: [{ migration, from: 'old', to: 'new', batchSize: 50, idlePollMs: 100 }],
+      });
+      // The batch writes new: caught there, the worker dies, another takes over once new is free.
+      await activityBlocked(pools.new, 'new');
+      await worker.kill('SIGKILL');
+      startWorker();
+      await newLock.query('ROLLBACK');
+      await handle.signal(drainAndStopSignal);
+      await waitFor(
+        'the reconciliation to drain and stop',
+        async () => (await handle.describe()).status.name,
+        (status) => status !== 'RUNNING',
+      );
+      await handle.result();
+      const comparison = await compareTables(pools.old, pools.new, table, ['id']);
+      assert.deepEqual(comparison.differences, [], 'every change carried over');
+      const retried = await retriedActivities(handle);
+      const retry = retried.find((r) => r.activity === 'drainChangeLog');
+      assert.ok(retry !== undefined, `drainChangeLog was retried: ${JSON.stringify(retried)}`);
+      assert.match(retry.lastFailure, /heartbeat/i, 'retried after a heartbeat timeout');
     } finally {
       await client.connection.close();
     }

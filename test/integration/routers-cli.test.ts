@@ -67,11 +67,14 @@ describe('migrate routers', () => {
     assert.match(stdout, /of 2 routers are behind or silent/);
   });
 
-  it('reports a migration without a stage as off with no routers', async () => {
-    const { code, stdout } = await runCli(['routers', 'never-started'], process.env);
-    assert.equal(code, 0);
-    assert.match(stdout, /stage off, version 0 \(never set\)/);
-    assert.match(stdout, /no router has registered for this migration/);
+  it('refuses a migration old knows nothing of (no stage, no router) with one line and exit code 2', async () => {
+    const { code, stdout, stderr } = await runCli(['routers', 'never-started'], process.env);
+    assert.equal(code, 2, stdout);
+    assert.equal(stdout, '');
+    assert.match(
+      stderr,
+      /^error: old knows no migration named never-started: it has set no stage and no router has registered for it/,
+    );
   });
 
   it('says in one line which variable to set when old is not configured', async () => {

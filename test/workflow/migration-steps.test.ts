@@ -652,6 +652,21 @@ describe('failures and trouble', () => {
     assert.equal(fakes.called('acceptSchemaChanges').length, 1);
   });
 
+  it('a sync failure no retry heals (a refused password) holds as failure with its cause, not as sync', async () => {
+    const input = migrationInput('sync-auth');
+    const migration = await MigrationUnderTest.start(ts(), {
+      ...input,
+      resume: carriedAt(input, 'live 25%'),
+    });
+    await migration.until('soaking', (s) => s.phase === 'gating');
+    await migration.syncTrouble([
+      syncFailure('(every table)', '28P01', 'password authentication failed for user "lm_migrator"'),
+    ]);
+    const held = await migration.heldFor('failure', 'live 25%');
+    assert.match(held.held!.reason, /password authentication failed.*\. Mend it, then resume$/);
+    assert.deepEqual(held.held!.cause, { code: '28P01', table: '(every table)' });
+  });
+
   it('an approval hold gives way to trouble, and comes back once the trouble is gone', async () => {
     const input = migrationInput('gives-way', { approvals: ['switched'] });
     const migration = await MigrationUnderTest.start(ts(), {

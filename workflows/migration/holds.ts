@@ -3,6 +3,7 @@
 // all but approval, retire and sync, a sync hold ends by itself once reconciliation recovers); after
 // a `failure` hold, recovering checks the schema again when it changed and retries the work.
 import { condition, isCancellation } from '@temporalio/workflow';
+import { needsOperator } from '../../model/lasting-failures';
 import type { MigrationHold, SyncFailure } from '../../model/messages';
 import { acceptSchemaChanges } from './activities';
 import { failureCause } from './failure-cause';
@@ -10,9 +11,6 @@ import type { MigrationState } from './state';
 import { setStage } from './transitions';
 import { retire } from './way-back';
 import { resumeSignal } from '../messages';
-
-/** Failures only an operator can mend: they hold as `failure`, and resume checks again. */
-const OPERATOR_CAUSES = ['SchemaChanged', 'WrongServers', 'MigrationRefused'];
 
 /** Holds for trouble reported and not held for yet; true when it did. */
 export function holdForTrouble(state: MigrationState): boolean {
@@ -29,12 +27,14 @@ export function holdForTrouble(state: MigrationState): boolean {
   const failing: SyncFailure[] = state.syncHolds();
   if (failing.length === 0) return false;
   const what = `reconciliation cannot carry changes over: ${failing.map((f) => `${f.table} (${f.attempts} tries since ${new Date(f.since).toISOString()}): ${f.message}`).join('; ')}`;
-  // A schema change or the wrong servers needs the operator, as when the backfill meets it.
-  const needsOperator = failing.find((f) => OPERATOR_CAUSES.includes(f.code ?? ''));
-  if (needsOperator !== undefined) {
+  // A schema change, the wrong servers or a failure no retry heals (a refused password, a missing
+  // privilege or object) needs the operator, as when the backfill meets it. A constraint can clear
+  // as the rows change: it holds as sync.
+  const lasting = failing.find((f) => needsOperator(f.code));
+  if (lasting !== undefined) {
     state.hold('failure', `${what}. Mend it, then resume`, {
-      code: needsOperator.code,
-      table: needsOperator.table,
+      code: lasting.code,
+      table: lasting.table,
     });
   } else {
     state.hold(
