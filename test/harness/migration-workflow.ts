@@ -3,9 +3,10 @@
 // an operator and its own workflows do, waits for states (never for a duration), and lets the soak
 // timers pass through time skipping. Every migration a test starts is ended when the test ends, and,
 // with WORKFLOW_TEST_HISTORIES set to a folder, its histories are saved there for a replay.
+import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { DEFAULT_GATES, planSteps, stepLabel } from '../../model/migration-plan';
 import type { MigrationHold, MigrationStatus, SyncFailure } from '../../model/messages';
@@ -118,6 +119,16 @@ export function syncFailure(
   message = 'duplicate key value',
 ): SyncFailure {
   return { table, message, code, since: 0, attempts: 3, nextTryAt: 0, holds: true };
+}
+
+/** The reason an update was refused with (its validator's or the main loop's answer). */
+export async function refusal(update: Promise<unknown>): Promise<string> {
+  const err = await update.then(
+    () => assert.fail('the update was accepted'),
+    (error: unknown) => error,
+  );
+  assert.ok(err instanceof WorkflowUpdateFailedError, String(err));
+  return (err.cause as Error).message;
 }
 
 const started: MigrationUnderTest[] = [];

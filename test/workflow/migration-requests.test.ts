@@ -7,12 +7,12 @@
 // migration waits there instead of moving on.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { APPROVAL_POINTS, newIsAuthoritative, planSteps, stepLabel } from '../../model/migration-plan';
 import { backfillProgressQuery } from '../../workflows/messages';
 import { REMOVAL_CALLS, callText, reconciliationStatus } from '../harness/fake-activities';
-import { MigrationUnderTest, carriedAt, migrationInput } from '../harness/migration-workflow';
+import { MigrationUnderTest, carriedAt, migrationInput, refusal } from '../harness/migration-workflow';
 import { timeSkippingSuite } from '../harness/time-skipping';
+import { waitFor } from '../harness/wait';
 
 const { fakes, ts } = timeSkippingSuite('migration-requests');
 
@@ -26,16 +26,6 @@ function callsFrom(activity: string): string[] {
   const first = calls.findIndex((call) => call.activity === activity);
   assert.ok(first >= 0, `${activity} was not called`);
   return calls.slice(first).map(callText);
-}
-
-/** The reason an update was refused with (its validator's or the main loop's answer). */
-async function refusal(update: Promise<unknown>): Promise<string> {
-  const err = await update.then(
-    () => assert.fail('the update was accepted'),
-    (error: unknown) => error,
-  );
-  assert.ok(err instanceof WorkflowUpdateFailedError, String(err));
-  return (err.cause as Error).message;
 }
 
 /**
@@ -357,12 +347,3 @@ describe('what a request needs', () => {
     );
   });
 });
-
-/** Polls `ok` until it holds; fails after twenty seconds of real time. */
-async function waitFor(what: string, ok: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

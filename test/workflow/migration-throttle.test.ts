@@ -4,22 +4,12 @@
 // reason, changing nothing.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { backfillProgressQuery, throttleUpdate } from '../../workflows/messages';
-import { MigrationUnderTest, carriedAt, migrationInput } from '../harness/migration-workflow';
+import { MigrationUnderTest, carriedAt, migrationInput, refusal } from '../harness/migration-workflow';
 import { timeSkippingSuite } from '../harness/time-skipping';
 import { waitFor } from '../harness/wait';
 
 const { fakes, ts } = timeSkippingSuite('migration-throttle');
-
-async function refusal(update: Promise<unknown>): Promise<string> {
-  const err = await update.then(
-    () => assert.fail('the update was accepted'),
-    (error: unknown) => error,
-  );
-  assert.ok(err instanceof WorkflowUpdateFailedError, String(err));
-  return (err.cause as Error).message;
-}
 
 describe('the row limit an operator sets', () => {
   it('reaches the running backfill, shows in the status, and refuses invalid values', async () => {
