@@ -14,8 +14,9 @@ export const SESSION_OPTIONS =
 /**
  * A pg.Pool whose idle clients may lose their server (a restart, an administrator's termination,
  * the servers stopping at the end of a run) without crashing the process: pg emits such a loss as
- * an `error` event on the pool, which kills a process that does not listen for it. The next query
- * reconnects; a query under way still fails in its caller.
+ * an `error` event on the pool, which kills a process that does not listen for it. The pool drops
+ * the lost client and the next query reconnects; a query under way, or one that got the lost client
+ * before the server's notice arrived, still fails in its caller.
  */
 export function toleratingPool(config: pg.PoolConfig): pg.Pool {
   const pool = new pg.Pool(config);
