@@ -25,7 +25,7 @@ import {
 } from '../../workflows/messages';
 import type { MigrationInput, MigrationSettings } from '../../workflows/migration';
 import { initialMemory } from '../../workflows/migration/state';
-import { SERVERS } from './fake-activities';
+import { SERVERS, type FakeActivities } from './fake-activities';
 import { historyFileName } from './workflow-histories';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { SUGGEST_CONTINUE_AS_NEW_AFTER } from './suggest-continue-as-new';
@@ -119,6 +119,31 @@ export function syncFailure(
   message = 'duplicate key value',
 ): SyncFailure {
   return { table, message, code, since: 0, attempts: 3, nextTryAt: 0, holds: true };
+}
+
+/**
+ * A migration carried to dual_write whose backfill (of its first table) waits for its plan at a gate
+ * the test opens: it is backfilling when this returns.
+ */
+export async function backfillingMigration(
+  ts: TimeSkipping,
+  fakes: FakeActivities,
+  name: string,
+  settings: Partial<MigrationSettings> = {},
+) {
+  const planned = fakes.gate();
+  fakes.on('planPartitions', async (_input, call) => {
+    if (call.workflowType === 'backfillTableWorkflow') await planned.opened;
+    return { partitions: [], maxKey: null };
+  });
+  const input = migrationInput(name, settings);
+  const migration = await MigrationUnderTest.start(ts, { ...input, resume: carriedAt(input, 'dual_write') });
+  await migration.until('backfilling', (status) => status.phase === 'backfilling');
+  const { schema, table } = input.tables[0]!.table;
+  const backfill = migration.handle.client.getHandle(
+    `${migration.handle.workflowId}/backfill-${schema}.${table}`,
+  );
+  return { migration, planned, backfill };
 }
 
 /** The reason an update was refused with (its validator's or the main loop's answer). */

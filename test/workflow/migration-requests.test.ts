@@ -10,7 +10,13 @@ import { describe, it } from 'node:test';
 import { APPROVAL_POINTS, newIsAuthoritative, planSteps, stepLabel } from '../../model/migration-plan';
 import { backfillProgressQuery } from '../../workflows/messages';
 import { REMOVAL_CALLS, callText, reconciliationStatus } from '../harness/fake-activities';
-import { MigrationUnderTest, carriedAt, migrationInput, refusal } from '../harness/migration-workflow';
+import {
+  MigrationUnderTest,
+  backfillingMigration,
+  carriedAt,
+  migrationInput,
+  refusal,
+} from '../harness/migration-workflow';
 import { timeSkippingSuite } from '../harness/time-skipping';
 import { waitFor } from '../harness/wait';
 
@@ -248,28 +254,17 @@ describe('abort from each step', () => {
   });
 
   it('an abort in the middle of the backfill stops waiting for it and ends', async () => {
-    const planned = fakes.gate();
-    fakes.on('planPartitions', async (_input, call) => {
-      if (call.workflowType === 'backfillTableWorkflow') await planned.opened;
-      return { partitions: [], maxKey: null };
-    });
     const stopping = fakes.gate();
     fakes.on('stopReconciliation', async () => {
       await stopping.opened;
       return reconciliationStatus({ stopping: 'now' });
     });
-    const input = migrationInput('abort-backfill', { readSteps: READ_STEPS });
-    const migration = await MigrationUnderTest.start(ts(), {
-      ...input,
-      resume: carriedAt(input, 'dual_write'),
+    const { migration, planned, backfill } = await backfillingMigration(ts(), fakes, 'abort-backfill', {
+      readSteps: READ_STEPS,
     });
-    await migration.until('backfilling', (status) => status.phase === 'backfilling');
     const aborted = migration.abort();
     // The abort goes on while the backfill still waits for its plan.
     await migration.until('aborting', (status) => status.phase === 'aborting');
-    const backfill = ts().env.client.workflow.getHandle(
-      `${migration.handle.workflowId}/backfill-public.orders`,
-    );
     assert.equal((await backfill.describe()).status.name, 'RUNNING');
     planned.open();
     await backfill.result();
@@ -305,20 +300,10 @@ describe('pause and resume', () => {
   });
 
   it('a pause during the backfill is passed on to the backfill, and so is resume', async () => {
-    const planned = fakes.gate();
-    fakes.on('planPartitions', async (_input, call) => {
-      if (call.workflowType === 'backfillTableWorkflow') await planned.opened;
-      return { partitions: [], maxKey: null };
+    const { migration, planned, backfill } = await backfillingMigration(ts(), fakes, 'pause-backfill', {
+      readSteps: READ_STEPS,
+      approvals: ['shadow'],
     });
-    const input = migrationInput('pause-backfill', { readSteps: READ_STEPS, approvals: ['shadow'] });
-    const migration = await MigrationUnderTest.start(ts(), {
-      ...input,
-      resume: carriedAt(input, 'dual_write'),
-    });
-    await migration.until('backfilling', (status) => status.phase === 'backfilling');
-    const backfill = ts().env.client.workflow.getHandle(
-      `${migration.handle.workflowId}/backfill-public.orders`,
-    );
     await migration.pause();
     // The migration keeps waiting for its backfill, which the pause reached.
     const paused = await migration.until('paused', (status) => status.paused);

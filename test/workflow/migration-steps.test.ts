@@ -27,6 +27,7 @@ import {
   carriedAt,
   migrationInput,
   syncFailure,
+  backfillingMigration,
 } from '../harness/migration-workflow';
 import { timeSkippingSuite } from '../harness/time-skipping';
 
@@ -574,17 +575,7 @@ describe('failures and trouble', () => {
   });
 
   it('a backfill partition in trouble holds the migration with the cause; the backfill runs on and resume lets it go on', async () => {
-    const planned = fakes.gate();
-    fakes.on('planPartitions', async (_input, call) => {
-      if (call.workflowType === 'backfillTableWorkflow') await planned.opened;
-      return { partitions: [], maxKey: null };
-    });
-    const input = migrationInput('backfill-trouble');
-    const migration = await MigrationUnderTest.start(ts(), {
-      ...input,
-      resume: carriedAt(input, 'dual_write'),
-    });
-    await migration.until('backfilling', (s) => s.phase === 'backfilling');
+    const { migration, planned } = await backfillingMigration(ts(), fakes, 'backfill-trouble');
     await migration.backfillTrouble('public.orders', 'column "note" does not exist on new', 'SchemaChanged');
     const held = await migration.heldFor('failure', 'dual_write');
     assert.equal(

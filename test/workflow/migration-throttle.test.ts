@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { backfillProgressQuery, throttleUpdate } from '../../workflows/messages';
-import { MigrationUnderTest, carriedAt, migrationInput, refusal } from '../harness/migration-workflow';
+import { backfillingMigration, refusal } from '../harness/migration-workflow';
 import { timeSkippingSuite } from '../harness/time-skipping';
 import { waitFor } from '../harness/wait';
 
@@ -13,20 +13,10 @@ const { fakes, ts } = timeSkippingSuite('migration-throttle');
 
 describe('the row limit an operator sets', () => {
   it('reaches the running backfill, shows in the status, and refuses invalid values', async () => {
-    const planned = fakes.gate();
-    fakes.on('planPartitions', async (_input, call) => {
-      if (call.workflowType === 'backfillTableWorkflow') await planned.opened;
-      return { partitions: [], maxKey: null };
+    const { migration, planned, backfill } = await backfillingMigration(ts(), fakes, 'throttle-backfill', {
+      readSteps: [25, 100],
+      approvals: ['shadow'],
     });
-    const input = migrationInput('throttle-backfill', { readSteps: [25, 100], approvals: ['shadow'] });
-    const migration = await MigrationUnderTest.start(ts(), {
-      ...input,
-      resume: carriedAt(input, 'dual_write'),
-    });
-    await migration.until('backfilling', (status) => status.phase === 'backfilling');
-    const backfill = ts().env.client.workflow.getHandle(
-      `${migration.handle.workflowId}/backfill-public.orders`,
-    );
     await waitFor('the backfill to start', () =>
       backfill.query(backfillProgressQuery).then(
         () => true,
