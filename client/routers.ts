@@ -13,6 +13,7 @@ import { describeConnectionError } from './doctor';
 export interface RouterReport {
   migration: string;
   stage: StageState;
+  /** `silent`: not heard from for SILENT_AFTER_SECONDS, or its session on old has ended (gone). */
   routers: Array<RegisteredRouter & { behind: boolean; silent: boolean }>;
 }
 
@@ -48,7 +49,7 @@ export async function readRouterReport(
       routers: routers.map((router) => ({
         ...router,
         behind: (router.version ?? 0) < stage.version,
-        silent: router.silentSeconds > SILENT_AFTER_SECONDS,
+        silent: router.sessionGone || router.silentSeconds > SILENT_AFTER_SECONDS,
       })),
     };
   } catch (err) {
@@ -71,16 +72,18 @@ export function formatRouterReport(report: RouterReport): string[] {
     return lines;
   }
   for (const router of report.routers) {
-    const state = router.silent ? 'SILENT' : router.behind ? 'BEHIND' : 'ok';
+    const state = router.sessionGone ? 'GONE' : router.silent ? 'SILENT' : router.behind ? 'BEHIND' : 'ok';
     lines.push(
-      `${state.padEnd(6)} ${router.routerId}  ${router.host ?? '?'} pid ${router.pid ?? '?'}: sees ${router.stage ?? '?'} version ${router.version ?? '?'}, last heartbeat ${router.silentSeconds.toFixed(1)} s ago`,
+      `${state.padEnd(6)} ${router.routerId}  ${router.host ?? '?'} pid ${router.pid ?? '?'}: sees ${router.stage ?? '?'} version ${router.version ?? '?'}, last heartbeat ${router.silentSeconds.toFixed(1)} s ago${
+        router.sessionGone ? '; its session on old has ended (has its process died?)' : ''
+      }`,
     );
   }
   const lagging = report.routers.filter((router) => router.behind || router.silent).length;
   lines.push(
     lagging === 0
       ? `all ${report.routers.length} routers follow version ${stage.version}`
-      : `${lagging} of ${report.routers.length} routers are behind or silent`,
+      : `${lagging} of ${report.routers.length} routers are behind, silent or gone`,
   );
   return lines;
 }

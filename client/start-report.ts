@@ -7,6 +7,10 @@ import { stillPreparingLine, workersPolling } from './workers';
 
 /** Waits for preparing to end (a refusal throws) and returns the line that says how it went. */
 export async function preparedLine(client: Client, migration: string, taskQueue: string): Promise<string> {
+  // With no worker polling, nothing can prepare it or answer the status query: say so now rather
+  // than after the query's wait.
+  if ((await workersPolling(client, taskQueue)) === 0)
+    return stillPreparingLine(client, migration, taskQueue);
   let phase: string;
   try {
     phase = (await new MigrationControl(client, migration).prepared()).phase;

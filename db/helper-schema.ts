@@ -88,6 +88,9 @@ const HELPER_DDL = [
   addColumn('routers', 'fence_acknowledged', 'bigint'),
   // ... and the counters each router publishes for the read ramp's gates (router/gate-stats.ts).
   addColumn('routers', 'stats', 'jsonb'),
+  // ... and the backend of the session it listens on, so a router whose process died shows as gone
+  // at once (its session ends with it) rather than after its heartbeats go silent.
+  addColumn('routers', 'listener_pid', 'integer'),
   // ... and, so that two migrations on one database never drain each other's changes, whose change
   // each entry is (capture writes the migration's name).
   addColumn('change_log', 'migration', 'text'),

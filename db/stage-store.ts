@@ -66,6 +66,12 @@ export interface RegisteredRouter {
   pid: number | null;
   /** Seconds since its last heartbeat. */
   silentSeconds: number;
+  /**
+   * Its session on old (the one it listens on) has ended without the router saying goodbye: its
+   * process has most likely died. False while unknown (a router polling only, or one from before
+   * the helper schema recorded its session).
+   */
+  sessionGone: boolean;
   /** The fenced stage version this router acknowledged (no write of its own in flight), or null. */
   fenceAcknowledged: number | null;
   /** Its counters for the gates as of its last heartbeat, or null. */
@@ -75,13 +81,19 @@ export interface RegisteredRouter {
 /** A router not heard from for longer than this (three default heartbeats) counts as gone. */
 export const SILENT_AFTER_SECONDS = 15;
 
-/** The routers heard from within `silentAfterSeconds`: those a gate or a fence must count. */
+/**
+ * The routers heard from within `silentAfterSeconds` whose session on old has not ended: those a
+ * gate or a fence must count. A router whose process died has no write in flight to wait for (and
+ * should one of its sessions still be open, the switch's guard waits for it and refuses any later).
+ */
 export async function liveRouters(
   pool: pg.Pool,
   migration: string,
   silentAfterSeconds = SILENT_AFTER_SECONDS,
 ): Promise<RegisteredRouter[]> {
-  return (await listRouters(pool, migration)).filter((router) => router.silentSeconds <= silentAfterSeconds);
+  return (await listRouters(pool, migration)).filter(
+    (router) => !router.sessionGone && router.silentSeconds <= silentAfterSeconds,
+  );
 }
 
 export async function listRouters(pool: pg.Pool, migration: string): Promise<RegisteredRouter[]> {
@@ -94,10 +106,14 @@ export async function listRouters(pool: pg.Pool, migration: string): Promise<Reg
     silent: number;
     fence_acknowledged: string | null;
     stats: RouterStats | null;
+    session_gone: boolean;
   }>(
+    // Every role sees every backend's pid in pg_stat_activity, so the check needs no privilege.
     `SELECT router_id, stage, version, host, pid, extract(epoch FROM now() - heartbeat_at)::float8 AS silent,
-            fence_acknowledged, stats
-       FROM ${HELPER_SCHEMA}.routers WHERE migration = $1 ORDER BY router_id`,
+            fence_acknowledged, stats,
+            listener_pid IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a WHERE a.pid = r.listener_pid) AS session_gone
+       FROM ${HELPER_SCHEMA}.routers AS r WHERE migration = $1 ORDER BY router_id`,
     [migration],
   );
   return rows.map((row) => ({
@@ -107,6 +123,7 @@ export async function listRouters(pool: pg.Pool, migration: string): Promise<Reg
     host: row.host,
     pid: row.pid,
     silentSeconds: row.silent,
+    sessionGone: row.session_gone,
     fenceAcknowledged: row.fence_acknowledged === null ? null : Number(row.fence_acknowledged),
     stats: row.stats,
   }));
@@ -124,6 +141,19 @@ export interface StageWatcherOptions {
   stats?: () => RouterStats;
 }
 
+const UNDEFINED_COLUMN = '42703';
+
+/** A router's registration and heartbeat; `withListener` also records its listening session ($9). */
+function heartbeatSql(withListener: boolean): string {
+  const listener = withListener ? ', listener_pid' : '';
+  return `INSERT INTO ${HELPER_SCHEMA}.routers (router_id, migration, stage, version, host, pid, fence_acknowledged, stats${listener})
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8${withListener ? ', $9' : ''})
+          ON CONFLICT (router_id) DO UPDATE
+            SET stage = EXCLUDED.stage, version = EXCLUDED.version,
+                fence_acknowledged = EXCLUDED.fence_acknowledged, stats = EXCLUDED.stats${withListener ? ', listener_pid = EXCLUDED.listener_pid' : ''},
+                heartbeat_at = now()`;
+}
+
 /**
  * Follows one migration's stage: emits 'change' with the new StageState whenever the version grows,
  * and keeps this router's registration fresh. `start()` reads the current stage before returning.
@@ -135,6 +165,10 @@ export class StageWatcher extends EventEmitter {
   private refreshing: Promise<void> | undefined;
   private stopped = false;
   private fenceAcknowledged: number | null = null;
+  /** The backend pid of the listening session, published so a dead router shows as gone at once. */
+  private listenerPid: number | null = null;
+  /** False once the store turned out to predate routers.listener_pid (helper schema not yet upgraded). */
+  private storeHasListenerPid = true;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -156,9 +190,16 @@ export class StageWatcher extends EventEmitter {
       this.listener.on('notification', (message) => {
         if (message.channel === STAGE_CHANNEL && message.payload === this.migration) void this.refresh();
       });
-      // A listener that loses its connection falls back to polling until the router restarts it.
-      this.listener.on('error', () => undefined);
+      // A listener that loses its connection falls back to polling until the router restarts it; its
+      // session is no longer this router's, so it is no longer published as such.
+      this.listener.on('error', () => {
+        this.listenerPid = null;
+        void this.heartbeat();
+      });
       await this.listener.query(`LISTEN ${STAGE_CHANNEL}`);
+      const backend = await this.listener.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      this.listenerPid = backend.rows[0]?.pid ?? null;
+      await this.heartbeat();
     }
     this.timers.push(setInterval(() => void this.refresh(), this.options.pollMs ?? 1000));
     this.timers.push(setInterval(() => void this.heartbeat(), this.options.heartbeatMs ?? 5000));
@@ -195,24 +236,28 @@ export class StageWatcher extends EventEmitter {
 
   private async heartbeat(): Promise<void> {
     if (this.stopped) return;
+    const values = [
+      this.options.routerId,
+      this.migration,
+      this.state.stage,
+      this.state.version,
+      hostname(),
+      process.pid,
+      this.fenceAcknowledged,
+      this.options.stats === undefined ? null : JSON.stringify(this.options.stats()),
+    ];
     try {
-      await this.pool.query(
-        `INSERT INTO ${HELPER_SCHEMA}.routers (router_id, migration, stage, version, host, pid, fence_acknowledged, stats)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (router_id) DO UPDATE
-           SET stage = EXCLUDED.stage, version = EXCLUDED.version,
-               fence_acknowledged = EXCLUDED.fence_acknowledged, stats = EXCLUDED.stats, heartbeat_at = now()`,
-        [
-          this.options.routerId,
-          this.migration,
-          this.state.stage,
-          this.state.version,
-          hostname(),
-          process.pid,
-          this.fenceAcknowledged,
-          this.options.stats === undefined ? null : JSON.stringify(this.options.stats()),
-        ],
-      );
+      if (this.storeHasListenerPid) {
+        try {
+          await this.pool.query(heartbeatSql(true), [...values, this.listenerPid]);
+          return;
+        } catch (err) {
+          // A helper schema installed by an earlier version: register without the session.
+          if ((err as { code?: string }).code !== UNDEFINED_COLUMN) throw err;
+          this.storeHasListenerPid = false;
+        }
+      }
+      await this.pool.query(heartbeatSql(false), values);
     } catch (err) {
       this.emit('error-seen', err);
     }

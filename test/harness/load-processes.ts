@@ -1,7 +1,10 @@
-// Starts router-load-process.ts as separate application processes and collects their reports.
+// Starts router-load-process.ts as separate application processes and collects their reports, and
+// checks that every write they were told succeeded is on a side exactly once.
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import type pg from 'pg';
 import type { LoadWriterReport } from './router-load-process';
 
 export interface LoadProcess {
@@ -67,4 +70,45 @@ export async function startLoadProcess(
     if (child.exitCode === null) child.kill('SIGKILL');
     throw err;
   }
+}
+
+/** Each load writer's counter (its row's customer_id) for writers 1..`writers`, by row id. */
+export async function loadCounters(
+  pool: pg.Pool,
+  table: string,
+  writers: number,
+): Promise<Map<number, number>> {
+  const { rows } = await pool.query<{ id: string; n: string }>(
+    `SELECT id, customer_id AS n FROM ${table} WHERE id <= $1`,
+    [writers],
+  );
+  return new Map(rows.map((row) => [Number(row.id), Number(row.n)]));
+}
+
+/**
+ * Every acknowledged write of the load is on `pool` exactly once: each writer's counter moved by
+ * exactly its acknowledged writes since `initial`, and the rows it inserted and did not delete are
+ * there, no other.
+ */
+export async function assertLoadLanded(
+  pool: pg.Pool,
+  table: string,
+  initial: Map<number, number>,
+  reports: LoadWriterReport[],
+): Promise<void> {
+  const final = await loadCounters(pool, table, Math.max(...reports.map((writer) => writer.id)));
+  for (const writer of reports) {
+    assert.ok(writer.acknowledged > 0, `writer ${writer.id} wrote nothing`);
+    assert.equal(final.get(writer.id), initial.get(writer.id)! + writer.acknowledged, `writer ${writer.id}`);
+  }
+  const { rows } = await pool.query<{ id: string }>(
+    `SELECT id FROM ${table} WHERE status = 'load' ORDER BY id`,
+  );
+  const expected = reports
+    .flatMap((writer) => writer.inserted.filter((id) => !writer.deleted.includes(id)))
+    .sort((a, b) => a - b);
+  assert.deepEqual(
+    rows.map((row) => Number(row.id)),
+    expected,
+  );
 }

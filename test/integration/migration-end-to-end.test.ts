@@ -17,7 +17,12 @@ import { parseMigrationConfig } from '../../config/load';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { readStage } from '../../db/stage-store';
 import { startRunningWorker } from '../harness/backfill';
-import { startLoadProcess, type LoadProcess } from '../harness/load-processes';
+import {
+  assertLoadLanded,
+  loadCounters,
+  startLoadProcess,
+  type LoadProcess,
+} from '../harness/load-processes';
 import type { LoadWriterReport } from '../harness/router-load-process';
 import { freshDatabases } from '../harness/router';
 import { installQuietRuntime, servers } from '../harness/servers';
@@ -81,7 +86,7 @@ describe('a migration from off to complete under load', () => {
     // Starting again is safe: it finds the running migration and changes nothing.
     assert.equal((await startMigration(worker.client, config, worker.taskQueue)).started, false);
 
-    const initial = await counters(db.pools.old);
+    const initial = await loadCounters(db.pools.old, name, 6);
     const env = { ...db.env, TEMPORAL_ADDRESS: servers.temporalAddress };
     loads.push(await startLoadProcess(env, migration, name, 1, 3));
     loads.push(await startLoadProcess(env, migration, name, 4, 3));
@@ -215,27 +220,7 @@ describe('a migration from off to complete under load', () => {
     );
     assert.deepEqual(outside.other, []);
     assert.ok(outside.refused > 0 && outside.written > 0);
-    for (const pool of [db.pools.new, db.pools.old]) {
-      const final = await counters(pool);
-      for (const writer of reports) {
-        assert.ok(writer.acknowledged > 0);
-        assert.equal(
-          final.get(writer.id),
-          initial.get(writer.id)! + writer.acknowledged,
-          `writer ${writer.id}`,
-        );
-      }
-      const { rows } = await pool.query<{ id: string }>(
-        `SELECT id FROM ${name} WHERE status = 'load' ORDER BY id`,
-      );
-      const expected = reports
-        .flatMap((writer) => writer.inserted.filter((id) => !writer.deleted.includes(id)))
-        .sort((a, b) => a - b);
-      assert.deepEqual(
-        rows.map((row) => Number(row.id)),
-        expected,
-      );
-    }
+    for (const pool of [db.pools.new, db.pools.old]) await assertLoadLanded(pool, name, initial, reports);
 
     // Retire: approval, then capture, guards, flags and helper tables go; the rows stay.
     await control.approve();
@@ -261,10 +246,3 @@ describe('a migration from off to complete under load', () => {
     assert.ok(final.runs >= 1);
   });
 });
-
-async function counters(pool: import('pg').Pool): Promise<Map<number, number>> {
-  const { rows } = await pool.query<{ id: string; n: string }>(
-    `SELECT id, customer_id AS n FROM public.orders WHERE id <= 6`,
-  );
-  return new Map(rows.map((row) => [Number(row.id), Number(row.n)]));
-}

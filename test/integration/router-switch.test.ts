@@ -5,7 +5,8 @@
 // them back to old (the routers no longer write old: only the migration's role may). No write is
 // lost or applied twice: each writer counts its own row up once per acknowledged write. A
 // router holding a transaction open never acknowledges, so the switch aborts and everyone stays on
-// old, which still takes writes.
+// old, which still takes writes. A router whose process died (its session on old ended) is not
+// waited for.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from '@temporalio/worker';
@@ -26,6 +27,8 @@ import { freshDatabases, moveStage, routedTable, startRouter, testMigration } fr
 import { installQuietRuntime, testSite } from '../harness/servers';
 import { workflowsPath } from '../harness/workflow-histories';
 import { waitFor } from '../harness/wait';
+import { startStageWatcherProcess } from '../harness/stage-watchers';
+import { listRouters } from '../../db/stage-store';
 import { runActivity } from '../harness/activity';
 
 installQuietRuntime();
@@ -197,6 +200,36 @@ describe('the write switch', () => {
     await drainOldToNew();
     const comparison = await compareTables(db.pools.old, db.pools.new, table, ['id']);
     assert.equal(comparison.differenceCount, 0, JSON.stringify(comparison.differences));
+  });
+
+  it('a router whose process died is not waited for at the fence: its session on old has ended', async () => {
+    const routerId = `${migration}-killed`;
+    const dead = startStageWatcherProcess(migration, routerId, 'listen', { ...process.env, ...db.env });
+    try {
+      await waitFor('the router to start', () => Promise.resolve(dead.seen.some((seen) => seen.ready)));
+      await dead.stop('SIGKILL');
+      // Its last heartbeat is seconds old: by heartbeats alone it would count as live for 15 s.
+      await waitFor(
+        'the killed router to show as gone',
+        () => listRouters(db.pools.old, migration),
+        (listed) => listed.some((router) => router.routerId === routerId && router.sessionGone),
+      );
+      const at = { servers, connection: 'old' as const, migration, stage: 'live' as const, readPercent: 50 };
+      const fence = await runActivity(activities.setMigrationStage, { ...at, fenced: true });
+      const acks = await runActivity(activities.awaitRouterFence, {
+        servers,
+        connection: 'old',
+        migration,
+        version: fence.version,
+        timeoutMs: 3000,
+      });
+      await runActivity(activities.setMigrationStage, at);
+      assert.deepEqual(acks.missing, []);
+      assert.deepEqual(acks.acknowledged.sort(), routers.map((router) => router.routerId).sort());
+    } finally {
+      await dead.stop('SIGKILL');
+      await db.pools.old.query(`DELETE FROM live_migrate.routers WHERE router_id = $1`, [routerId]);
+    }
   });
 
   it('holds writes at the fence, flips authority to new, and loses or doubles none of them', async () => {

@@ -1,5 +1,6 @@
 // `migrate routers <migration>`: the stage and every registered router with the version it has
-// seen; exit 1 when one is behind, one line and exit 2 when old is not configured.
+// seen; exit 1 when one is behind or gone (a killed router shows as gone once its session on old has
+// ended, not only after its heartbeats fall silent), one line and exit 2 when old is not configured.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -8,6 +9,8 @@ import { setStage, StageWatcher } from '../../db/stage-store';
 import { runCli } from '../harness/cli';
 import { freePort } from '../../provision/ports';
 import { databasePools, servers } from '../harness/servers';
+import { startStageWatcherProcess } from '../harness/stage-watchers';
+import { waitFor } from '../harness/wait';
 
 describe('migrate routers', () => {
   const pools = databasePools();
@@ -64,7 +67,41 @@ describe('migrate routers', () => {
     const { code, stdout } = await runCli(['routers', migration], process.env);
     assert.equal(code, 1, stdout);
     assert.match(stdout, new RegExp(`BEHIND ${migration}-stuck .* sees live version 1`));
-    assert.match(stdout, /of 2 routers are behind or silent/);
+    assert.match(stdout, /of 2 routers are behind, silent or gone/);
+  });
+
+  it('shows a killed router as gone once its session on old has ended, before its heartbeats fall silent', async () => {
+    const routerId = `${migration}-killed`;
+    const router = startStageWatcherProcess(migration, routerId, 'listen');
+    try {
+      await waitFor('the router to start', () => Promise.resolve(router.seen.some((s) => s.ready)));
+      const line = (stdout: string) => stdout.split('\n').find((l) => l.includes(routerId)) ?? '';
+      const before = await runCli(['routers', migration], process.env);
+      assert.match(line(before.stdout), /^ok /);
+      await router.stop('SIGKILL');
+      const report = await waitFor(
+        'the killed router shown as gone',
+        async () => {
+          const json = await runCli(['routers', migration, '--json'], process.env);
+          return JSON.parse(json.stdout) as {
+            routers: Array<{ routerId: string; sessionGone: boolean; silentSeconds: number }>;
+          };
+        },
+        (r) => r.routers.some((entry) => entry.routerId === routerId && entry.sessionGone),
+        300,
+      );
+      // Gone while its last heartbeat is recent: heartbeats alone would still say ok.
+      const killed = report.routers.find((entry) => entry.routerId === routerId)!;
+      const after = await runCli(['routers', migration], process.env);
+      assert.equal(after.code, 1, after.stdout);
+      assert.match(line(after.stdout), /^GONE .* its session on old has ended \(has its process died\?\)/);
+      console.log(
+        `  killed router shown as gone with its last heartbeat ${killed.silentSeconds.toFixed(1)} s old`,
+      );
+    } finally {
+      await router.stop('SIGKILL');
+      await pools.old.query(`DELETE FROM ${HELPER_SCHEMA}.routers WHERE router_id = $1`, [routerId]);
+    }
   });
 
   it('refuses a migration old knows nothing of (no stage, no router) with one line and exit code 2', async () => {

@@ -1,24 +1,42 @@
-// Several workers share one migration (issue 13, item 8): three worker processes poll one task queue;
-// each copies chunks of the backfill (counted from its own log); one is SIGKILLed mid-backfill and
-// another during the write switch; the migration goes on to switched with the remaining and
-// restarted workers, and new equals old row by row.
+// Several workers share one migration (issue 13, item 8): three worker processes poll one task queue
+// while two application processes write through their routers; each worker copies chunks of the
+// backfill (counted from its own log); one is SIGKILLed mid-backfill, and the one running the write
+// switch's own activity (moveWriteAuthority, caught waiting for a lock the test holds on old's table
+// while every router's writes wait at the fence) is SIGKILLed inside it. The switch's next attempt
+// runs on another worker and moves authority; new equals old row by row, and every write the load
+// was told succeeded is on both sides exactly once (hazard 8 with a crash in its middle).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { MigrationControl, startMigration } from '../../client/migrations';
 import { parseMigrationConfig } from '../../config/load';
+import { quoteTable } from '../../db/sql';
 import { compareTables } from '../../db/verifier';
 import type { TableRef } from '../../model/tables';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
+import {
+  assertLoadLanded,
+  loadCounters,
+  startLoadProcess,
+  type LoadProcess,
+} from '../harness/load-processes';
+import type { LoadWriterReport } from '../harness/router-load-process';
 import { freshDatabases } from '../harness/router';
-import { temporalClient } from '../harness/servers';
+import { servers, temporalClient } from '../harness/servers';
 import { waitFor } from '../harness/wait';
 import { startWorkerProcess, type WorkerProcess } from '../harness/worker-process';
+
+/** A write refused by the fence after waiting its time: the application was told, nothing was written. */
+const FENCE_TIMEOUT = /waited \d+ ms for the migration's write switch/;
 
 describe('three workers on one task queue', () => {
   let db: Awaited<ReturnType<typeof freshDatabases>>;
   const workers: WorkerProcess[] = [];
+  const loads: LoadProcess[] = [];
   const table: TableRef = { schema: 'public', table: 'shared' };
+  const name = quoteTable(table);
   const rows = 30_000;
+  let locker: pg.Client | undefined;
 
   before(async () => {
     db = await freshDatabases('scale_out');
@@ -28,7 +46,9 @@ describe('three workers on one task queue', () => {
   });
 
   after(async () => {
+    for (const load of loads) load.kill();
     await Promise.all(workers.map((worker) => worker.kill('SIGKILL')));
+    await locker?.end().catch(() => undefined);
     await db.end();
   });
 
@@ -37,7 +57,7 @@ describe('three workers on one task queue', () => {
     worker.lines.filter((line) => line.activityType === 'copyChunks' && line.msg === 'Activity completed')
       .length;
 
-  it('each copies chunks; one killed mid-backfill and one during the write switch; new equals old', async () => {
+  it('each copies chunks; one killed mid-backfill and one inside the write switch; new equals old', async () => {
     const taskQueue = `scale-out-${db.urls.old.split('_').pop()}`;
     const start = () => {
       const worker = startWorkerProcess(taskQueue, { ...db.env, LOG_LEVEL: 'debug' });
@@ -46,6 +66,7 @@ describe('three workers on one task queue', () => {
     };
     const first = [start(), start(), start()];
     const client = await temporalClient();
+    let reports: LoadWriterReport[] = [];
     try {
       const migration = `scale-out-${taskQueue.split('-').pop()}`;
       const config = parseMigrationConfig({
@@ -57,12 +78,23 @@ describe('three workers on one task queue', () => {
         chunksPerActivity: 1,
         throttle: { maxRowsPerSecond: 3000 },
         temporal: { taskQueue },
-        cutover: { readSteps: [100], stepSoak: 300, soak: '1s', approvals: [] },
+        cutover: {
+          readSteps: [100],
+          stepSoak: 300,
+          soak: '1s',
+          approvals: ['switched'],
+          // Every load row is rewritten without pause (see migration-end-to-end.test.ts).
+          gates: { maxReconciliationBacklog: 5000, maxLatencyRatio: 50, maxShadowMismatchRate: 1 },
+        },
         verification: { settle: 100 },
         queryBenchmark: { topStatements: 0 },
       });
+      const initial = await loadCounters(db.pools.old, name, 4);
       assert.equal((await startMigration(client, config, taskQueue)).started, true);
       const control = new MigrationControl(client, migration);
+      const env = { ...db.env, TEMPORAL_ADDRESS: servers.temporalAddress };
+      loads.push(await startLoadProcess(env, migration, name, 1, 2));
+      loads.push(await startLoadProcess(env, migration, name, 3, 2));
 
       // Mid-backfill: every worker has copied chunks; one of them dies.
       await waitFor(
@@ -76,18 +108,38 @@ describe('three workers on one task queue', () => {
       await first[0]!.kill('SIGKILL');
       start();
 
-      // During the write switch: another dies.
-      const atSwitch = await waitFor(
-        'the write switch',
+      // Before the switch: a lock on old's table that writes and reads pass but the switch's guard
+      // (a trigger) waits for, so its activity is surely in flight when its worker dies.
+      const held = await waitFor(
+        'the approval before the switch',
         () => control.status(),
-        (s) => s.phase === 'switching' || s.step === 'switched' || s.error !== null,
+        (s) => s.held?.kind === 'approval' || s.error !== null,
         3000,
       );
-      assert.equal(atSwitch.error, null);
-      await first[1]!.kill('SIGKILL');
+      assert.equal(held.error, null);
+      assert.equal(held.step, 'live 100%');
+      locker = new pg.Client({ connectionString: db.urls.old });
+      await locker.connect();
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE ${name} IN SHARE UPDATE EXCLUSIVE MODE`);
+      await control.approve('test');
+      await waitFor('the switch to wait for the lock on old', async () => {
+        const { rows: waiting } = await db.pools.old.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE application_name = 'pg-live-migrate old' AND wait_event_type = 'Lock'`,
+        );
+        return (waiting[0]?.n ?? 0) > 0;
+      });
+      const pending = (await client.workflow.getHandle(`migration-${migration}`).describe()).raw
+        .pendingActivities;
+      const switching = pending?.find((activity) => activity.activityType?.name === 'moveWriteAuthority');
+      const pid = Number(switching?.lastWorkerIdentity?.split('@')[0]);
+      const holder = workers.find((worker) => worker.child.pid === pid);
+      assert.ok(holder, `the worker running moveWriteAuthority (${switching?.lastWorkerIdentity}) is ours`);
+      await holder.kill('SIGKILL');
       start();
-      // The switch is quick without routers to wait for: say where the kill landed.
-      console.log(`  second kill at ${atSwitch.step} — ${atSwitch.phase}`);
+      await locker.query('ROLLBACK');
+
       const switched = await waitFor(
         'switched',
         () => control.status(),
@@ -96,16 +148,43 @@ describe('three workers on one task queue', () => {
       );
       assert.equal(switched.error, null);
       assert.equal(switched.switches.at(-1)?.switched, true, JSON.stringify(switched.switches));
+      // The switch's activity ran again: its last attempt was a later one, on another worker.
+      const history = await client.workflow.getHandle(`migration-${migration}`).fetchHistory();
+      const scheduled = history.events?.find(
+        (event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'moveWriteAuthority',
+      );
+      const startedEvent = history.events?.find(
+        (event) =>
+          Number(event.activityTaskStartedEventAttributes?.scheduledEventId ?? -1) ===
+          Number(scheduled?.eventId),
+      );
+      const attempt = startedEvent?.activityTaskStartedEventAttributes?.attempt ?? 0;
+      assert.ok(attempt >= 2, `moveWriteAuthority's last attempt: ${attempt}`);
+      console.log(
+        `  worker ${pid} killed inside moveWriteAuthority; attempt ${attempt} moved authority (fence held ${switched.switches.at(-1)?.fencedMs} ms)`,
+      );
 
-      const comparison = await compareTables(db.pools.old, db.pools.new, table, ['id']);
-      assert.deepEqual(comparison.differences, []);
-      assert.equal(comparison.rowsNew, rows);
+      // The load stops; reverse sync brings new's last writes to old.
+      reports = (await Promise.all(loads.splice(0).map((load) => load.stop()))).flat();
+      await waitFor(
+        'old equal to new',
+        () => compareTables(db.pools.new, db.pools.old, table, ['id']),
+        (comparison) => comparison.differenceCount === 0 && comparison.rowsNew === comparison.rowsOld,
+        600,
+      );
+      const fenceTimeouts = reports.flatMap((writer) => writer.failures).filter((f) => FENCE_TIMEOUT.test(f));
+      assert.deepEqual(
+        reports.flatMap((writer) => writer.failures).filter((f) => !FENCE_TIMEOUT.test(f)),
+        [],
+      );
+      for (const pool of [db.pools.new, db.pools.old]) await assertLoadLanded(pool, name, initial, reports);
       const all = workers.map(copiedBy);
       console.log(
-        `  chunks copied by each worker process (three first, then two restarted): ${all.join(', ')}`,
+        `  chunks copied by each worker process (three first, then two restarted): ${all.join(', ')}; ${reports.reduce((sum, writer) => sum + writer.acknowledged, 0)} writes acknowledged, ${fenceTimeouts.length} refused at the fence`,
       );
       await control.abort('test').catch(() => undefined);
     } finally {
+      for (const load of loads.splice(0)) reports.push(...(await load.stop()));
       await client.connection.close();
     }
   });

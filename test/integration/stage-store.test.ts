@@ -2,9 +2,7 @@
 // they listen for notifications or only poll; routers register with the stage version they have
 // seen and leave when they stop; bad stages are refused.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureHelperSchema } from '../../db/helper-schema';
 import { OpenFeature, ProviderEvents } from '@openfeature/server-sdk';
@@ -16,45 +14,15 @@ import {
 } from '../../router/openfeature-provider';
 import { listRouters, readStage, setStage, StageWatcher } from '../../db/stage-store';
 import { databasePools } from '../harness/servers';
+import { startStageWatcherProcess } from '../harness/stage-watchers';
 import { waitFor } from '../harness/wait';
-
-interface Seen {
-  ready?: boolean;
-  stage: string;
-  version: number;
-  readPercent: number;
-  seenAt?: number;
-}
-
-function startRouterProcess(migration: string, routerId: string, mode: 'listen' | 'poll') {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [path.join(__dirname, '../harness/stage-watcher-process.js'), migration, routerId, mode],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const seen: Seen[] = [];
-  let partial = '';
-  child.stdout?.on('data', (data: Buffer) => {
-    const lines = (partial + data.toString('utf8')).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) if (line.trim() !== '') seen.push(JSON.parse(line) as Seen);
-  });
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  return {
-    seen,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 describe('stage store: every router follows the migration stage', () => {
   const pools = databasePools();
   const migration = `stages-${randomUUID().slice(0, 8)}`;
   const routers = [
-    startRouterProcess(migration, `${migration}-listening`, 'listen'),
-    startRouterProcess(migration, `${migration}-polling`, 'poll'),
+    startStageWatcherProcess(migration, `${migration}-listening`, 'listen'),
+    startStageWatcherProcess(migration, `${migration}-polling`, 'poll'),
   ];
 
   before(async () => {
