@@ -1,10 +1,30 @@
 // Throttler: is the source hurting? Reads the signals an operator configured (a latency probe,
 // active connections, replica lag) and answers with the first limit crossed, in words, so the
-// backfill can wait and say why. The row rate and the operator's throttle are applied by the
-// workflow itself; this activity only looks at the server.
+// backfill can wait and say why. And how is the application doing? Reads the latency the routers
+// published for the application's statements with their last heartbeat, and times the operator's
+// probe query on the source (model/latency-throttle.ts decides what to do with it). The row rate and
+// the operator's throttle are applied by the workflow itself; this activity only looks.
 import type { ConnectionName } from '../model/connections';
 import type { ThrottleSettings } from '../model/throttle-settings';
 import type { ConnectionPools } from '../db/pools';
+import { liveRouters } from '../db/stage-store';
+import {
+  latencyQuantile,
+  mergeLatencyCounts,
+  PROBE_RUNS,
+  type LatencyReading,
+} from '../model/latency-throttle';
+import type { ServerBinding } from '../model/servers';
+
+export interface ApplicationLatencyInput {
+  migration: string;
+  servers: ServerBinding;
+  /** Where the probe query runs: the source of the copy. */
+  source: ConnectionName;
+  probeQuery: string;
+  /** Router readings with fewer statements are left out (null). */
+  minSamples: number;
+}
 
 /** The limits the throttler checks (the row rate is the workflow's). */
 export type SourceHealthLimits = Pick<
@@ -55,6 +75,30 @@ export function createThrottler(pools: ConnectionPools) {
         reason = `replica lag ${replicaLagSeconds.toFixed(1)} s > ${maxReplicaLagSeconds} s`;
       }
       return { reason, probeLatencyMs, activeConnections, replicaLagSeconds };
+    },
+
+    /** The application's latency now: the routers' last heartbeat windows, and the probe query's. */
+    measureApplicationLatency: async (input: ApplicationLatencyInput): Promise<LatencyReading> => {
+      // Routers register in old's stage store, whichever side the copy reads.
+      const routers = (await liveRouters(pools.get('old'), input.migration)).filter(
+        (router) => router.stats?.latency !== undefined,
+      );
+      const counts = mergeLatencyCounts(routers.map((router) => router.stats!.latency!));
+      const samples = counts.reduce((sum, n) => sum + n, 0);
+      const p99Ms = latencyQuantile(counts, 0.99);
+      const source = pools.get(input.source);
+      const runs: number[] = [];
+      for (let i = 0; i < PROBE_RUNS; i++) {
+        const started = process.hrtime.bigint();
+        await source.query(input.probeQuery);
+        runs.push(Number(process.hrtime.bigint() - started) / 1e6);
+      }
+      runs.sort((a, b) => a - b);
+      return {
+        routers:
+          p99Ms !== null && samples >= input.minSamples ? { p99Ms, samples, routers: routers.length } : null,
+        probe: { p90Ms: Math.round(runs[Math.ceil(PROBE_RUNS * 0.9) - 1]! * 100) / 100 },
+      };
     },
   };
 }

@@ -28,6 +28,18 @@ export interface BackfillReport {
   waitingFor: string[];
   /** How often a throttle made the running partitions wait, by reason kind. */
   throttled: Record<string, number>;
+  /**
+   * The brake that follows the application's latency: its limit (null: not braking), why, and the
+   * latest reading against its target; null when it is off or has no baseline yet.
+   */
+  brake: {
+    limit: number | null;
+    reason: string | null;
+    baseline: { routersMs: number | null; probeMs: number };
+    last: { by: 'routers' | 'probe'; ms: number; targetMs: number } | null;
+    decreases: number;
+    increases: number;
+  } | null;
   partitionsDone: number;
   partitionsRunning: number;
   /** The partitions copying now (and, when asked for, those that finished). */
@@ -82,6 +94,17 @@ export async function readBackfillProgress(
     etaSeconds: table.phase === 'done' ? 0 : rowsPerSecond > 0 ? Math.round(remaining / rowsPerSecond) : null,
     waitingFor: [...new Set(running.flatMap((p) => (p.waitingFor === null ? [] : [p.waitingFor])))],
     throttled,
+    brake:
+      table.latency === undefined
+        ? null
+        : {
+            limit: table.latency.limit,
+            reason: table.latency.reason,
+            baseline: table.latency.baseline,
+            last: table.latency.last,
+            decreases: table.latency.decreases,
+            increases: table.latency.increases,
+          },
     partitionsDone: table.partitions.filter((p) => p.done).length,
     partitionsRunning: running.length,
     partitions: [...finished, ...running],

@@ -113,6 +113,19 @@ export function tableLines(table: LiveTableProgress | TableProgress, bars = fals
     lines.push(
       `    throttle: ${backfill.waitingFor.length > 0 ? `waiting: ${backfill.waitingFor.join('; ')}` : 'not waiting'} (${limit})`,
     );
+    const brake = backfill.brake;
+    if (brake !== null) {
+      const reading =
+        brake.last === null
+          ? `baseline ${brake.baseline.routersMs !== null ? `p99 ${brake.baseline.routersMs} ms through routers, ` : ''}probe p90 ${brake.baseline.probeMs} ms`
+          : `${brake.last.by === 'routers' ? 'application p99' : 'probe p90'} ${brake.last.ms} ms, target ${brake.last.targetMs} ms`;
+      const moves = `${brake.decreases} down, ${brake.increases} up`;
+      lines.push(
+        brake.limit !== null && brake.reason !== null
+          ? `    latency brake: ${brake.reason} (${moves})`
+          : `    latency brake: not braking (${reading}; ${moves})`,
+      );
+    }
   }
   const verifying = live?.verifying ?? null;
   if (verifying !== null) {

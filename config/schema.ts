@@ -18,6 +18,7 @@ import {
   DEFAULT_THROTTLE,
 } from '../model/throttle-settings';
 import { hasQueryPassword } from '../model/redact';
+import { DEFAULT_LATENCY_TARGET } from '../model/latency-throttle';
 
 const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const IDENTIFIER = '[A-Za-z_][A-Za-z0-9_$]*';
@@ -116,6 +117,34 @@ export const tableSchema = z.union([
 
 const optionalLimit = (schema: z.ZodNumber, fallback: number | null) => schema.nullable().default(fallback);
 
+/** The brake that follows the application's latency (model/latency-throttle.ts). */
+const latencyTargetSchema = z.strictObject({
+  ratio: z
+    .number()
+    .min(1.1, "must be at least 1.1 (the application's p99 may grow to this many times its baseline)")
+    .default(DEFAULT_LATENCY_TARGET.ratio),
+  floorMs: z.number().min(0).default(DEFAULT_LATENCY_TARGET.floorMs),
+  intervalMs: z
+    .number()
+    .int('must be a whole number')
+    .min(1000, 'must be at least 1000 ms')
+    .max(600_000)
+    .default(DEFAULT_LATENCY_TARGET.intervalMs),
+  minRowsPerSecond: z
+    .number()
+    .positive('must be above 0 (the copy must always end)')
+    .default(DEFAULT_LATENCY_TARGET.minRowsPerSecond),
+  probeQuery: z
+    .string()
+    .trim()
+    .regex(
+      /^select\b[^;]*$/i,
+      'must be one SELECT statement (no semicolon): it runs on the source while copying',
+    )
+    .default(DEFAULT_LATENCY_TARGET.probeQuery),
+  minSamples: z.number().int('must be a whole number').min(1).default(DEFAULT_LATENCY_TARGET.minSamples),
+});
+
 /** When the backfill slows down or waits; null switches a limit off. */
 export const throttleSchema = z.strictObject({
   maxRowsPerSecond: optionalLimit(
@@ -146,6 +175,7 @@ export const throttleSchema = z.strictObject({
     .min(100)
     .max(600_000)
     .default(DEFAULT_THROTTLE.backoffMs),
+  latencyTarget: latencyTargetSchema.nullable().default(() => latencyTargetSchema.parse({})),
 });
 
 /** A duration such as "10m", "2 hours", "14d", or a number of milliseconds; parsed to milliseconds. */

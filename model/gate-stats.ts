@@ -1,7 +1,10 @@
 // What a router tells the migration about itself for the read ramp's gates: counters since it
 // started (reads and their total time per side, reads on new that failed, shadow comparisons and
-// mismatches), published with every heartbeat. The migration sums the change over a soak window
+// mismatches; the latency of the application's statements since the previous heartbeat), published
+// with every heartbeat. The migration sums the change over a soak window
 // across every live router; a router that restarted mid-window counts from zero.
+
+import type { LatencyCounts } from './latency-throttle';
 
 export interface RouterStats {
   /** Reads the application made, and their total time in seconds, per side. */
@@ -13,9 +16,15 @@ export interface RouterStats {
   readsNewFailed: number;
   shadowCompared: number;
   shadowMismatched: number;
+  /**
+   * The application's statements (reads, writes and their mirrors) by latency bucket since the
+   * router's previous heartbeat (latency-throttle.ts): what the copy's brake reads. Absent from
+   * routers of earlier versions.
+   */
+  latency?: LatencyCounts;
 }
 
-export const NO_STATS: RouterStats = {
+export const NO_STATS: Required<Omit<RouterStats, 'latency'>> = {
   readsOld: 0,
   readSecondsOld: 0,
   readsNew: 0,
@@ -25,7 +34,7 @@ export const NO_STATS: RouterStats = {
   shadowMismatched: 0,
 };
 
-const FIELDS = Object.keys(NO_STATS) as Array<keyof RouterStats>;
+const FIELDS = Object.keys(NO_STATS) as Array<Exclude<keyof RouterStats, 'latency'>>;
 
 export interface GateFigures {
   totals: RouterStats;

@@ -2,6 +2,7 @@
 // queries and updates (workflows/messages.ts defines them for Temporal from these names; the router
 // and the activities, which load no workflow code, signal and query by name) and the shapes of what
 // they carry. Plain data.
+import type { LatencyThrottleState } from './latency-throttle';
 import type { QueryBenchmarkResult } from './query-benchmark';
 import type { Stage } from './stages';
 import type { KeyRange, TableRef } from './tables';
@@ -80,6 +81,8 @@ export interface BackfillProgress {
   partitions: Array<{ workflowId: string; pass: 'hot' | 'main'; range: KeyRange; done: boolean }>;
   /** Totals of the partitions that finished. */
   finished: { rowsCopied: number; chunksDone: number };
+  /** The brake that follows the application's latency, once it has its baseline; absent when off. */
+  latency?: LatencyThrottleState;
 }
 /** Keys that differ between the sides (a failed mirror write, a verifier finding): sync them. */
 export interface DiscrepancyBatch {

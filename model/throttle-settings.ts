@@ -1,5 +1,6 @@
 // The backfill's tuning and throttle settings and their defaults: plain data, shared by the config schema and
-// the workflow (this module imports nothing, so both may use it).
+// the workflow (this module imports only other plain data, so both may use it).
+import type { LatencyTarget } from './latency-throttle';
 
 export interface ThrottleSettings {
   /** Rows per second for the whole table (shared by its partitions); null = no limit. */
@@ -14,6 +15,11 @@ export interface ThrottleSettings {
   checkIntervalMs?: number;
   /** How long to wait before checking again once the source is hurting, in ms. */
   backoffMs?: number;
+  /**
+   * The brake that follows the application's latency (model/latency-throttle.ts); null switches it
+   * off, a field left out takes its default.
+   */
+  latencyTarget?: Partial<LatencyTarget> | null;
 }
 
 /** Defaults: wait for a busy source; no row rate limit unless the operator sets one. */

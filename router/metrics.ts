@@ -5,6 +5,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ConnectionName } from '../model/connections';
 import { NO_STATS, type RouterStats } from '../model/gate-stats';
+import { countLatency, emptyLatencyCounts } from '../model/latency-throttle';
 
 /** What ran on a side: a read or write of the application, a mirror, or a shadow read. */
 export type WorkKind = 'read' | 'write' | 'mirror' | 'shadow';
@@ -91,6 +92,15 @@ export class RouterMetrics {
 
   /** The counters a router publishes for the migration's gates (gate-stats.ts). */
   readonly stats: RouterStats = { ...NO_STATS };
+  /** The application's statements by latency since the last heartbeat, for the copy's brake. */
+  private latencyWindow = emptyLatencyCounts();
+
+  /** What a heartbeat publishes: the gates' counters, and the latency window, which starts anew. */
+  publishStats(): RouterStats {
+    const latency = this.latencyWindow;
+    this.latencyWindow = emptyLatencyCounts();
+    return { ...this.stats, latency };
+  }
 
   /** Runs `work` and records its duration, and its failure, against the side. */
   time<T>(side: ConnectionName, kind: WorkKind, work: () => Promise<T>): Promise<T> {
@@ -107,6 +117,7 @@ export class RouterMetrics {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       duration.observe(seconds);
       if (failed) errors.inc();
+      if (kind !== 'shadow') countLatency(this.latencyWindow, seconds * 1000);
       if (kind !== 'read') return;
       if (side === 'old') {
         this.stats.readsOld++;

@@ -126,7 +126,7 @@ export class MigrationRouter extends EventEmitter {
     this.watcher = new StageWatcher(this.stagePool, options.migration, {
       ...options.stageWatcher,
       routerId: this.routerId,
-      stats: () => this.metrics.stats,
+      stats: () => this.metrics.publishStats(),
     });
     this.fence = new WriteFence(this.watcher, this.metrics, options.fenceWaitMs ?? FENCE_WAIT_MS);
     this.breaker = new CircuitBreaker(options.circuitBreaker, (state) => {

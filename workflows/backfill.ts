@@ -3,9 +3,13 @@
 // write from then on reaches the target through reconciliation). Splits the key space into
 // partitions and copies them as child workflows, hot rows first when a predicate is given. Carries
 // key ranges and counters only, never rows. Pause, resume and throttle signals are passed on to the
-// partitions.
+// partitions. While copying, a brake follows the application's latency (model/latency-throttle.ts):
+// measured once before the copy starts, then every few seconds; the copy keeps to the lower of its
+// limit and the operator's.
 import {
   ParentClosePolicy,
+  condition,
+  log,
   patched,
   proxyActivities,
   setCurrentDetails,
@@ -30,6 +34,13 @@ import {
 } from './messages';
 import { PROGRESS_REPORT_MS, type BackfillProgress, type PartitionReport } from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_ROWS_COPIED, MIGRATION_TABLE } from './search-attributes';
+import {
+  DEFAULT_LATENCY_TARGET,
+  effectiveRowLimit,
+  nextLatencyThrottle,
+  startLatencyThrottle,
+  type LatencyTarget,
+} from '../model/latency-throttle';
 import {
   DEFAULT_CHUNKS_IN_FLIGHT,
   DEFAULT_CHUNKS_PER_ACTIVITY,
@@ -73,6 +84,21 @@ const { bindServers, prepareTables, installChangeCapture, planPartitions } = pro
   heartbeatTimeout: '15 seconds',
   retry: { maximumInterval: '30 seconds' },
 });
+// A reading takes milliseconds; one that fails is skipped (the copy goes on at its current limit).
+const { measureApplicationLatency } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  heartbeatTimeout: '15 seconds',
+  retry: { maximumInterval: '5 seconds', maximumAttempts: 3 },
+});
+
+/** Runs started before the brake copy without it: their histories replay unchanged. */
+const LATENCY_BRAKE = 'latency-brake';
+
+/** The brake's settings for this backfill: the defaults under what the input sets; null when off. */
+function latencyTarget(input: BackfillTableInput): LatencyTarget | null {
+  const set = input.throttle?.latencyTarget;
+  return set === null ? null : { ...DEFAULT_LATENCY_TARGET, ...set };
+}
 
 export async function backfillTableWorkflow(input: BackfillTableInput): Promise<BackfillTableResult> {
   const tableName = `${input.table.schema}.${input.table.table}`;
@@ -89,18 +115,29 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
   // The table's row rate is shared evenly by the partitions of the pass still copying: one that
   // finishes hands its share to the others, so together they keep to the limit, not below it.
   let partitionsInPass = 1;
-  const share = () =>
-    progress.maxRowsPerSecond === null ? null : progress.maxRowsPerSecond / partitionsInPass;
+  /** The limit the copy keeps: the operator's, or the brake's when lower. */
+  const rowLimit = () => effectiveRowLimit(progress.maxRowsPerSecond, progress.latency?.limit ?? null);
+  const share = () => {
+    const limit = rowLimit();
+    return limit === null ? null : limit / partitionsInPass;
+  };
   const tell = (send: (child: ChildWorkflowHandle<typeof backfillPartitionWorkflow>) => Promise<void>) => {
     // A partition that just finished no longer takes signals; nothing is lost.
     for (const child of running.values()) void send(child).catch(() => undefined);
+  };
+  /** Gives every running partition its share of the limit as it is now. */
+  const tellShares = () => {
+    const perPartition = share();
+    tell((child) => child.signal(throttleSignal, { maxRowsPerSecond: perPartition }));
   };
   // What running partitions reported (partitionCopiedSignal), shown every few seconds at most.
   const reported = new Map<string, PartitionReport>();
   let copyingSince: number | null = null;
   let shownAt = 0;
+  const rowsCopiedNow = () =>
+    progress.finished.rowsCopied + [...reported.values()].reduce((n, r) => n + r.rowsCopied, 0);
   const showProgress = () => {
-    const rows = progress.finished.rowsCopied + [...reported.values()].reduce((n, r) => n + r.rowsCopied, 0);
+    const rows = rowsCopiedNow();
     const seconds = copyingSince === null ? 0 : (Date.now() - copyingSince) / 1000;
     const rate = seconds > 0 ? Math.round(rows / seconds) : 0;
     const left = Math.max(0, progress.estimatedRows - rows);
@@ -110,8 +147,9 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
       ...new Set([...reported.values()].flatMap((r) => (r.waitingFor === null ? [] : [r.waitingFor]))),
     ];
     upsertSearchAttributes([{ key: MIGRATION_ROWS_COPIED, value: rows }]);
+    const brake = progress.latency?.limit != null ? `; brake: ${progress.latency.reason}` : '';
     setCurrentDetails(
-      `${tableName}: ${rows} of ~${progress.estimatedRows} rows${percent !== null ? ` (${percent}%)` : ''}, ${rate} rows/s, ETA ${rate > 0 ? `${Math.round(left / rate)} s` : 'unknown'}; ${progress.phase}${progress.paused ? ' (paused)' : ''}${waiting.length > 0 ? `; throttled: ${waiting.join('; ')}` : ''}`,
+      `${tableName}: ${rows} of ~${progress.estimatedRows} rows${percent !== null ? ` (${percent}%)` : ''}, ${rate} rows/s, ETA ${rate > 0 ? `${Math.round(left / rate)} s` : 'unknown'}; ${progress.phase}${progress.paused ? ' (paused)' : ''}${waiting.length > 0 ? `; throttled: ${waiting.join('; ')}` : ''}${brake}`,
     );
   };
   setHandler(partitionCopiedSignal, (report) => {
@@ -133,8 +171,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
   });
   setHandler(throttleSignal, ({ maxRowsPerSecond }) => {
     progress.maxRowsPerSecond = maxRowsPerSecond;
-    const perPartition = share();
-    tell((child) => child.signal(throttleSignal, { maxRowsPerSecond: perPartition }));
+    tellShares();
   });
   upsertSearchAttributes([
     { key: MIGRATION_NAME, value: input.migration },
@@ -178,7 +215,53 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     chunkSize: input.chunkSize,
   });
 
+  // The brake: a baseline reading before the first row moves, then a reading every interval while
+  // copying (none while paused); a change of its limit goes to every partition at once.
+  const target = latencyTarget(input);
+  let copying = true;
+  let braking: Promise<void> = Promise.resolve();
+  const measure = () =>
+    measureApplicationLatency({
+      migration: input.migration,
+      servers,
+      source: input.source,
+      probeQuery: target!.probeQuery,
+      minSamples: target!.minSamples,
+    });
+  const brake = async () => {
+    let rows = rowsCopiedNow();
+    let at = Date.now();
+    while (!(await condition(() => !copying, target!.intervalMs))) {
+      if (progress.paused) continue;
+      let reading;
+      try {
+        reading = await measure();
+      } catch (err) {
+        log.warn('could not read the application latency; the copy keeps its limit', {
+          error: (err as Error).message,
+        });
+        continue;
+      }
+      const seconds = Math.max(0.001, (Date.now() - at) / 1000);
+      const rate = (rowsCopiedNow() - rows) / seconds;
+      rows = rowsCopiedNow();
+      at = Date.now();
+      const before = progress.latency!.limit;
+      progress.latency = nextLatencyThrottle(progress.latency!, reading, rate);
+      if (progress.latency.limit !== before) {
+        log.info('copy brake', { reason: progress.latency.reason, limit: progress.latency.limit });
+        tellShares();
+      }
+    }
+  };
+  const startBrake = async () => {
+    if (target === null || progress.latency !== undefined || !patched(LATENCY_BRAKE)) return;
+    progress.latency = startLatencyThrottle(target, await measure());
+    braking = brake();
+  };
+
   const copy = async (pass: 'hot' | 'main', ranges: KeyRange[], predicate?: string) => {
+    await startBrake();
     copyingSince ??= Date.now();
     partitionsInPass = Math.max(1, ranges.length);
     const children = await Promise.all(
@@ -227,13 +310,8 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
         running.delete(child.workflowId);
         reported.delete(child.workflowId);
         partitionsInPass = Math.max(1, partitionsInPass - 1);
-        if (
-          progress.maxRowsPerSecond !== null &&
-          running.size > 0 &&
-          patched('row-limit-shared-by-running-partitions')
-        ) {
-          const perPartition = share();
-          tell((other) => other.signal(throttleSignal, { maxRowsPerSecond: perPartition }));
+        if (rowLimit() !== null && running.size > 0 && patched('row-limit-shared-by-running-partitions')) {
+          tellShares();
         }
         const entry = progress.partitions.find((p) => p.workflowId === child.workflowId);
         if (entry !== undefined) entry.done = true;
@@ -255,6 +333,8 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     progress.phase = 'copying';
     upsertSearchAttributes([{ key: MIGRATION_PHASE, value: 'backfill' }]);
     await copy('main', plan.partitions);
+    copying = false;
+    await braking;
   }
   progress.phase = 'done';
   upsertSearchAttributes([

@@ -162,6 +162,8 @@ const HEALTHY: { [K in Name]: Fake<K> } = {
   drainChangeLog: notFaked('drainChangeLog'),
   syncKeys: notFaked('syncKeys'),
   checkSourceHealth: notFaked('checkSourceHealth'),
+  // An application as fast as before the copy: the brake never comes on.
+  measureApplicationLatency: () => ({ routers: null, probe: { p90Ms: 0.5 } }),
   installTruncateGuard: notFaked('installTruncateGuard'),
   advanceSequences: notFaked('advanceSequences'),
   listMigrationRouters: notFaked('listMigrationRouters'),

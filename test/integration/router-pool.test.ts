@@ -333,7 +333,7 @@ describe('router: a drop-in for pg.Pool', () => {
     assert.equal((await rowOn('new', 1))?.note, 'after the bulk write');
   });
 
-  it('routers publish their gate figures: shadow mismatch rate, reads per side, errors on new', async () => {
+  it('routers publish their gate figures (shadow mismatch rate, reads per side, errors on new) and latency', async () => {
     const migrationPools = new ConnectionPools(resolveConnections(testSite('unused'), process.env));
     const activities = createActivities({ pools: migrationPools });
     const gated = await startRouter('gates', {
@@ -375,6 +375,28 @@ describe('router: a drop-in for pg.Pool', () => {
       );
       assert.equal(live.newErrorRate, 0);
       assert.equal(live.totals.shadowCompared, 0, 'the window counts only what happened in it');
+
+      // ... and the latency of the application's statements over their last heartbeat, which the
+      // copy's brake reads.
+      const reading = await waitFor(
+        "the application's latency published with a heartbeat",
+        async () => {
+          for (let i = 0; i < 20; i++)
+            await gated.router.query(`SELECT id, note FROM ${name} WHERE id = $1`, [11]);
+          return runActivity(activities.measureApplicationLatency, {
+            migration: gated.migration,
+            servers,
+            source: 'old',
+            probeQuery: 'SELECT 1',
+            minSamples: 5,
+          });
+        },
+        (r) => r.routers !== null,
+        100,
+      );
+      assert.equal(reading.routers!.routers, 1);
+      assert.ok(reading.routers!.samples >= 5 && reading.routers!.p99Ms > 0, JSON.stringify(reading));
+      assert.ok(reading.probe.p90Ms > 0);
     } finally {
       await gated.router.end();
       await migrationPools.end();

@@ -29,7 +29,7 @@ import { workflowsPath } from '../harness/workflow-histories';
 import { waitFor } from '../harness/wait';
 import { startStageWatcherProcess } from '../harness/stage-watchers';
 import { listRouters } from '../../db/stage-store';
-import { runActivity } from '../harness/activity';
+import { drainUntilEmpty, runActivity } from '../harness/activity';
 
 installQuietRuntime();
 
@@ -78,18 +78,7 @@ describe('the write switch', () => {
     await db.end();
   });
 
-  async function drainOldToNew(): Promise<void> {
-    for (;;) {
-      const drained = await runActivity(activities.drainChangeLog, {
-        migration,
-        servers,
-        from: 'old',
-        to: 'new',
-        batchSize: 500,
-      });
-      if (drained.entries === 0 && drained.backlog === 0) return;
-    }
-  }
+  const drainOldToNew = () => drainUntilEmpty(activities, { migration, servers, from: 'old', to: 'new' });
 
   /** Runs the write switch of the test's migration from `live` 50% and replays its history. */
   async function switchWrites(label: string, fenceTimeoutMs: number): Promise<WriteSwitchResult> {

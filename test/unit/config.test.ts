@@ -24,12 +24,46 @@ describe('migration config', () => {
       maxReplicaLagSeconds: 10,
       checkIntervalMs: 1000,
       backoffMs: 2000,
+      latencyTarget: {
+        ratio: 2,
+        floorMs: 2,
+        intervalMs: 5000,
+        minRowsPerSecond: 200,
+        probeQuery: 'SELECT 1',
+        minSamples: 20,
+      },
     });
     assert.deepEqual(config.old, { urlEnv: 'OLD_DATABASE_URL' });
     assert.deepEqual(config.new, { urlEnv: 'NEW_DATABASE_URL' });
     assert.equal(config.temporal.taskQueue, 'pg-live-migrate');
     assert.deepEqual(qualifiedTableName('orders'), { schema: 'public', table: 'orders' });
     assert.deepEqual(qualifiedTableName({ name: 'sales.Orders' }), { schema: 'sales', table: 'Orders' });
+  });
+
+  it('takes the latency brake off with null, and refuses a probe that is not one SELECT', () => {
+    const off = parseMigrationConfig({ name: 'm', tables: ['t'], throttle: { latencyTarget: null } });
+    assert.equal(off.throttle.latencyTarget, null);
+    const set = parseMigrationConfig({
+      name: 'm',
+      tables: ['t'],
+      throttle: { latencyTarget: { ratio: 1.5 } },
+    });
+    assert.equal(set.throttle.latencyTarget?.ratio, 1.5);
+    assert.equal(set.throttle.latencyTarget?.intervalMs, 5000);
+    for (const probeQuery of [
+      'DELETE FROM t',
+      'SELECT 1; DROP TABLE t',
+      'WITH d AS (DELETE FROM t) SELECT 1',
+    ]) {
+      assert.throws(
+        () => parseMigrationConfig({ name: 'm', tables: ['t'], throttle: { latencyTarget: { probeQuery } } }),
+        /throttle\.latencyTarget\.probeQuery.*must be one SELECT statement/,
+      );
+    }
+    assert.throws(
+      () => parseMigrationConfig({ name: 'm', tables: ['t'], throttle: { latencyTarget: { ratio: 1 } } }),
+      /throttle\.latencyTarget\.ratio.*must be at least 1\.1/,
+    );
   });
 
   it('names the field and the problem for bad values', () => {
