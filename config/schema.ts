@@ -94,6 +94,14 @@ export const workerSchema = z.strictObject({
   maxConcurrentActivityTaskExecutions: z.number().int().min(1).max(1000).optional(),
   maxConcurrentWorkflowTaskExecutions: z.number().int().min(2).max(1000).optional(),
   shutdownGraceTime: z.string().default('30s'),
+  /** Serve Prometheus metrics on this port (config/metrics.ts); off when unset. */
+  metricsPort: z
+    .number()
+    .int('must be a whole number')
+    .min(1)
+    .max(65535, 'must be a port from 1 to 65535')
+    .nullable()
+    .optional(),
 });
 
 /** What every process needs to reach the servers: connections, Temporal, worker tuning. */
