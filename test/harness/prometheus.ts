@@ -67,10 +67,11 @@ export function promqlMetricNames(query: string): string[] {
     .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ')
     .replace(/\$\w+|\$\{[^}]*\}/g, ' ');
   const names: string[] = [];
-  for (const match of stripped.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*(\s*\()?/g)) {
-    if (match[1] !== undefined) continue; // a function
-    const word = match[0];
-    if (PROMQL_WORDS.has(word.toLowerCase()) || /^\d/.test(word)) continue;
+  // A number or duration (0.95, 1e3, 5m) is one token, so none of its letters reads as a name.
+  for (const match of stripped.matchAll(/\d[\w.]*|([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?/g)) {
+    const word = match[1];
+    if (word === undefined || match[2] !== undefined) continue; // a number, or a function
+    if (PROMQL_WORDS.has(word.toLowerCase())) continue;
     names.push(word);
   }
   return names;
