@@ -119,6 +119,14 @@ export const tableSchema = z.union([
     name: z.string().regex(TABLE_NAME, 'must be a table name such as public.orders or orders'),
     /** Copy the rows matching this SQL condition first, e.g. "last_seen_at > now() - interval '7 days'". */
     hotRowsWhere: z.string().trim().min(1, 'must be a SQL condition on the table').optional(),
+    /**
+     * A Citus target: the column the table is distributed by on new (a column of its primary key);
+     * a table the migration creates is distributed by it, one that exists must be.
+     */
+    distributionColumn: z
+      .string()
+      .regex(new RegExp(`^${IDENTIFIER}$`), 'must be a column name such as customer_id')
+      .optional(),
   }),
 ]);
 
