@@ -79,11 +79,14 @@ export function promqlMetricNames(query: string): string[] {
 
 /** The metrics the dashboard's variables read their values from (`label_values(metric, label)`). */
 export function dashboardVariableMetrics(dashboard: unknown): string[] {
-  const list = (dashboard as { templating?: { list?: Array<{ definition?: string }> } }).templating?.list;
+  const list = (dashboard as { templating?: { list?: Array<{ definition?: string; query?: unknown }> } })
+    .templating?.list;
   return (list ?? []).flatMap((variable) =>
-    [...(variable.definition ?? '').matchAll(/label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,/g)].map(
-      (match) => match[1]!,
-    ),
+    [
+      ...`${variable.definition ?? ''} ${typeof variable.query === 'string' ? variable.query : ''}`.matchAll(
+        /label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,/g,
+      ),
+    ].map((match) => match[1]!),
   );
 }
 
