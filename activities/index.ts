@@ -16,6 +16,7 @@ import { lastingFault } from './failures';
 import { redactError, redactSecrets } from '../model/redact';
 import type { TableRef } from '../model/tables';
 import { createKeyRanges } from './key-ranges';
+import { observeActivities, tableLabel, WorkflowLabels, type ActivityMetrics } from './metrics';
 import type { ConnectionPools } from '../db/pools';
 import { createPreparation } from './preparation';
 import { createQueryBenchmark } from './query-benchmark';
@@ -38,6 +39,8 @@ export interface ActivityHooks {
 
 export interface ActivityDependencies extends ActivityHooks {
   pools: ConnectionPools;
+  /** Where the activities report rows copied, throttling, sync backlog and verification (worker/metrics.ts). */
+  metrics?: ActivityMetrics;
 }
 
 /**
@@ -108,8 +111,35 @@ function atTheBoundary<T extends object>(identities: ServerIdentities, activitie
 }
 
 function buildActivities(
-  { pools, copierHooks, verifierHooks }: ActivityDependencies,
+  { pools, copierHooks, verifierHooks, metrics }: ActivityDependencies,
   identities: ServerIdentities,
+) {
+  const activities = buildUnobserved(
+    pools,
+    identities,
+    {
+      ...copierHooks,
+      ...(metrics !== undefined && {
+        afterChunkCommitted: (chunk, result) => {
+          copierHooks?.afterChunkCommitted?.(chunk, result);
+          metrics.chunkCopied(
+            { migration: chunk.migration, table: tableLabel(chunk.table) },
+            result.rowsRead,
+            result.rowsCopied,
+          );
+        },
+      }),
+    },
+    verifierHooks,
+  );
+  return metrics === undefined ? activities : observeActivities(activities, metrics, new WorkflowLabels());
+}
+
+function buildUnobserved(
+  pools: ConnectionPools,
+  identities: ServerIdentities,
+  copierHooks: CopierHooks | undefined,
+  verifierHooks: VerifierHooks | undefined,
 ) {
   const registry = new TableRegistry(pools);
   const guards = createGuards(pools, registry);

@@ -14,6 +14,7 @@ import type { ConnectionPools } from '../db/pools';
 import type { ServerBinding } from '../model/servers';
 import type { ServerIdentities } from './server-identity';
 import { quoteIdent, quoteTable } from '../db/sql';
+import { distributeTable, distributionColumnOf, distributionColumnProblem, hasCitus } from '../db/citus';
 import {
   compareDefinitions,
   completeTargetTable,
@@ -32,6 +33,8 @@ export interface PrepareTableInput {
   createIfMissing: boolean;
   /** The hot-rows condition, checked here so a bad one is refused before anything is written. */
   hotRowsWhere?: string;
+  /** A Citus target: the column the table is distributed by on new (db/citus.ts). */
+  distributionColumn?: string;
 }
 
 export interface PrepareTablesInput {
@@ -136,6 +139,36 @@ export function createPreparation(
     return found;
   }
 
+  /**
+   * A table to distribute on a Citus target: the column must be able to distribute it, new must have
+   * Citus, and a table new already has must be distributed by that column.
+   */
+  async function checkDistribution(
+    table: TableRef,
+    column: string,
+    oldDefinition: TableDefinition,
+    onNew: boolean,
+  ): Promise<void> {
+    const problem = distributionColumnProblem(oldDefinition, column);
+    if (problem !== null) {
+      throw refuse(
+        `distributionColumn ${column} of ${quoteTable(table)}: ${problem}; choose a column of its primary key that every unique constraint includes`,
+      );
+    }
+    if (!(await hasCitus(pools.get('new')))) {
+      throw refuse(
+        `distributionColumn is set for ${quoteTable(table)}, but the new database (${pools.display('new')}) has no Citus (create_distributed_table is missing): point the new connection at a Citus coordinator, or remove distributionColumn`,
+      );
+    }
+    if (!onNew) return;
+    const current = await distributionColumnOf(pools.get('new'), table);
+    if (current !== column) {
+      throw refuse(
+        `${quoteTable(table)} on new is ${current === null ? 'not distributed' : `distributed by ${current}`}, not by ${column}: distribute it while it is empty (SELECT create_distributed_table('${quoteTable(table)}', '${column}')), or drop it and let the migration create it (createTables: true)`,
+      );
+    }
+  }
+
   return {
     /** Both sides' identities now, for the migration to record (server-identity.ts). */
     bindServers: async (_input: { migration: string }): Promise<ServerBinding> => identities.bind(),
@@ -176,6 +209,14 @@ export function createPreparation(
             );
           }
         }
+        if (entry.distributionColumn !== undefined) {
+          await checkDistribution(
+            entry.table,
+            entry.distributionColumn,
+            oldDefinition,
+            newDefinition !== undefined,
+          );
+        }
         if (entry.hotRowsWhere !== undefined) await checkRowPredicate(entry.table, entry.hotRowsWhere);
         inspected.push({ input: entry, oldShape, oldDefinition, newDefinition });
       }
@@ -188,6 +229,9 @@ export function createPreparation(
               .get('new')
               .query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(entry.input.table.schema)}`);
             await createTargetTable(pools.get('new'), entry.oldDefinition, migrated, { deferIndexes: true });
+            if (entry.input.distributionColumn !== undefined) {
+              await distributeTable(pools.get('new'), entry.input.table, entry.input.distributionColumn);
+            }
           } catch (err) {
             throw refuse(
               `cannot create ${quoteTable(entry.input.table)} on the new database: ${(err as Error).message}; create it yourself (types and extensions it uses must exist there)`,

@@ -25,6 +25,7 @@ export interface ApplicationLatencyInput {
   /** Router readings with fewer statements are left out (null). */
   minSamples: number;
 }
+import type { SourceLimit } from './metrics';
 
 /** The limits the throttler checks (the row rate is the workflow's). */
 export type SourceHealthLimits = Pick<
@@ -35,6 +36,8 @@ export type SourceHealthLimits = Pick<
 export interface SourceHealth {
   /** Why the backfill should wait now, or null when the source is fine. */
   reason: string | null;
+  /** Which limit that is (for metrics), or null. */
+  limit?: SourceLimit | null;
   probeLatencyMs: number;
   activeConnections: number;
   replicaLagSeconds: number;
@@ -67,14 +70,18 @@ export function createThrottler(pools: ConnectionPools) {
       const replicaLagSeconds = status.rows[0]?.lag ?? 0;
       const { maxProbeLatencyMs, maxActiveConnections, maxReplicaLagSeconds } = input.limits;
       let reason: string | null = null;
+      let limit: SourceLimit | null = null;
       if (maxProbeLatencyMs != null && probeLatencyMs > maxProbeLatencyMs) {
         reason = `source latency probe ${probeLatencyMs} ms > ${maxProbeLatencyMs} ms`;
+        limit = 'probe_latency';
       } else if (maxActiveConnections != null && activeConnections > maxActiveConnections) {
         reason = `source has ${activeConnections} active connections > ${maxActiveConnections}`;
+        limit = 'active_connections';
       } else if (maxReplicaLagSeconds != null && replicaLagSeconds > maxReplicaLagSeconds) {
         reason = `replica lag ${replicaLagSeconds.toFixed(1)} s > ${maxReplicaLagSeconds} s`;
+        limit = 'replica_lag';
       }
-      return { reason, probeLatencyMs, activeConnections, replicaLagSeconds };
+      return { reason, limit, probeLatencyMs, activeConnections, replicaLagSeconds };
     },
 
     /** The application's latency now: the routers' last heartbeat windows, and the probe query's. */

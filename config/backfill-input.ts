@@ -9,6 +9,7 @@ export function backfillInputFor(
   table: z.infer<typeof tableSchema>,
 ): BackfillTableInput {
   const hotRowsWhere = typeof table === 'string' ? undefined : table.hotRowsWhere;
+  const distributionColumn = typeof table === 'string' ? undefined : table.distributionColumn;
   return {
     migration: config.name,
     source: 'old',
@@ -21,5 +22,6 @@ export function backfillInputFor(
     chunksPerActivity: config.chunksPerActivity,
     throttle: config.throttle,
     ...(hotRowsWhere !== undefined && { hotRowsWhere }),
+    ...(distributionColumn !== undefined && { distributionColumn }),
   };
 }

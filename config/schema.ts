@@ -95,6 +95,14 @@ export const workerSchema = z.strictObject({
   maxConcurrentActivityTaskExecutions: z.number().int().min(1).max(1000).optional(),
   maxConcurrentWorkflowTaskExecutions: z.number().int().min(2).max(1000).optional(),
   shutdownGraceTime: z.string().default('30s'),
+  /** Serve Prometheus metrics on this port (config/metrics.ts); off when unset. */
+  metricsPort: z
+    .number()
+    .int('must be a whole number')
+    .min(1)
+    .max(65535, 'must be a port from 1 to 65535')
+    .nullable()
+    .optional(),
 });
 
 /** What every process needs to reach the servers: connections, Temporal, worker tuning. */
@@ -112,6 +120,14 @@ export const tableSchema = z.union([
     name: z.string().regex(TABLE_NAME, 'must be a table name such as public.orders or orders'),
     /** Copy the rows matching this SQL condition first, e.g. "last_seen_at > now() - interval '7 days'". */
     hotRowsWhere: z.string().trim().min(1, 'must be a SQL condition on the table').optional(),
+    /**
+     * A Citus target: the column the table is distributed by on new (a column of its primary key);
+     * a table the migration creates is distributed by it, one that exists must be.
+     */
+    distributionColumn: z
+      .string()
+      .regex(new RegExp(`^${IDENTIFIER}$`), 'must be a column name such as customer_id')
+      .optional(),
   }),
 ]);
 

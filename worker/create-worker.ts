@@ -2,6 +2,7 @@
 // process's environment, and registers the workflows and activities.
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities, type ActivityHooks } from '../activities';
+import type { ActivityMetrics } from '../activities/metrics';
 import { ConnectionPools } from '../db/pools';
 import { resolveConnections } from '../config/connections';
 import type { SiteConfig } from '../config/schema';
@@ -20,7 +21,7 @@ export interface MigrationWorker {
 export async function createMigrationWorker(
   site: SiteConfig,
   env: NodeJS.ProcessEnv,
-  overrides: { taskQueue?: string } & ActivityHooks = {},
+  overrides: { taskQueue?: string; metrics?: ActivityMetrics } & ActivityHooks = {},
 ): Promise<MigrationWorker> {
   const temporal = resolveTemporalSettings(site, env);
   const pools = new ConnectionPools(resolveConnections(site, env));
@@ -38,6 +39,7 @@ export async function createMigrationWorker(
       workflowBundle: await bundleWorkflows(),
       activities: createActivities({
         pools,
+        ...(overrides.metrics !== undefined && { metrics: overrides.metrics }),
         ...(overrides.copierHooks !== undefined && { copierHooks: overrides.copierHooks }),
         ...(overrides.verifierHooks !== undefined && { verifierHooks: overrides.verifierHooks }),
       }),

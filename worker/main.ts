@@ -7,10 +7,13 @@ import { OperatorError } from '../model/errors';
 import { loadSiteConfig } from '../config/load';
 import { resolveConnections } from '../config/connections';
 import { resolveTemporalSettings } from '../config/temporal';
+import { METRICS_PORT_FLAG, resolveMetricsPort } from '../config/metrics';
 import { redactSecrets } from '../model/redact';
 import { createMigrationWorker, type MigrationWorker } from './create-worker';
 import { createLogger } from '../db/logger';
 import { installRuntime } from './runtime';
+import { WorkerMetrics } from './metrics';
+import { startMetricsServer, type MetricsServer } from './metrics-server';
 
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGUSR2'];
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15, SIGQUIT: 3 };
@@ -19,6 +22,7 @@ async function main(): Promise<number> {
   const logger = createLogger({ name: 'worker' });
   const configFile = process.env.MIGRATE_CONFIG ?? argValue('--config');
   let worker: MigrationWorker | undefined;
+  let metricsServer: MetricsServer | undefined;
   let draining = false;
   for (const signal of SIGNALS) {
     process.on(signal, () => {
@@ -40,10 +44,20 @@ async function main(): Promise<number> {
     // Every setting is checked before anything connects: a malformed URL is one line and exit 1.
     resolveConnections(site, process.env);
     const temporal = resolveTemporalSettings(site, process.env);
-    installRuntime(logger, []);
+    const metricsPort = resolveMetricsPort(site, process.env, argValue(METRICS_PORT_FLAG));
+    // A taken metrics port is refused before anything connects.
+    const metrics = metricsPort === null ? undefined : new WorkerMetrics();
+    if (metrics !== undefined && metricsPort !== null) {
+      metricsServer = await startMetricsServer(metricsPort, metrics.registry);
+    }
+    installRuntime(logger, [], {
+      ...(metricsServer !== undefined && { sdkMetricsAddress: metricsServer.sdkAddress }),
+    });
     let created: MigrationWorker;
     try {
-      created = await createMigrationWorker(site, process.env);
+      created = await createMigrationWorker(site, process.env, {
+        ...(metrics !== undefined && { metrics }),
+      });
     } catch (err) {
       if (err instanceof OperatorError) throw err;
       const detail = firstLine(err);
@@ -55,7 +69,10 @@ async function main(): Promise<number> {
     }
     worker = created;
     logger.info(
-      { taskQueue: worker.taskQueue },
+      {
+        taskQueue: worker.taskQueue,
+        ...(metricsServer !== undefined && { metricsPort: metricsServer.port }),
+      },
       'worker started; SIGINT or SIGTERM drains in-flight work and stops',
     );
     await worker.run();
@@ -66,6 +83,8 @@ async function main(): Promise<number> {
       err instanceof OperatorError ? redactSecrets(err.message) : `worker failed: ${firstLine(err)}`,
     );
     return 1;
+  } finally {
+    await metricsServer?.close();
   }
 }
 

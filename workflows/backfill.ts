@@ -71,6 +71,8 @@ export interface BackfillTableInput {
   chunksPerActivity?: number;
   /** Copy the rows matching this SQL condition first (e.g. recently active customers). */
   hotRowsWhere?: string;
+  /** A Citus target: the column the table is (or, created, will be) distributed by on new. */
+  distributionColumn?: string;
   throttle?: ThrottleSettings;
 }
 
@@ -194,6 +196,8 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
           table: input.table,
           createIfMissing: input.createTargetTable ?? false,
           ...(input.hotRowsWhere !== undefined && { hotRowsWhere: input.hotRowsWhere }),
+          // Only when set: the activity's input stays as it was for every run without one.
+          ...(input.distributionColumn !== undefined && { distributionColumn: input.distributionColumn }),
         },
       ],
     });

@@ -1,6 +1,7 @@
 // Hazard 10 through the real workflow: a table whose definition differs on new, a table missing on
 // new, and an unknown table are refused before any row moves, with the difference shown; asked to,
-// the migration creates the missing table from old's definition and copies it exactly.
+// the migration creates the missing table from old's definition and copies it exactly. A Citus
+// distribution column that cannot distribute the table, or one for a new without Citus, is refused.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
@@ -66,5 +67,35 @@ describe('inspector: refusals before any row moves', () => {
     const comparison = await compareTables(pools.old, pools.new, table, ['id']);
     assert.deepEqual(comparison.differences, []);
     assert.equal(comparison.rowsNew, 1500);
+  });
+
+  it('refuses a Citus distribution column outside the primary key, and one for a new without Citus, creating nothing', async () => {
+    const table = named('distributed');
+    await pools.old.query(sampleTableDdl(table));
+    await seedSampleRows(pools.old, table, 10);
+    await assert.rejects(
+      runBackfill(table, 1000, { createTargetTable: true, distributionColumn: 'customer_id' }),
+      (err) => {
+        assert.match(
+          refusalMessage(err),
+          /^distributionColumn customer_id of "public"\."distributed_\w+": Citus distributes .* by customer_id only when its primary key and every unique constraint include it, and primary key \S+ \(id\) does not/,
+        );
+        return true;
+      },
+    );
+    await assert.rejects(
+      runBackfill(table, 1000, { createTargetTable: true, distributionColumn: 'id' }),
+      (err) => {
+        assert.match(
+          refusalMessage(err),
+          /^distributionColumn is set for "public"\."distributed_\w+", but the new database \(.*\) has no Citus \(create_distributed_table is missing\)/,
+        );
+        return true;
+      },
+    );
+    const created = await pools.new.query<{ found: string | null }>(`SELECT to_regclass($1) AS found`, [
+      quoteTable(table),
+    ]);
+    assert.equal(created.rows[0]?.found, null, 'nothing created on new');
   });
 });

@@ -126,6 +126,19 @@ describe('migration config', () => {
     assert.doesNotMatch(JSON.stringify(input), /postgres:|PASSWORD/);
   });
 
+  it('carries a Citus distribution column to the backfill input, and refuses one that is not a column name', () => {
+    const config = parseMigrationConfig({
+      name: 'citus',
+      tables: [{ name: 'public.orders', distributionColumn: 'customer_id' }, 'public.customers'],
+    });
+    assert.equal(backfillInputFor(config, config.tables[0]!).distributionColumn, 'customer_id');
+    assert.equal('distributionColumn' in backfillInputFor(config, config.tables[1]!), false);
+    assert.match(
+      configRejection({ name: 'citus', tables: [{ name: 'orders', distributionColumn: 'customer id' }] }),
+      /tables\.0\.distributionColumn: must be a column name such as customer_id/,
+    );
+  });
+
   it('refuses a password written into the config file, without repeating it', () => {
     const message = configRejection({
       name: 'x',

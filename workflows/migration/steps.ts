@@ -47,6 +47,8 @@ async function prepare(state: MigrationState): Promise<void> {
       table: table.table,
       createIfMissing: table.createTargetTable ?? false,
       ...(table.hotRowsWhere !== undefined && { hotRowsWhere: table.hotRowsWhere }),
+      // Only when set: the activity's input stays as it was for every run without one.
+      ...(table.distributionColumn !== undefined && { distributionColumn: table.distributionColumn }),
     })),
   });
   prepared.tables.forEach((table, i) => (status.tables[i]!.estimatedRows = table.estimatedRows));
