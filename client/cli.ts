@@ -16,6 +16,7 @@ import { formatMigrationList, listMigrations } from './migration-list';
 import { formatMigrationStatus, MigrationControl, startMigration } from './migrations';
 import { formatRetrying, retryingActivities } from './retrying';
 import { preparedLine } from './start-report';
+import type { CopyKnobs } from '../model/messages';
 import { formatRouterReport, readRouterReport } from './routers';
 import { connectClient } from './temporal-connection';
 import { watch } from './watch';
@@ -35,6 +36,37 @@ function rowLimit(value: string): number | null {
     );
   }
   return Number(value);
+}
+
+/** What `migrate throttle`'s options ask for; refused in one line when they ask for nothing or make no sense. */
+function copyKnobs(options: Record<string, unknown>): CopyKnobs {
+  const knobs: CopyKnobs = {};
+  if (options.rowsPerSecond !== undefined) knobs.maxRowsPerSecond = rowLimit(options.rowsPerSecond as string);
+  if (options.latencyTarget !== undefined) {
+    const value = options.latencyTarget as string;
+    knobs.latencyRatio = value === 'off' ? null : Number(value);
+    if (knobs.latencyRatio !== null && !/^\d+(\.\d+)?$/.test(value)) {
+      throw new OperatorError(`--latency-target takes a ratio such as 2 or 1.5, or off (got ${value})`);
+    }
+  }
+  if (options.niceRatio !== undefined) {
+    const value = options.niceRatio as string;
+    if (!/^\d+(\.\d+)?$/.test(value)) {
+      throw new OperatorError(`--nice-ratio takes a number such as 0.5 (0: never rest) (got ${value})`);
+    }
+    knobs.niceRatio = Number(value);
+  }
+  if (options.pauseCopy === true && options.resumeCopy === true) {
+    throw new OperatorError('--pause-copy and --resume-copy contradict each other: give one');
+  }
+  if (options.pauseCopy === true) knobs.copyPaused = true;
+  if (options.resumeCopy === true) knobs.copyPaused = false;
+  if (Object.keys(knobs).length === 0) {
+    throw new OperatorError(
+      'throttle needs at least one of --rows-per-second N|off, --latency-target RATIO|off, --nice-ratio R, --pause-copy, --resume-copy',
+    );
+  }
+  return knobs;
 }
 
 /** `--interval`: seconds between reports, at least 0.2. */
@@ -216,18 +248,34 @@ export function buildProgram(): Command {
   control(
     program,
     'throttle',
-    "set the row limit of every table's backfill, running or to come (each table gets the whole limit; its partitions share it)",
+    "set the copy's knobs for every table's backfill, running or to come: the row limit (each table gets the whole limit; its partitions share it), the latency target, the nice ratio, or pause copying only",
     async (migration, options) => {
-      if (options.rowsPerSecond === undefined) {
-        throw new OperatorError('throttle needs --rows-per-second N (or off)');
-      }
-      const limit = rowLimit(options.rowsPerSecond as string);
-      const result = await migration.throttle(limit, process.env.USER);
+      const knobs = copyKnobs(options);
+      const result = await migration.throttle(knobs, process.env.USER);
+      const said = [
+        result.maxRowsPerSecond !== undefined &&
+          `row limit ${result.maxRowsPerSecond === null ? 'off' : `${result.maxRowsPerSecond} rows/s per table`}`,
+        result.latencyRatio !== undefined &&
+          `latency target ${result.latencyRatio === null ? 'off' : `${result.latencyRatio}× the application's baseline`}`,
+        result.niceRatio !== undefined && `nice ratio ${result.niceRatio}`,
+        result.copyPaused !== undefined && `copying ${result.copyPaused ? 'paused' : 'resumed'}`,
+      ].filter((part): part is string => part !== false);
       print(
-        `migration ${migration.name}: row limit ${result.maxRowsPerSecond === null ? 'off' : `${result.maxRowsPerSecond} rows/s per table`} (${result.backfillsTold} backfills running were told)`,
+        `migration ${migration.name}: ${said.join(', ')} (${result.backfillsTold} backfills running were told)`,
       );
     },
-  ).option('--rows-per-second <n>', 'rows per second for each table, or off');
+  )
+    .option('--rows-per-second <n>', 'rows per second for each table, or off')
+    .option(
+      '--latency-target <ratio>',
+      "the application's p99 may grow to this many times its baseline (e.g. 2), or off",
+    )
+    .option(
+      '--nice-ratio <r>',
+      "after each batch of chunks, rest this fraction of the batch's time (0: never)",
+    )
+    .option('--pause-copy', 'stop copying (chunks in flight finish); the rest of the migration goes on')
+    .option('--resume-copy', 'copy again after --pause-copy');
 
   control(
     program,

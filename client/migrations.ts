@@ -25,6 +25,7 @@ import {
 } from '../workflows/messages';
 import {
   throttleRequestProblem,
+  type CopyKnobs,
   type ApproveResult,
   type MigrationHold,
   type MigrationStatus,
@@ -147,9 +148,12 @@ export class MigrationControl {
     return readLiveStatus(this.client, await this.status(), started);
   }
 
-  /** Sets the row limit of every table's backfill (null lifts it); refused with the reason when invalid. */
-  async throttle(maxRowsPerSecond: number | null, by?: string): Promise<ThrottleResult> {
-    const request = { maxRowsPerSecond, ...(by !== undefined && { by }) };
+  /**
+   * Sets the copy's knobs for every table's backfill, running or to come: the row limit, the
+   * latency target, the nice ratio, copying paused; refused with the reason when invalid.
+   */
+  async throttle(knobs: CopyKnobs, by?: string): Promise<ThrottleResult> {
+    const request = { ...knobs, ...(by !== undefined && { by }) };
     const problem = throttleRequestProblem(request);
     if (problem !== null) throw new OperatorError(problem);
     await this.running('throttle');
@@ -274,6 +278,15 @@ export function formatMigrationStatus(status: MigrationStatus | LiveStatus, bars
       `  row limit set by an operator: ${status.maxRowsPerSecond === null ? 'off' : `${status.maxRowsPerSecond} rows/s per table`}`,
     );
   }
+  const knobs = status.copyKnobs;
+  if (knobs?.latencyRatio !== undefined) {
+    lines.push(
+      `  latency target set by an operator: ${knobs.latencyRatio === null ? 'off' : `${knobs.latencyRatio}× the application's baseline`}`,
+    );
+  }
+  if (knobs?.niceRatio !== undefined) lines.push(`  nice ratio set by an operator: ${knobs.niceRatio}`);
+  if (knobs?.copyPaused === true)
+    lines.push('  copying paused by an operator (`migrate throttle --resume-copy`)');
   if (status.verificationRound !== undefined) lines.push(`  verification round ${status.verificationRound}`);
   for (const table of status.tables) lines.push(...tableLines(table, bars));
   if ('sync' in status && status.sync !== null) lines.push(syncLine(status.sync));

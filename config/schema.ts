@@ -19,6 +19,7 @@ import {
 } from '../model/throttle-settings';
 import { hasQueryPassword } from '../model/redact';
 import { DEFAULT_LATENCY_TARGET } from '../model/latency-throttle';
+import { MAX_NICE_RATIO } from '../model/messages';
 
 const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const IDENTIFIER = '[A-Za-z_][A-Za-z0-9_$]*';
@@ -192,6 +193,11 @@ export const throttleSchema = z.strictObject({
     .max(600_000)
     .default(DEFAULT_THROTTLE.backoffMs),
   latencyTarget: latencyTargetSchema.nullable().default(() => latencyTargetSchema.parse({})),
+  niceRatio: z
+    .number()
+    .min(0, 'must be 0 or more (0: never rest)')
+    .max(MAX_NICE_RATIO)
+    .default(DEFAULT_THROTTLE.niceRatio),
 });
 
 /** A duration such as "10m", "2 hours", "14d", or a number of milliseconds; parsed to milliseconds. */

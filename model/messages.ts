@@ -13,6 +13,7 @@ export const MESSAGE = {
   pause: 'pause',
   resume: 'resume',
   throttle: 'throttle',
+  tune: 'tune',
   backfillProgress: 'backfillProgress',
   partitionProgress: 'partitionProgress',
   discrepancy: 'discrepancy',
@@ -152,22 +153,77 @@ export interface VerificationReport extends VerificationCounts {
   /** Workflow runs so far (1 + times it continued as new). */
   runs: number;
 }
-/** `migrate throttle`: the row limit for each of the migration's tables; null lifts it. */
+/**
+ * `migrate throttle`: the copy's knobs, each left as it is when absent. `maxRowsPerSecond`: the row
+ * limit for each table (null lifts it); `latencyRatio`: the latency brake's target, a multiple of
+ * the application's baseline (null switches the brake off); `niceRatio`: after each batch of chunks,
+ * a partition rests this fraction of the batch's time (0: never); `copyPaused`: copying stops (true)
+ * or goes on (false) while the rest of the migration does not pause.
+ */
 export interface ThrottleRequest {
-  maxRowsPerSecond: number | null;
+  maxRowsPerSecond?: number | null;
+  latencyRatio?: number | null;
+  niceRatio?: number;
+  copyPaused?: boolean;
   by?: string;
 }
-export interface ThrottleResult {
-  maxRowsPerSecond: number | null;
+/** The knobs an operator set (absent: never set, the config's value holds). */
+export type CopyKnobs = Omit<ThrottleRequest, 'by'>;
+export interface ThrottleResult extends CopyKnobs {
   /** Backfills running now that were told (later ones start with it). */
   backfillsTold: number;
 }
+/** What reaches a table's backfill (and its partitions) of the latency brake and nice ratio. */
+export interface TuneRequest {
+  latencyRatio?: number | null;
+  niceRatio?: number;
+}
+
+export const MAX_NICE_RATIO = 100;
+
 /** Why a throttle request is refused, or null when it is valid (shared by the CLI and the workflow). */
 export function throttleRequestProblem(request: unknown): string | null {
-  const value = (request as { maxRowsPerSecond?: unknown } | null)?.maxRowsPerSecond;
-  if (value === null) return null;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 1_000_000_000) {
-    return `the row limit must be a whole number of rows per second from 1 to 1000000000, or off (got ${JSON.stringify(value)})`;
+  if (typeof request !== 'object' || request === null) return 'a throttle request is an object';
+  const { maxRowsPerSecond, latencyRatio, niceRatio, copyPaused } = request as Record<string, unknown>;
+  if (
+    maxRowsPerSecond === undefined &&
+    latencyRatio === undefined &&
+    niceRatio === undefined &&
+    copyPaused === undefined
+  ) {
+    return 'say what to change: the row limit, the latency target, the nice ratio, or pause or resume copying';
+  }
+  if (
+    maxRowsPerSecond !== undefined &&
+    maxRowsPerSecond !== null &&
+    (typeof maxRowsPerSecond !== 'number' ||
+      !Number.isInteger(maxRowsPerSecond) ||
+      maxRowsPerSecond < 1 ||
+      maxRowsPerSecond > 1_000_000_000)
+  ) {
+    return `the row limit must be a whole number of rows per second from 1 to 1000000000, or off (got ${JSON.stringify(maxRowsPerSecond)})`;
+  }
+  if (
+    latencyRatio !== undefined &&
+    latencyRatio !== null &&
+    (typeof latencyRatio !== 'number' ||
+      !Number.isFinite(latencyRatio) ||
+      latencyRatio < 1.1 ||
+      latencyRatio > 1000)
+  ) {
+    return `the latency target must be a ratio of the application's baseline from 1.1 to 1000, or off (got ${JSON.stringify(latencyRatio)})`;
+  }
+  if (
+    niceRatio !== undefined &&
+    (typeof niceRatio !== 'number' ||
+      !Number.isFinite(niceRatio) ||
+      niceRatio < 0 ||
+      niceRatio > MAX_NICE_RATIO)
+  ) {
+    return `the nice ratio must be a number from 0 to ${MAX_NICE_RATIO} (the fraction of each batch's time to rest after it) (got ${JSON.stringify(niceRatio)})`;
+  }
+  if (copyPaused !== undefined && typeof copyPaused !== 'boolean') {
+    return `copyPaused must be true or false (got ${JSON.stringify(copyPaused)})`;
   }
   return null;
 }
@@ -270,6 +326,8 @@ export interface MigrationStatus {
   verificationRound?: number;
   /** The row limit for each table an operator set (`migrate throttle`; null: lifted); absent: never set. */
   maxRowsPerSecond?: number | null;
+  /** The other knobs of `migrate throttle` an operator set; absent: none set. */
+  copyKnobs?: Omit<CopyKnobs, 'maxRowsPerSecond'>;
 }
 
 export interface WriteSwitchResult {

@@ -20,6 +20,8 @@ export interface ThrottleSettings {
    * off, a field left out takes its default.
    */
   latencyTarget?: Partial<LatencyTarget> | null;
+  /** After each batch of chunks, a partition rests this fraction of the batch's time (gh-ost's nice-ratio). */
+  niceRatio?: number;
 }
 
 /** Defaults: wait for a busy source; no row rate limit unless the operator sets one. */
@@ -30,6 +32,7 @@ export const DEFAULT_THROTTLE = {
   maxReplicaLagSeconds: 10 as number | null,
   checkIntervalMs: 1000,
   backoffMs: 2000,
+  niceRatio: 0,
 };
 
 /** Key ranges of a table copied side by side, each a child workflow (fewer for small tables). */

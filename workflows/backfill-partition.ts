@@ -34,6 +34,7 @@ import {
   pauseSignal,
   resumeSignal,
   throttleSignal,
+  tuneSignal,
 } from './messages';
 import { PROGRESS_REPORT_MS, type PartitionProgress } from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_ROWS_COPIED, MIGRATION_TABLE } from './search-attributes';
@@ -130,6 +131,9 @@ export async function backfillPartitionWorkflow(
     progress.failure = null;
   });
   setHandler(throttleSignal, ({ maxRowsPerSecond }) => gate.setRate(maxRowsPerSecond));
+  setHandler(tuneSignal, ({ niceRatio }) => {
+    if (niceRatio !== undefined) gate.setNice(niceRatio);
+  });
   upsertSearchAttributes([
     { key: MIGRATION_NAME, value: input.migration },
     { key: MIGRATION_TABLE, value: tableName },
@@ -280,6 +284,7 @@ export async function backfillPartitionWorkflow(
     }
     progress.chunksDispatched += ranges.length;
     const batch = ranges;
+    const batchStarted = Date.now();
     const copying = copyChunks({
       migration: input.migration,
       servers: input.servers,
@@ -291,6 +296,7 @@ export async function backfillPartitionWorkflow(
     }).then(
       (result) => {
         gate.afterBatch(taken, result.rowsRead);
+        gate.batchTook(Date.now() - batchStarted);
         record(result);
       },
       (err: unknown) => {
@@ -317,6 +323,9 @@ export async function backfillPartitionWorkflow(
     // Stopped early for continue-as-new: everything dispatched has finished, so resume after it.
     await continueAsNew<typeof backfillPartitionWorkflow>({
       ...input,
+      ...(gate.nice !== (input.throttle?.niceRatio ?? 0) && {
+        throttle: { ...input.throttle, niceRatio: gate.nice },
+      }),
       maxRowsPerSecond: gate.rateLimit,
       paused: progress.paused,
       resume: {

@@ -31,6 +31,7 @@ import {
   pauseSignal,
   resumeSignal,
   throttleSignal,
+  tuneSignal,
 } from './messages';
 import { PROGRESS_REPORT_MS, type BackfillProgress, type PartitionReport } from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_ROWS_COPIED, MIGRATION_TABLE } from './search-attributes';
@@ -175,6 +176,30 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     progress.maxRowsPerSecond = maxRowsPerSecond;
     tellShares();
   });
+  // The operator's latency target and nice ratio (`migrate throttle`), for this copy from now on.
+  const target = latencyTarget(input);
+  let brakeOff = false;
+  let niceRatio = input.throttle?.niceRatio;
+  setHandler(tuneSignal, ({ latencyRatio, niceRatio: nice }) => {
+    if (nice !== undefined) {
+      niceRatio = nice;
+      tell((child) => child.signal(tuneSignal, { niceRatio: nice }));
+    }
+    if (latencyRatio === undefined) return;
+    if (target !== null && latencyRatio !== null) target.ratio = latencyRatio;
+    brakeOff = latencyRatio === null;
+    if (progress.latency === undefined) return;
+    const braking = progress.latency.limit !== null;
+    progress.latency = brakeOff
+      ? {
+          ...progress.latency,
+          limit: null,
+          ceiling: null,
+          reason: 'the latency brake was switched off by an operator',
+        }
+      : { ...progress.latency, target: { ...progress.latency.target, ratio: latencyRatio! } };
+    if (braking && brakeOff) tellShares();
+  });
   upsertSearchAttributes([
     { key: MIGRATION_NAME, value: input.migration },
     { key: MIGRATION_TABLE, value: tableName },
@@ -221,7 +246,6 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
 
   // The brake: a baseline reading before the first row moves, then a reading every interval while
   // copying (none while paused); a change of its limit goes to every partition at once.
-  const target = latencyTarget(input);
   let copying = true;
   let braking: Promise<void> = Promise.resolve();
   const measure = () =>
@@ -236,7 +260,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     let rows = rowsCopiedNow();
     let at = Date.now();
     while (!(await condition(() => !copying, target!.intervalMs))) {
-      if (progress.paused) continue;
+      if (progress.paused || brakeOff) continue;
       let reading;
       try {
         reading = await measure();
@@ -290,6 +314,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
               chunksInFlight: input.chunksInFlight ?? DEFAULT_CHUNKS_IN_FLIGHT,
               chunksPerActivity: input.chunksPerActivity ?? DEFAULT_CHUNKS_PER_ACTIVITY,
               ...(input.throttle !== undefined && { throttle: input.throttle }),
+              ...(niceRatio !== input.throttle?.niceRatio && { throttle: { ...input.throttle, niceRatio } }),
               maxRowsPerSecond: startedRate,
               paused: startedPaused,
             },

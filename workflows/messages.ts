@@ -14,6 +14,7 @@ import {
   type MigrationStatus,
   type ThrottleRequest,
   type ThrottleResult,
+  type TuneRequest,
   type PartitionReport,
 } from '../model/messages';
 
@@ -24,6 +25,9 @@ export const resumeSignal = defineSignal(MESSAGE.resume);
 
 /** The operator's row rate limit for a table's backfill; null lifts it (configured limits remain). */
 export const throttleSignal = defineSignal<[{ maxRowsPerSecond: number | null }]>(MESSAGE.throttle);
+
+/** The operator's latency target (null: the brake off) and nice ratio, for a backfill and its partitions. */
+export const tuneSignal = defineSignal<[TuneRequest]>(MESSAGE.tune);
 
 export const backfillProgressQuery = defineQuery<BackfillProgress>(MESSAGE.backfillProgress);
 

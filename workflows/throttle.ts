@@ -2,6 +2,7 @@
 // each batch of chunks: wait while the source is hurting (the throttler activity says why), then
 // while the row limit's token bucket (model/token-bucket.ts) is in debt. The bucket holds at most one
 // second's worth of rows, so a stall (an outage, a restart, a pause) earns no burst afterwards.
+// With a nice ratio (gh-ost's), it also rests that fraction of each batch's time before the next.
 // Every wait is recorded with its reason.
 import { condition, log, patched, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
@@ -28,6 +29,8 @@ const { checkSourceHealth } = proxyActivities<Activities>({
  * began, in whole activities): their histories replay unchanged.
  */
 const TOKEN_BUCKET = 'row-limit-token-bucket';
+/** Runs started before the nice ratio never rest (none could set one). */
+const NICE_RATIO = 'nice-ratio';
 
 /** How often, at most, one throttle reason is logged (it may hold back every chunk). */
 const THROTTLE_LOG_EVERY_MS = 30_000;
@@ -46,6 +49,10 @@ export class ThrottleGate {
   private legacyRows = 0;
   waitingFor: string | null = null;
   readonly throttled: Record<string, number>;
+  /** Rest after each batch, as a fraction of the batch's time (0: none). */
+  private niceRatio: number;
+  /** Rest owed by the batches finished since the last one started, in ms. */
+  private restOwedMs = 0;
 
   constructor(
     private readonly source: ConnectionName,
@@ -57,6 +64,21 @@ export class ThrottleGate {
     this.rowsPerSecond = limited(rowsPerSecond);
     this.bucket = this.rowsPerSecond === null ? null : fullBucket(this.rowsPerSecond, Date.now());
     this.throttled = throttled;
+    this.niceRatio = this.settings.niceRatio;
+  }
+
+  get nice(): number {
+    return this.niceRatio;
+  }
+
+  setNice(ratio: number): void {
+    this.niceRatio = Math.max(0, ratio);
+    if (this.niceRatio === 0) this.restOwedMs = 0;
+  }
+
+  /** A batch took `ms` of workflow time: with a nice ratio, the next one waits its share of that. */
+  batchTook(ms: number): void {
+    if (this.niceRatio > 0) this.restOwedMs += ms * this.niceRatio;
   }
 
   get rateLimit(): number | null {
@@ -86,6 +108,14 @@ export class ThrottleGate {
 
   /** Waits until a batch of about `rows` rows may start. `stopWaiting` ends the wait early (pause). */
   async beforeChunk(rows: number, stopWaiting: () => boolean): Promise<void> {
+    if (this.restOwedMs > 0 && patched(NICE_RATIO)) {
+      const rest = Math.ceil(this.restOwedMs);
+      this.restOwedMs = 0;
+      this.record('nice', `nice ratio ${this.niceRatio}: resting ${rest} ms`);
+      // A pause ends the rest at once (it waits on its own); so does the ratio going to 0.
+      await condition(() => stopWaiting() || this.niceRatio === 0, rest);
+      if (stopWaiting()) return;
+    }
     for (;;) {
       if (stopWaiting()) return;
       if (Date.now() - this.lastCheck >= this.settings.checkIntervalMs) {

@@ -169,7 +169,56 @@ describe("the operator's view of a running migration", () => {
     }
     const missing = await runCli(['throttle', name], cliEnv);
     assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /throttle needs --rows-per-second/);
+    assert.match(missing.stderr, /throttle needs at least one of --rows-per-second N\|off, --latency-target/);
+
+    // The other knobs: the latency target, the nice ratio, and pausing the copy alone.
+    const tuned = await runCli(
+      ['throttle', name, '--latency-target', '3', '--nice-ratio', '0.5', '--pause-copy'],
+      cliEnv,
+    );
+    assert.equal(tuned.code, 0, tuned.stderr);
+    assert.match(
+      tuned.stdout,
+      /latency target 3× the application's baseline, nice ratio 0\.5, copying paused \(1 backfills running were told\)/,
+    );
+    const copyPaused = await waitFor(
+      'the copy paused',
+      () => control.liveStatus(),
+      (s: LiveStatus) => s.tables[0]?.backfillDone === true || s.tables[0]?.backfill?.paused === true,
+    );
+    assert.equal(copyPaused.paused, false, 'only the copy is paused, not the migration');
+    const knobs = await runCli(['status', name], cliEnv);
+    assert.match(knobs.stdout, /latency target set by an operator: 3× the application's baseline/);
+    assert.match(knobs.stdout, /nice ratio set by an operator: 0\.5/);
+    assert.match(knobs.stdout, /copying paused by an operator/);
+    for (const [args, reason] of [
+      [
+        ['--latency-target', '1'],
+        /the latency target must be a ratio of the application's baseline from 1\.1/,
+      ],
+      [['--latency-target', 'soon'], /--latency-target takes a ratio/],
+      [['--nice-ratio', '-1'], /--nice-ratio takes a number/],
+      [['--nice-ratio', '500'], /the nice ratio must be a number from 0 to 100/],
+      [['--pause-copy', '--resume-copy'], /contradict each other/],
+    ] as const) {
+      const refused = await runCli(['throttle', name, ...args], cliEnv);
+      assert.equal(refused.code, 2, `${args.join(' ')}: ${refused.stdout}`);
+      assert.match(refused.stderr, reason);
+    }
+    const resumed = await runCli(['throttle', name, '--resume-copy'], cliEnv);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    // Copying again, resting half of each batch's time after it.
+    const rested = await waitFor(
+      'a partition resting for the nice ratio',
+      () => control.liveStatus(),
+      (s: LiveStatus) =>
+        s.tables[0]?.backfillDone === true ||
+        (s.tables[0]?.backfill?.paused === false && (s.tables[0]?.backfill?.throttled.nice ?? 0) > 0),
+    );
+    console.log(
+      `  nice ratio 0.5: ${rested.tables[0]?.backfill?.throttled.nice ?? 'no'} rests so far${rested.tables[0]?.backfillDone === true ? ' (the copy had ended)' : ''}`,
+    );
+    assert.equal((await runCli(['throttle', name, '--nice-ratio', '0'], cliEnv)).code, 0);
 
     const off = await runCli(['throttle', name, '--rows-per-second', 'off'], cliEnv);
     assert.equal(off.code, 0, off.stderr);

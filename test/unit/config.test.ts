@@ -32,6 +32,7 @@ describe('migration config', () => {
         probeQuery: 'SELECT 1',
         minSamples: 20,
       },
+      niceRatio: 0,
     });
     assert.deepEqual(config.old, { urlEnv: 'OLD_DATABASE_URL' });
     assert.deepEqual(config.new, { urlEnv: 'NEW_DATABASE_URL' });

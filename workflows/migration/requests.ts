@@ -129,12 +129,36 @@ export function installRequestHandlers(state: MigrationState): void {
   );
   setHandler(
     throttleUpdate,
-    ({ maxRowsPerSecond, by }) => {
-      status.maxRowsPerSecond = maxRowsPerSecond;
-      state.note(
-        `row limit ${maxRowsPerSecond === null ? 'lifted' : `set to ${maxRowsPerSecond} rows/s per table`} by ${by ?? 'an operator'}`,
-      );
-      return { maxRowsPerSecond, backfillsTold: state.throttleBackfills(maxRowsPerSecond) };
+    ({ by, ...knobs }) => {
+      const who = by ?? 'an operator';
+      const { maxRowsPerSecond, latencyRatio, niceRatio, copyPaused } = knobs;
+      if (maxRowsPerSecond !== undefined) {
+        status.maxRowsPerSecond = maxRowsPerSecond;
+        state.note(
+          `row limit ${maxRowsPerSecond === null ? 'lifted' : `set to ${maxRowsPerSecond} rows/s per table`} by ${who}`,
+        );
+        state.throttleBackfills(maxRowsPerSecond);
+      }
+      const tune = {
+        ...(latencyRatio !== undefined && { latencyRatio }),
+        ...(niceRatio !== undefined && { niceRatio }),
+      };
+      if (Object.keys(tune).length > 0) {
+        status.copyKnobs = { ...status.copyKnobs, ...tune };
+        if (latencyRatio !== undefined)
+          state.note(
+            `latency target ${latencyRatio === null ? 'off' : `set to ${latencyRatio}× the application's baseline`} by ${who}`,
+          );
+        if (niceRatio !== undefined) state.note(`nice ratio set to ${niceRatio} by ${who}`);
+        state.tuneBackfills(tune);
+      }
+      if (copyPaused !== undefined && copyPaused !== (status.copyKnobs?.copyPaused ?? false)) {
+        status.copyKnobs = { ...status.copyKnobs, copyPaused };
+        state.note(`copying ${copyPaused ? 'paused' : 'resumed'} by ${who}`);
+        if (copyPaused) state.tellBackfills(pauseSignal);
+        else if (!status.paused) state.tellBackfills(resumeSignal);
+      }
+      return { ...knobs, backfillsTold: state.backfills.size };
     },
     {
       validator: (request) => {

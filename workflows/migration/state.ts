@@ -30,7 +30,8 @@ import {
   type StagePosition,
 } from '../../model/migration-plan';
 import type { backfillTableWorkflow, BackfillTableInput } from '../backfill';
-import { retrySyncSignal, throttleSignal, type pauseSignal, type resumeSignal } from '../messages';
+import { retrySyncSignal, throttleSignal, tuneSignal, type pauseSignal, resumeSignal } from '../messages';
+import type { TuneRequest } from '../../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_STAGE, MIGRATION_STEP } from '../search-attributes';
 import { bindServers } from './activities';
 
@@ -266,7 +267,15 @@ export class MigrationState {
   }
 
   tellBackfills(signal: typeof pauseSignal | typeof resumeSignal): void {
+    // Copying an operator paused on its own stays paused until they resume copying.
+    if (signal === resumeSignal && this.status.copyKnobs?.copyPaused === true) return;
     for (const child of this.backfills.values()) void child.signal(signal).catch(() => undefined);
+  }
+
+  /** Passes the latency target and nice ratio on to every running backfill; how many were told. */
+  tuneBackfills(tune: TuneRequest): number {
+    for (const child of this.backfills.values()) void child.signal(tuneSignal, tune).catch(() => undefined);
+    return this.backfills.size;
   }
 
   /** Sets the row limit of every running backfill (each shares it among its partitions); how many were told. */

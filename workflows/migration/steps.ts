@@ -78,6 +78,7 @@ function backfill(state: MigrationState): Promise<void> {
         const progress = status.tables[i]!;
         if (progress.backfillDone) return;
         const limit = status.maxRowsPerSecond;
+        const knobs = status.copyKnobs ?? {};
         const child = await startChild(backfillTableWorkflow, {
           workflowId: `${workflowInfo().workflowId}/backfill-${progress.table}`,
           parentClosePolicy: ParentClosePolicy.TERMINATE,
@@ -86,13 +87,27 @@ function backfill(state: MigrationState): Promise<void> {
             {
               ...table,
               prepared: { servers: await state.bound(), estimatedRows: progress.estimatedRows },
-              // The operator's row limit (`migrate throttle`) over the config's.
-              ...(limit !== undefined && { throttle: { ...table.throttle, maxRowsPerSecond: limit } }),
+              // The operator's knobs (`migrate throttle`) over the config's.
+              ...((limit !== undefined ||
+                knobs.latencyRatio !== undefined ||
+                knobs.niceRatio !== undefined) && {
+                throttle: {
+                  ...table.throttle,
+                  ...(limit !== undefined && { maxRowsPerSecond: limit }),
+                  ...(knobs.latencyRatio !== undefined && {
+                    latencyTarget:
+                      knobs.latencyRatio === null
+                        ? null
+                        : { ...table.throttle?.latencyTarget, ratio: knobs.latencyRatio },
+                  }),
+                  ...(knobs.niceRatio !== undefined && { niceRatio: knobs.niceRatio }),
+                },
+              }),
             },
           ],
         });
         state.backfills.set(progress.table, child);
-        if (status.paused) void child.signal(pauseSignal).catch(() => undefined);
+        if (status.paused || knobs.copyPaused === true) void child.signal(pauseSignal).catch(() => undefined);
         // A row limit set while the child was starting did not reach it: pass it on now.
         if (status.maxRowsPerSecond !== limit) {
           void child
