@@ -39,7 +39,7 @@ describe('migrate switch --dry-run', () => {
       [db.pools.old, db.pools.new].map(
         async (pool) =>
           (
-            await pool.query(
+            await pool.query<{ tgname: string; tgenabled: string }>(
               `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass ORDER BY tgname`,
             )
           ).rows,
