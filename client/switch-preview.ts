@@ -39,7 +39,7 @@ export interface SwitchPreview {
   target: string;
   /** True when the switch would start now or on the operator's word (`approve`, `resume`, `rollback`). */
   canStart: boolean;
-  /** What the switch waits for, in one sentence. */
+  /** Why it can or cannot start now and what it waits for, in one sentence. */
   waitsFor: string;
   /** Whether entering `switched` waits for `migrate approve` (cutover.approvals). */
   needsApproval: boolean;
@@ -80,7 +80,7 @@ async function migrationInput(client: Client, workflowId: string): Promise<Migra
 }
 
 /** Where the switch stands: can it start, and what does it wait for. */
-function readiness(
+export function switchReadiness(
   status: MigrationStatus,
   steps: StagePosition[],
   needsApproval: boolean,
@@ -89,7 +89,7 @@ function readiness(
   const forward = { direction: 'to-new' as const, target: steps[switchedAt]! };
   const name = status.name;
   if (['retired', 'aborted', 'retiring', 'aborting'].includes(status.phase) || status.error !== null) {
-    return { ...forward, canStart: false, waitsFor: `nothing: the migration is ${status.phase}` };
+    return { ...forward, canStart: false, waitsFor: `the migration is ${status.phase}` };
   }
   if (newIsAuthoritative(steps[status.position]!)) {
     return {
@@ -105,30 +105,34 @@ function readiness(
     return {
       ...forward,
       canStart: false,
-      waitsFor: `the migration is at ${status.step}${held !== null ? ` (held: ${held.reason})` : ''}: ${left} step${left === 1 ? '' : 's'} to pass before ${stepLabel(steps[switchedAt - 1]!)}, then its soak and gates${needsApproval ? ', then `migrate approve`' : ''}`,
+      waitsFor: `the migration is at ${status.step}${held !== null ? ` (held: ${held.reason})` : ''}; ${left} step${left === 1 ? '' : 's'} to pass before ${stepLabel(steps[switchedAt - 1]!)}, then its soak and gates${needsApproval ? ', then `migrate approve`' : ''}`,
     };
   }
   if (held?.kind === 'approval') {
-    return { ...forward, canStart: true, waitsFor: `\`migrate approve ${name}\` (${held.reason})` };
+    return {
+      ...forward,
+      canStart: true,
+      waitsFor: `it waits for \`migrate approve ${name}\` (${held.reason})`,
+    };
   }
   if (held?.kind === 'switch-failed') {
     return {
       ...forward,
       canStart: true,
-      waitsFor: `\`migrate resume ${name}\` to try again (${held.reason})`,
+      waitsFor: `it waits for \`migrate resume ${name}\` to try again (${held.reason})`,
     };
   }
   if (held !== null) {
     return {
       ...forward,
       canStart: false,
-      waitsFor: `the ${held.kind} hold to end (${held.reason}); \`migrate resume ${name}\` measures or tries again${held.kind === 'gate' ? ', `migrate approve` overrides' : ''}`,
+      waitsFor: `it waits for the ${held.kind} hold to end (${held.reason}); \`migrate resume ${name}\` measures or tries again${held.kind === 'gate' ? ', `migrate approve` overrides' : ''}`,
     };
   }
   return {
     ...forward,
     canStart: false,
-    waitsFor: `${status.step} to finish its soak and pass its gates${needsApproval ? ', then `migrate approve`' : ''}`,
+    waitsFor: `it waits for ${status.step} to finish its soak and pass its gates${needsApproval ? ', then `migrate approve`' : ''}`,
   };
 }
 
@@ -179,7 +183,7 @@ export async function readSwitchPreview(
   const input = await migrationInput(control.client, control.workflowId);
   const steps = planSteps(input.settings.readSteps);
   const needsApproval = input.settings.approvals.includes('switched');
-  const ready = readiness(status, steps, needsApproval);
+  const ready = switchReadiness(status, steps, needsApproval);
   const from: ConnectionName = ready.direction === 'to-new' ? 'old' : 'new';
   const to: ConnectionName = ready.direction === 'to-new' ? 'new' : 'old';
   const tables = input.tables.map((table) => table.table);
@@ -251,7 +255,7 @@ export function formatSwitchPreview(preview: SwitchPreview): string[] {
   const lines = [
     `dry run: the write switch of migration ${preview.migration} ${preview.from} → ${preview.to}, into ${preview.target}; nothing was changed`,
     `  now: ${preview.step}, ${preview.phase}`,
-    `  ${preview.canStart ? 'could start now' : 'cannot start now'}; it waits for ${preview.waitsFor}`,
+    `  ${preview.canStart ? 'could start now' : 'cannot start now'}: ${preview.waitsFor}`,
     `  fence timeout ${preview.fence.timeoutMs / 1000} s; stage version ${preview.fence.stageVersion}, the fence would be version ${preview.fence.fenceVersion}`,
   ];
   if (preview.routers.length === 0) lines.push('  routers: none registered (nothing to wait for)');

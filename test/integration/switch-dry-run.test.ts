@@ -96,7 +96,7 @@ describe('migrate switch --dry-run', () => {
     assert.match(stdout, /now: dual_write, held/);
     assert.match(
       stdout,
-      /cannot start now; it waits for the migration is at dual_write \(held: .*\): 6 steps to pass before live 100%, then its soak and gates, then `migrate approve`/,
+      /cannot start now: the migration is at dual_write \(held: .*\); 6 steps to pass before live 100%, then its soak and gates, then `migrate approve`/,
     );
     assert.match(stdout, /fence timeout 7 s/);
     assert.match(stdout, /routers \(1 must acknowledge\):/);
