@@ -1,8 +1,11 @@
 // `migrate switch --dry-run`'s first answer: can the write switch start now, and what does it wait
-// for, at each place a migration can stand (client/switch-preview.ts switchReadiness).
+// for, at each place a migration can stand (client/switch-preview.ts switchReadiness); and each
+// router's state toward the fence (client/routers.ts routerState).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { routerState } from '../../client/routers';
 import { switchReadiness } from '../../client/switch-preview';
+import type { RegisteredRouter } from '../../db/stage-store';
 import { migrationInputFor } from '../../config/migration-input';
 import { parseMigrationConfig } from '../../config/load';
 import type { MigrationHold, MigrationStatus } from '../../model/messages';
@@ -68,5 +71,28 @@ describe('whether the write switch could start now', () => {
     assert.equal(stepLabel(back.target), 'live 100%');
     assert.equal(back.canStart, true);
     assert.match(back.waitsFor, /`migrate rollback orders`/);
+  });
+});
+
+describe("a router's state toward the fence", () => {
+  const router = (seen: Partial<RegisteredRouter>): RegisteredRouter => ({
+    routerId: 'app-1',
+    stage: 'live',
+    version: 7,
+    host: 'web-1',
+    pid: 1,
+    silentSeconds: 1,
+    sessionGone: false,
+    fenceAcknowledged: null,
+    stats: null,
+    ...seen,
+  });
+
+  it('live and behind must acknowledge; silent and gone are not waited for', () => {
+    assert.equal(routerState(router({}), 7), 'live');
+    assert.equal(routerState(router({ version: 6 }), 7), 'behind');
+    assert.equal(routerState(router({ version: null }), 7), 'behind');
+    assert.equal(routerState(router({ silentSeconds: 16 }), 7), 'silent');
+    assert.equal(routerState(router({ sessionGone: true, silentSeconds: 16 }), 7), 'gone');
   });
 });
