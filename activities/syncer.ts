@@ -7,6 +7,7 @@
 import { Context } from '@temporalio/activity';
 import { createSync, type SyncKeysInput, type SyncKeysResult, type SyncShapes } from '../db/sync';
 import { HELPER_SCHEMA } from '../db/helper-schema';
+import { changeLogBacklog } from '../db/change-log';
 import type { NamedPools } from '../db/pools';
 import type { ConnectionName } from '../model/connections';
 import { MigrationFault } from '../model/errors';
@@ -48,8 +49,6 @@ export interface DrainChangeLogResult {
   /** Tables whose sync failed for good in this batch; their entries stay. */
   failed: TableSyncFailure[];
 }
-
-const BACKLOG_COUNT_LIMIT = 1_000_000;
 
 /** For tests: widen the window between reading the authoritative rows and applying them. */
 export interface SyncerHooks {
@@ -158,15 +157,9 @@ export function createSyncer(pools: NamedPools, shapes: SyncShapes, hooks: Synce
       if (applied.length > 0) {
         await log.query(`DELETE FROM ${HELPER_SCHEMA}.change_log WHERE id = ANY($1::bigint[])`, [applied]);
       }
-      const status = await log.query<{ backlog: string; lag: number | null }>(
-        `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${HELPER_SCHEMA}.change_log WHERE migration = $2 LIMIT $1) AS c) AS backlog,
-                extract(epoch FROM clock_timestamp() - (SELECT logged_at FROM ${HELPER_SCHEMA}.change_log WHERE migration = $2 ORDER BY id LIMIT 1))::float8 AS lag`,
-        [BACKLOG_COUNT_LIMIT, input.migration],
-      );
       return {
         ...result,
-        backlog: Number(status.rows[0]?.backlog ?? 0),
-        lagSeconds: Math.max(0, status.rows[0]?.lag ?? 0),
+        ...(await changeLogBacklog(log, input.migration)),
         failed,
       };
     },

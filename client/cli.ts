@@ -18,6 +18,7 @@ import { formatRetrying, retryingActivities } from './retrying';
 import { preparedLine } from './start-report';
 import type { CopyKnobs } from '../model/messages';
 import { formatRouterReport, readRouterReport } from './routers';
+import { formatSwitchPreview, readSwitchPreview } from './switch-preview';
 import { connectClient } from './temporal-connection';
 import { watch } from './watch';
 
@@ -276,6 +277,36 @@ export function buildProgram(): Command {
     )
     .option('--pause-copy', 'stop copying (chunks in flight finish); the rest of the migration goes on')
     .option('--resume-copy', 'copy again after --pause-copy');
+
+  program
+    .command('switch')
+    .description(
+      'with --dry-run: what the write switch would do now (routers to acknowledge, change log, sequences, guards and capture); changes nothing',
+    )
+    .argument('<migration>', 'the migration name')
+    .option(
+      '-c, --config <file>',
+      'config file for the Temporal and database settings; without it, they come from the environment',
+    )
+    .option('--dry-run', 'print what the switch would do now, changing nothing (the only mode)')
+    .option('--json', 'print the preview as JSON')
+    .action(async (migration: string, options: { config?: string; dryRun?: boolean; json?: boolean }) => {
+      if (options.dryRun !== true) {
+        throw new OperatorError(
+          `the write switch runs when migration ${migration} enters switched (\`migrate approve ${migration}\` when it waits there); \`migrate switch ${migration} --dry-run\` previews it`,
+        );
+      }
+      const site = loadSiteConfig(options.config);
+      await withClient(site, options.json === true, async (client) => {
+        const preview = await readSwitchPreview(
+          new MigrationControl(client, migration),
+          site,
+          commandEnvironment().env,
+        );
+        if (options.json === true) print(JSON.stringify(preview, null, 2));
+        else for (const line of formatSwitchPreview(preview)) print(line);
+      });
+    });
 
   control(
     program,

@@ -17,6 +17,15 @@ export interface RouterReport {
   routers: Array<RegisteredRouter & { behind: boolean; silent: boolean }>;
 }
 
+/** How a router stands toward the stage: what a fence would wait for (live, behind) and would not. */
+export type RouterState = 'live' | 'behind' | 'silent' | 'gone';
+
+export function routerState(router: RegisteredRouter, stageVersion: number): RouterState {
+  if (router.sessionGone) return 'gone';
+  if (router.silentSeconds > SILENT_AFTER_SECONDS) return 'silent';
+  return (router.version ?? 0) < stageVersion ? 'behind' : 'live';
+}
+
 function unknownMigration(migration: string): OperatorError {
   return new OperatorError(
     `old knows no migration named ${migration}: it has set no stage and no router has registered for it (check the name; a migration sets its first stage when it enters dual_write)`,

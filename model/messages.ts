@@ -31,6 +31,7 @@ export const MESSAGE = {
   migrationStatus: 'migrationStatus',
   setThrottle: 'setThrottle',
   partitionCopied: 'partitionCopied',
+  backfillCopied: 'backfillCopied',
 } as const;
 
 /** How often, at most, a partition tells its table and the Web UI how far it got, in ms. */
@@ -42,6 +43,19 @@ export interface PartitionReport {
   rowsCopied: number;
   chunksDone: number;
   waitingFor: string | null;
+}
+
+/** What a table's backfill tells its migration while copying, for the migration's current details. */
+export interface BackfillReport {
+  /** `schema.table`. */
+  table: string;
+  rowsCopied: number;
+  /** Old's estimate when the migration prepared. */
+  estimatedRows: number;
+  /** The table's rate since it started copying. */
+  rowsPerSecond: number;
+  /** What its partitions wait for now (a throttle reason), if anything. */
+  waitingFor: string[];
 }
 
 export interface PartitionProgress {

@@ -7,6 +7,7 @@ import { ConnectionPools } from '../db/pools';
 import { resolveConnections } from '../config/connections';
 import type { SiteConfig } from '../config/schema';
 import { resolveTemporalSettings } from '../config/temporal';
+import { activityLogAttributes } from './activity-log-attributes';
 import { bundleWorkflows } from './bundle';
 
 export interface MigrationWorker {
@@ -43,6 +44,7 @@ export async function createMigrationWorker(
         ...(overrides.copierHooks !== undefined && { copierHooks: overrides.copierHooks }),
         ...(overrides.verifierHooks !== undefined && { verifierHooks: overrides.verifierHooks }),
       }),
+      interceptors: { activity: [activityLogAttributes] },
       shutdownGraceTime: site.worker.shutdownGraceTime as `${number}s`,
       ...(site.worker.maxConcurrentActivityTaskExecutions !== undefined && {
         maxConcurrentActivityTaskExecutions: site.worker.maxConcurrentActivityTaskExecutions,

@@ -16,6 +16,7 @@ import {
   type ThrottleResult,
   type TuneRequest,
   type PartitionReport,
+  type BackfillReport,
 } from '../model/messages';
 
 /** Stop starting new chunks (chunks in flight finish); takes effect at once. */
@@ -35,6 +36,12 @@ export const partitionProgressQuery = defineQuery<PartitionProgress>(MESSAGE.par
 
 /** A partition's rows so far, to its table workflow, at most every PROGRESS_REPORT_MS (bounded). */
 export const partitionCopiedSignal = defineSignal<[PartitionReport]>(MESSAGE.partitionCopied);
+
+/**
+ * A table's backfill tells its migration how far it got, at most every few seconds, for the
+ * migration's current details in the Web UI (rows, rows/s, ETA). Handled without a command.
+ */
+export const backfillCopiedSignal = defineSignal<[BackfillReport]>(MESSAGE.backfillCopied);
 
 export const discrepancySignal = defineSignal<[DiscrepancyBatch]>(MESSAGE.discrepancy);
 

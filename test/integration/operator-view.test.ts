@@ -3,7 +3,8 @@
 // the throttle and the sync backlog, and `--json` the same figures (rows copied not 0); `--watch`
 // prints plain reports when not on a terminal; `migrate throttle` validates its value, reaches the
 // running backfill and the status shows what was set; `migrate list` and `--version`; the Web UI's
-// figures (stage and step search attributes, current details) read back through the Temporal API.
+// figures (stage and step search attributes, current details of the backfill and of the migration:
+// rows, rows/s, ETA) read back through the Temporal API.
 // Speeds and latencies are printed, not asserted.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -118,6 +119,27 @@ describe("the operator's view of a running migration", () => {
       /^public\.accounts: \d+ of ~\d+ rows \(\d+%\), \d+ rows\/s, ETA \d+ s; copying/,
     );
     console.log(`Web UI while copying: MigrationRowsCopied ${seen.rows}; details "${seen.details}"`);
+
+    // The migration's own current details carry the backfill's figures while it copies.
+    const migrationHandle = worker.client.workflow.getHandle(migrationWorkflowId(name));
+    const own = await waitFor(
+      "the migration to show the backfill's rows, rate and ETA to the Web UI",
+      async () => ({
+        details:
+          (await migrationHandle.query<{ currentDetails?: string }>('__temporal_workflow_metadata'))
+            .currentDetails ?? '',
+        phase: (await control.status()).phase,
+      }),
+      (ui) => ui.phase !== 'backfilling' || /rows\/s, ETA \d+ s/.test(ui.details),
+    );
+    assert.equal(own.phase, 'backfilling', 'seen while the migration still backfills');
+    assert.match(
+      own.details,
+      new RegExp(
+        `^${name}: dual_write, backfilling — public\\.accounts: \\d+ of ~\\d+ rows \\(\\d+%\\), \\d+ rows/s, ETA \\d+ s`,
+      ),
+    );
+    console.log(`Web UI, the migration while copying: "${own.details}"`);
 
     // The figures behind the latency (printed, not asserted).
     const timed = async <T>(read: () => Promise<T>) => {

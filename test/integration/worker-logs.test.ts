@@ -1,7 +1,8 @@
 // Issue 14, item 5: the worker's log as an operator reads it. Webpack's bundle report is not at
 // info (the bundle's size is, in one line); workflow log lines carry the migration and the table as
 // fields; a row limit that holds back every chunk is logged once per reason and partition every 30 s,
-// not once per chunk. Counts are printed.
+// not once per chunk; activity lines (the SDK's and the project's) carry the migration and the table
+// of the activity's input as fields too (worker/activity-log-attributes.ts). Counts are printed.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
@@ -29,7 +30,8 @@ describe("the worker's log", () => {
     await pools.new.query(sampleTableDdl(table));
     await seedSampleRows(pools.old, table, 4000);
     const taskQueue = `test-logs-${suffix}`;
-    worker = startWorkerProcess(taskQueue);
+    // At debug: the activities' own lines (a chunk copied, an activity completed) are debug lines.
+    worker = startWorkerProcess(taskQueue, { LOG_LEVEL: 'debug' });
     const lines = worker.lines;
     await waitUntil('the worker to run', () => lines.some((line) => line.state === 'RUNNING'));
 
@@ -64,6 +66,18 @@ describe("the worker's log", () => {
       info.some((line) => line.msg === 'Workflow bundle created'),
       'the bundle in one line',
     );
+
+    // The project's activity line and the SDK's, from the chunk copier (its input names both).
+    const chunkLines = lines.filter((line) => line.msg === 'chunk copied');
+    const completed = lines.filter(
+      (line) => line.msg === 'Activity completed' && line.activityType === 'copyChunks',
+    );
+    assert.ok(chunkLines.length > 0, 'the copier logged its chunks');
+    assert.ok(completed.length > 0, "the SDK logged the copier's activities");
+    for (const line of [...chunkLines, ...completed]) {
+      assert.equal(line.migration, migration, `${String(line.msg)} names the migration`);
+      assert.equal(line.table, `public.${table.table}`, `${String(line.msg)} names the table`);
+    }
 
     const throttled = lines.filter((line) => line.msg === 'backfill throttled');
     assert.ok(throttled.length > 0, 'the limit held the copy back');

@@ -8,6 +8,7 @@ import type { RequestAnswer } from './state';
 import {
   abortUpdate,
   approveUpdate,
+  backfillCopiedSignal,
   backfillTroubleSignal,
   migrationStatusQuery,
   pauseSignal,
@@ -55,6 +56,8 @@ export function installRequestHandlers(state: MigrationState): void {
   setHandler(backfillTroubleSignal, (trouble) => {
     state.backfillTrouble ??= trouble;
   });
+  // How far each table's backfill got: shown in the migration's current details, nothing else.
+  setHandler(backfillCopiedSignal, (report) => state.backfillReported(report));
   setHandler(syncTroubleSignal, ({ failing }) => {
     status.syncFailures = failing;
     memory.syncFailuresApproved = memory.syncFailuresApproved.filter((table) =>

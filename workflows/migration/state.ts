@@ -15,6 +15,7 @@ import type { RouterStats } from '../../model/gate-stats';
 import type { ServerBinding } from '../../model/servers';
 import type { TableRef } from '../../model/tables';
 import type {
+  BackfillReport,
   MigrationHold,
   MigrationPhase,
   MigrationStatus,
@@ -179,6 +180,8 @@ export class MigrationState {
   backfillTrouble: BackfillTrouble | null = null;
 
   private shownPhase = '';
+  /** What each table's backfill reported while copying (backfillCopiedSignal), by table. */
+  private readonly copying = new Map<string, BackfillReport>();
 
   constructor(readonly input: MigrationInput) {
     this.name = input.name;
@@ -222,9 +225,44 @@ export class MigrationState {
         ]);
       }
     }
+    this.showDetails();
+  }
+
+  /**
+   * The Web UI's current details: step and phase, the hold's reason, and while backfilling the rows
+   * copied of the estimate, rows/s and ETA of the tables still copying. Not a command: replay-safe.
+   */
+  private showDetails(): void {
+    const status = this.status;
+    const phase = status.phase;
     setCurrentDetails(
-      `${this.name}: ${status.step}, ${phase}${status.paused && phase !== 'paused' ? ' (paused)' : ''}${status.held ? ` — held: ${status.held.reason}` : ''}`,
+      `${this.name}: ${status.step}, ${phase}${status.paused && phase !== 'paused' ? ' (paused)' : ''}${status.held ? ` — held: ${status.held.reason}` : ''}${phase === 'backfilling' ? this.backfillFigures() : ''}`,
     );
+  }
+
+  /** ` — 6250 of ~30000 rows (20%), 980 rows/s, ETA 24 s` over the tables still copying; '' before a report. */
+  private backfillFigures(): string {
+    const copying = this.status.tables.flatMap((table) => {
+      const report = table.backfillDone ? undefined : this.copying.get(table.table);
+      return report === undefined ? [] : [report];
+    });
+    if (copying.length === 0) return '';
+    const sum = (figure: (report: BackfillReport) => number) =>
+      copying.reduce((total, report) => total + figure(report), 0);
+    const rows = sum((report) => report.rowsCopied);
+    const estimated = sum((report) => report.estimatedRows);
+    const rate = sum((report) => report.rowsPerSecond);
+    const left = sum((report) => Math.max(0, report.estimatedRows - report.rowsCopied));
+    const percent = estimated > 0 ? ` (${Math.min(100, Math.round((rows / estimated) * 100))}%)` : '';
+    const waiting = [...new Set(copying.flatMap((report) => report.waitingFor))];
+    return ` — ${copying.length === 1 ? `${copying[0]!.table}: ` : `${copying.length} tables copying: `}${rows} of ~${estimated} rows${percent}, ${Math.round(rate)} rows/s, ETA ${rate > 0 ? `${Math.round(left / rate)} s` : 'unknown'}${waiting.length > 0 ? `; throttled: ${waiting.join('; ')}` : ''}`;
+  }
+
+  /** A table's backfill reported how far it got: shown while the migration backfills. */
+  backfillReported(report: BackfillReport): void {
+    if (!this.status.tables.some((table) => table.table === report.table)) return;
+    this.copying.set(report.table, report);
+    if (this.status.phase === 'backfilling') this.showDetails();
   }
 
   hold(kind: MigrationHold['kind'], reason: string, cause?: MigrationHold['cause']): void {
