@@ -9,6 +9,7 @@
 import {
   ParentClosePolicy,
   condition,
+  getExternalWorkflowHandle,
   log,
   patched,
   proxyActivities,
@@ -26,6 +27,7 @@ import type { ServerBinding } from '../model/servers';
 import type { ConnectionName } from '../model/connections';
 import { backfillPartitionWorkflow, type BackfillPartitionResult } from './backfill-partition';
 import {
+  backfillCopiedSignal,
   backfillProgressQuery,
   partitionCopiedSignal,
   pauseSignal,
@@ -94,6 +96,9 @@ const { measureApplicationLatency } = proxyActivities<Activities>({
   retry: { maximumInterval: '5 seconds', maximumAttempts: 3 },
 });
 
+/** How often, at most, a backfill tells its migration how far it got, in ms. */
+const PARENT_REPORT_MS = 15_000;
+
 /** Runs started before the brake copy without it: their histories replay unchanged. */
 const LATENCY_BRAKE = 'latency-brake';
 
@@ -137,6 +142,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
   const reported = new Map<string, PartitionReport>();
   let copyingSince: number | null = null;
   let shownAt = 0;
+  let toldParentAt = 0;
   const rowsCopiedNow = () =>
     progress.finished.rowsCopied + [...reported.values()].reduce((n, r) => n + r.rowsCopied, 0);
   const showProgress = () => {
@@ -154,6 +160,26 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     setCurrentDetails(
       `${tableName}: ${rows} of ~${progress.estimatedRows} rows${percent !== null ? ` (${percent}%)` : ''}, ${rate} rows/s, ETA ${rate > 0 ? `${Math.round(left / rate)} s` : 'unknown'}; ${progress.phase}${progress.paused ? ' (paused)' : ''}${waiting.length > 0 ? `; throttled: ${waiting.join('; ')}` : ''}${brake}`,
     );
+    // The migration running this backfill shows the figures in its own current details; every
+    // PARENT_REPORT_MS at most, so its history grows slowly however long the copy takes.
+    const parent = workflowInfo().parent?.workflowId;
+    if (
+      parent !== undefined &&
+      Date.now() - toldParentAt >= PARENT_REPORT_MS &&
+      patched('progress-to-migration')
+    ) {
+      toldParentAt = Date.now();
+      void getExternalWorkflowHandle(parent)
+        .signal(backfillCopiedSignal, {
+          table: tableName,
+          rowsCopied: rows,
+          estimatedRows: progress.estimatedRows,
+          rowsPerSecond: rate,
+          waitingFor:
+            progress.latency?.limit != null ? [...waiting, `brake: ${progress.latency.reason}`] : waiting,
+        })
+        .catch(() => undefined);
+    }
   };
   setHandler(partitionCopiedSignal, (report) => {
     if (!running.has(report.workflowId)) return;
