@@ -127,16 +127,28 @@ describe('shadow comparison', () => {
 });
 
 describe('written keys', () => {
-  it('groups the noted keys by table; an overflow says so', () => {
-    const text = ['["public","a",["1"]]', '["public","a",["2"]]', '["s","b",["x","2024-01-01"]]', ''].join(
-      '\n',
-    );
+  it('groups the noted keys by table with their change log entries; an overflow says so', () => {
+    const text = [
+      '["public","a",["1"],"17"]',
+      '["public","a",["2"],"9007199254740993"]',
+      '["s","b",["x","2024-01-01"],"18"]',
+      '',
+    ].join('\n');
     assert.deepEqual(parseWrittenKeys(text), {
       overflow: false,
       tables: [
-        { table: { schema: 'public', table: 'a' }, keys: [['1'], ['2']] },
-        { table: { schema: 's', table: 'b' }, keys: [['x', '2024-01-01']] },
+        {
+          table: { schema: 'public', table: 'a' },
+          keys: [['1'], ['2']],
+          entries: ['17', '9007199254740993'],
+        },
+        { table: { schema: 's', table: 'b' }, keys: [['x', '2024-01-01']], entries: ['18'] },
       ],
+    });
+    // Noted by capture that an earlier version installed: keys without entries, mirrored all the same.
+    assert.deepEqual(parseWrittenKeys('["public","a",["1"]]\n'), {
+      overflow: false,
+      tables: [{ table: { schema: 'public', table: 'a' }, keys: [['1']], entries: [] }],
     });
     assert.deepEqual(parseWrittenKeys('*'), { overflow: true, tables: [] });
     assert.deepEqual(parseWrittenKeys(null), { overflow: false, tables: [] });
