@@ -4,16 +4,26 @@
 // reconciliation from syncing the same keys a second time. A later write of the same key has an
 // entry of its own, which stays; an entry whose mirror failed, timed out or never ran (the process
 // died after its commit, hazard 4) stays too, and reconciliation repairs from it.
-// The deletes run off the application's path: ids are gathered for a moment and deleted in one
-// statement per side, committed without waiting for the WAL flush. Losing them (a crash, a failed
-// delete, an old server's restart) costs only a second, harmless sync of those keys.
+// The deletes cost no round trip of their own while the application writes: the ids gathered since
+// the last write ride along with the next write's request for its keys (statements.ts), in the same
+// message, committed without waiting for the WAL flush. Ids that no write picks up soon are deleted
+// on their own. Losing them (a crash, a failed delete, an old server's restart) costs only a second,
+// harmless sync of those keys.
 import type pg from 'pg';
 import { HELPER_SCHEMA } from '../db/helper-schema';
 import type { Logger } from '../db/logger';
+import { quoteLiteral } from '../db/sql';
 import type { ConnectionName } from '../model/connections';
 
-/** How long ids gather before they are deleted, in ms: one delete covers the mirrors of that time. */
-const LINGER_MS = 20;
+/** How long ids wait for a write to carry them before they are deleted on their own, in ms. */
+const LINGER_MS = 100;
+
+/** SQL that deletes these entries of the migration's change log, committing without the WAL flush. */
+export function forgetSql(migration: string, entries: readonly string[]): string {
+  // The ids come from the change log's bigint column, noted as text; anything else is refused.
+  if (!entries.every((entry) => /^[0-9]+$/.test(entry))) throw new Error('change log ids must be integers');
+  return `SELECT set_config('synchronous_commit', 'off', true), ${HELPER_SCHEMA}.forget_mirrored(${quoteLiteral(migration)}, '{${entries.join(',')}}'::bigint[])`;
+}
 
 export class MirroredEntries {
   private readonly pending: Record<ConnectionName, string[]> = { old: [], new: [] };
@@ -34,6 +44,17 @@ export class MirroredEntries {
     this.timer ??= setTimeout(() => void this.flush(), LINGER_MS).unref();
   }
 
+  /**
+   * SQL that deletes the entries gathered for `side` (which the caller now owns: if its statement
+   * fails they are not tried again), or undefined when there are none.
+   */
+  take(side: ConnectionName): string | undefined {
+    const entries = this.pending[side];
+    if (entries.length === 0) return undefined;
+    this.pending[side] = [];
+    return forgetSql(this.migration, entries);
+  }
+
   /** Deletes the gathered entries now; never throws. */
   flush(): Promise<void> {
     clearTimeout(this.timer);
@@ -46,17 +67,13 @@ export class MirroredEntries {
   }
 
   private async forget(side: ConnectionName): Promise<void> {
-    const entries = this.pending[side];
-    if (entries.length === 0) return;
-    this.pending[side] = [];
+    const sql = this.take(side);
+    if (sql === undefined) return;
     try {
-      await this.pools[side].query(
-        `SELECT set_config('synchronous_commit', 'off', true), ${HELPER_SCHEMA}.forget_mirrored($1, $2::bigint[])`,
-        [this.migration, entries],
-      );
+      await this.pools[side].query(sql);
     } catch (err) {
       this.logger.debug(
-        { err, side, entries: entries.length },
+        { err, side },
         'could not delete mirrored change log entries; reconciliation syncs their keys again',
       );
     }

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CircuitBreaker } from '../../router/circuit-breaker';
 import { NO_STATS, statsSince } from '../../model/gate-stats';
+import { forgetSql } from '../../router/forget';
 import { parseWrittenKeys } from '../../router/mirror';
 import { RouterMetrics } from '../../router/metrics';
 import { sameRows, ShadowReads } from '../../router/shadow';
@@ -219,5 +220,15 @@ describe('shadow reads', () => {
     assert.equal(await outcome([1, 2], [2]), 'settled');
     // New lagged (mirror in flight): old 2, new 1; then old 2 and new 2.
     assert.equal(await outcome([2, 2], [1, 2]), 'settled');
+  });
+});
+
+describe('forgetting mirrored entries', () => {
+  it('deletes exactly the given ids of the migration, and takes nothing but integers', () => {
+    assert.equal(
+      forgetSql("it's", ['17', '9007199254740993']),
+      "SELECT set_config('synchronous_commit', 'off', true), live_migrate.forget_mirrored('it''s', '{17,9007199254740993}'::bigint[])",
+    );
+    assert.throws(() => forgetSql('m', ['1', '2); DROP TABLE x; --']), /integers/);
   });
 });
