@@ -201,3 +201,17 @@ export function startReconciliation(
     args: [{ migration: name, from: 'old', to: 'new', idlePollMs: 200 }],
   });
 }
+
+/** A login role with plain table rights, as an application (or a cron job) connects. */
+export async function applicationRole(admin: pg.Pool, url: string, tables: string[]): Promise<string> {
+  const role = `app_${randomUUID().slice(0, 8)}`;
+  const password = randomUUID();
+  await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+  await admin.query(`GRANT USAGE ON SCHEMA public TO ${role}`);
+  for (const table of tables)
+    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ${table} TO ${role}`);
+  const parsed = new URL(url);
+  parsed.username = role;
+  parsed.password = password;
+  return parsed.toString();
+}

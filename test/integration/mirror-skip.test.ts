@@ -3,7 +3,7 @@
 // routers racing on the same few rows (updates, deletes, upserts, two-row transactions, with the
 // mirror's window between read and apply widened), a writer bypassing the routers on the same rows,
 // and an application killed after its commit on old and before its mirror. Then:
-// - every entry a router's mirror covered is gone, and every other entry (the bypassing writer's,
+// - every entry a router's mirror covered is gone (one router connects as an application's role), and every other entry (the bypassing writer's,
 //   the killed application's) is still there: the skip took exactly what the mirrors applied;
 // - every key where new differs from old still has an entry (hazards 3, 4 and 6: nothing a skip
 //   dropped is needed to repair new);
@@ -20,6 +20,7 @@ import type { MigrationRouter } from '../../router';
 import { drainAndStopSignal } from '../../workflows/messages';
 import { startRunningWorker } from '../harness/backfill';
 import {
+  applicationRole,
   assertTablesEqual,
   freshDatabases,
   moveStage,
@@ -46,11 +47,20 @@ describe('mirror skips what reconciliation would sync again', () => {
       const table = await routedTable(db.pools.old, db.pools.new, 'skipped', 6, migration, db.env);
       const name = quoteTable(table);
       const delays = seededRandom(11);
-      for (let i = 0; i < 2; i++) {
+      // The second router connects as an application role with plain table rights: it deletes the
+      // entries its mirrors applied through the helper function, without rights on the change log.
+      const connections = [
+        db.urls,
+        {
+          old: await applicationRole(db.pools.old, db.urls.old, [name]),
+          new: await applicationRole(db.pools.new, db.urls.new, [name]),
+        },
+      ];
+      for (const urls of connections) {
         const started = await startRouter('skip', {
           migration,
-          old: { connectionString: db.urls.old, max: 6 },
-          new: { connectionString: db.urls.new, max: 6 },
+          old: { connectionString: urls.old, max: 6 },
+          new: { connectionString: urls.new, max: 6 },
           mirrorTimeoutMs: 30_000,
           // Between the mirror's read and its apply, other writers (the bypassing one too) commit.
           testHooks: { afterMirrorRead: () => new Promise((resolve) => setTimeout(resolve, delays() * 4)) },
