@@ -42,14 +42,18 @@ function captureFunctionSql(migration: string, shape: TableShape): string {
   const tuple = (row: 'OLD' | 'NEW') =>
     `(${shape.primaryKey.map((column) => `${row}.${quoteIdent(column)}`).join(', ')})`;
   const names = `${quoteLiteral(shape.table.schema)}, ${quoteLiteral(shape.table.table)}`;
+  // The entry's id goes with the noted key: once the router's mirror applied the key, it deletes
+  // exactly that entry, so reconciliation does not sync the key a second time.
   const insert = (row: 'OLD' | 'NEW') =>
-    `INSERT INTO ${HELPER_SCHEMA}.change_log (migration, table_schema, table_name, key) VALUES (${quoteLiteral(migration)}, ${names}, ${keyOf(row)});
-     IF collect THEN PERFORM ${HELPER_SCHEMA}.note_written(${names}, ${keyOf(row)}); END IF;`;
+    `INSERT INTO ${HELPER_SCHEMA}.change_log (migration, table_schema, table_name, key) VALUES (${quoteLiteral(migration)}, ${names}, ${keyOf(row)})
+       RETURNING id INTO entry;
+     IF collect THEN PERFORM ${HELPER_SCHEMA}.note_written(${names}, ${keyOf(row)}, entry); END IF;`;
   // SECURITY DEFINER: every writer of the table may log, without rights on the helper schema.
   return `CREATE OR REPLACE FUNCTION ${captureFunction(migration, shape.table)}() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $capture$
     DECLARE
       collect boolean := current_setting('${COLLECT_SETTING}', true) = 'on';
+      entry bigint;
     BEGIN
       IF TG_OP <> 'INSERT' THEN
         ${insert('OLD')}

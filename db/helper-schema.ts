@@ -31,6 +31,25 @@ function addColumn(table: string, column: string, type: string): string {
   END $add$`;
 }
 
+/** note_written with the given arguments; `entry` is appended to the noted line when given. */
+function noteWrittenSql(args: string, entry: string): string {
+  return `CREATE OR REPLACE FUNCTION ${HELPER_SCHEMA}.note_written(${args})
+     RETURNS void LANGUAGE plpgsql AS $note$
+     DECLARE
+       written text := coalesce(current_setting('${WRITTEN_SETTING}', true), '');
+     BEGIN
+       IF written = '*' THEN RETURN; END IF;
+       IF length(written) > ${WRITTEN_LIMIT} THEN
+         written := '*';
+       ELSE
+         written := written || jsonb_build_array(table_schema, table_name,
+           (SELECT jsonb_agg(part) FROM jsonb_array_elements_text(key) AS part)${entry})::text || E'\\n';
+       END IF;
+       PERFORM set_config('${WRITTEN_SETTING}', written, false);
+     END
+     $note$`;
+}
+
 const HELPER_DDL = [
   `CREATE SCHEMA IF NOT EXISTS ${HELPER_SCHEMA}`,
   // One row per changed key, written by the capture trigger in the writer's own transaction.
@@ -176,26 +195,29 @@ const HELPER_DDL = [
      END
      $refuse$`,
   // Called by the capture trigger for a session that asked (a router's, with live_migrate.collect on):
-  // appends [schema, table, key as text] to the session's live_migrate.written setting. A session
-  // setting changed in a transaction that rolls back is restored, so the list holds committed writes
-  // only. The router reads and clears it after each write and mirrors exactly those keys. Past
-  // WRITTEN_LIMIT characters the list becomes '*' (too many to mirror one by one: the change log
-  // drain brings them).
-  `CREATE OR REPLACE FUNCTION ${HELPER_SCHEMA}.note_written(table_schema text, table_name text, key jsonb)
-     RETURNS void LANGUAGE plpgsql AS $note$
-     DECLARE
-       written text := coalesce(current_setting('${WRITTEN_SETTING}', true), '');
-     BEGIN
-       IF written = '*' THEN RETURN; END IF;
-       IF length(written) > ${WRITTEN_LIMIT} THEN
-         written := '*';
-       ELSE
-         written := written || jsonb_build_array(table_schema, table_name,
-           (SELECT jsonb_agg(part) FROM jsonb_array_elements_text(key) AS part))::text || E'\\n';
-       END IF;
-       PERFORM set_config('${WRITTEN_SETTING}', written, false);
-     END
-     $note$`,
+  // appends [schema, table, key as text, change log entry id] to the session's live_migrate.written
+  // setting. A session setting changed in a transaction that rolls back is restored, so the list
+  // holds committed writes only. The router reads and clears it after each write, mirrors exactly
+  // those keys, and then forgets exactly those entries (forget_mirrored). Past WRITTEN_LIMIT
+  // characters the list becomes '*' (too many to mirror one by one: the change log drain brings
+  // them). The three-argument form (no entry id) is what capture installed by an earlier version
+  // calls: its keys are mirrored and their entries left to the drain.
+  noteWrittenSql('table_schema text, table_name text, key jsonb', ''),
+  noteWrittenSql('table_schema text, table_name text, key jsonb, entry bigint', ', entry::text'),
+  // Called by a router after its mirror committed the keys of these entries on the other side, so
+  // that reconciliation does not sync them again. The mirror read the rows after the entries'
+  // transactions committed, so the other side holds their writes or a later state; a later write of
+  // the same key has an entry of its own, which stays. An entry a drain is deleting right now is
+  // skipped, never waited for. SECURITY DEFINER: the application's role has no other right on the
+  // change log. A role that called it with ids its writes did not make would only leave old and new
+  // apart for verification to find, as an INSERT into tombstones (also granted) would.
+  `CREATE OR REPLACE FUNCTION ${HELPER_SCHEMA}.forget_mirrored(for_migration text, entries bigint[])
+     RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $forget$
+     DELETE FROM ${HELPER_SCHEMA}.change_log
+      WHERE id IN (SELECT id FROM ${HELPER_SCHEMA}.change_log
+                    WHERE id = ANY(entries) AND migration = for_migration
+                      FOR UPDATE SKIP LOCKED)
+     $forget$`,
 ];
 
 /** Creates the helper schema and tables when missing; safe to run from several workers at once. */

@@ -4,7 +4,9 @@
 // order (hazard 3). The application waits for it, so a read on new sees its own write, but never
 // longer than the timeout, and never fails because of it: a failed, slow or skipped mirror queues
 // its keys as discrepancies and the user's request succeeds. If the process dies before the mirror,
-// the change log entry that capture wrote in the same transaction brings the keys (hazard 4).
+// the change log entry that capture wrote in the same transaction brings the keys (hazard 4); once
+// a mirror committed, it has those entries deleted (forget.ts), so reconciliation does not sync the
+// keys a second time.
 import type { ConnectionName } from '../model/connections';
 import type { TableRef } from '../model/tables';
 import type { SyncKeysInput, SyncKeysResult } from '../db/sync';
@@ -13,26 +15,34 @@ import type { CircuitBreaker } from './circuit-breaker';
 import type { DiscrepancyQueue } from './discrepancy-queue';
 import type { RouterMetrics } from './metrics';
 
-/** The keys one session wrote since it last asked, by table; `overflow` when there were too many to list. */
+/**
+ * The keys one session wrote since it last asked, by table, with the ids of the change log entries
+ * capture wrote for them (none when capture was installed by a version that did not note them);
+ * `overflow` when there were too many to list.
+ */
 export interface WrittenKeys {
-  tables: Array<{ table: TableRef; keys: string[][] }>;
+  tables: Array<{ table: TableRef; keys: string[][]; entries: string[] }>;
   overflow: boolean;
 }
 
 export const NOTHING_WRITTEN: WrittenKeys = { tables: [], overflow: false };
 
-/** Parses the live_migrate.written setting: one JSON [schema, table, [key text...]] per line, or '*'. */
+/**
+ * Parses the live_migrate.written setting: one JSON [schema, table, [key text...], entry id text]
+ * per line (the id missing where capture is older), or '*'.
+ */
 export function parseWrittenKeys(text: string | null): WrittenKeys {
   if (text === null || text === '') return NOTHING_WRITTEN;
   if (text === '*') return { tables: [], overflow: true };
-  const byTable = new Map<string, { table: TableRef; keys: string[][] }>();
+  const byTable = new Map<string, WrittenKeys['tables'][number]>();
   for (const line of text.split('\n')) {
     if (line === '') continue;
-    const [schema, table, key] = JSON.parse(line) as [string, string, string[]];
+    const [schema, table, key, entry] = JSON.parse(line) as [string, string, string[], string?];
     const id = JSON.stringify([schema, table]);
-    const entry = byTable.get(id) ?? { table: { schema, table }, keys: [] };
-    entry.keys.push(key);
-    byTable.set(id, entry);
+    const written = byTable.get(id) ?? { table: { schema, table }, keys: [], entries: [] };
+    written.keys.push(key);
+    if (entry !== undefined) written.entries.push(entry);
+    byTable.set(id, written);
   }
   return { tables: [...byTable.values()], overflow: false };
 }
@@ -41,6 +51,8 @@ export interface MirrorDeps {
   /** The migration the router follows: its capture notes the keys, its registry names the tables. */
   migration: string;
   mirrorKeys(input: SyncKeysInput): Promise<SyncKeysResult>;
+  /** Told the change log entries of `from` whose keys a mirror committed. */
+  applied(from: ConnectionName, entries: readonly string[]): void;
   breaker: CircuitBreaker;
   queue: DiscrepancyQueue;
   metrics: RouterMetrics;
@@ -62,7 +74,7 @@ export class Mirror {
       logger.debug('a write touched too many rows to mirror one by one; reconciliation brings them');
     }
     await Promise.all(
-      written.tables.map(async ({ table, keys }) => {
+      written.tables.map(async ({ table, keys, entries }) => {
         if (!breaker.allow()) {
           metrics.mirror('circuit_open');
           this.deps.queue.add(table, keys);
@@ -70,9 +82,12 @@ export class Mirror {
         }
         try {
           await this.withinTimeout(
-            metrics.time(to, 'mirror', () =>
-              this.deps.mirrorKeys({ migration: this.deps.migration, from, to, table, keys }),
-            ),
+            metrics
+              .time(to, 'mirror', () =>
+                this.deps.mirrorKeys({ migration: this.deps.migration, from, to, table, keys }),
+              )
+              // Committed (even past the timeout): the entries of these keys are done with.
+              .then(() => this.deps.applied(from, entries)),
           );
           breaker.success();
           metrics.mirror('mirrored');

@@ -30,6 +30,7 @@ import { DiscrepancyQueue, reconciliationSink } from './discrepancy-queue';
 import { RouterError } from './errors';
 import { FENCE_WAIT_MS, WriteFence } from './fence';
 import { RouterMetrics } from './metrics';
+import { MirroredEntries } from './forget';
 import { Mirror } from './mirror';
 import { checkRouterOptions, describeSide, SIDES, type RouterOptions } from './options';
 import { ShadowReads } from './shadow';
@@ -70,6 +71,7 @@ export class MigrationRouter extends EventEmitter {
   private readonly breaker: CircuitBreaker;
   private readonly queue: DiscrepancyQueue;
   private readonly shapes: TableShapes;
+  private readonly mirrored: MirroredEntries;
   private readonly fence: WriteFence;
   private readonly statements: StatementRunner;
   private readonly logger: Logger;
@@ -153,9 +155,11 @@ export class MigrationRouter extends EventEmitter {
     const syncer = createSync(named, this.shapes, {
       afterRowsRead: options.testHooks?.afterMirrorRead,
     });
+    this.mirrored = new MirroredEntries(options.migration, this.mirrorPools, this.logger);
     const mirror = new Mirror({
       migration: options.migration,
       mirrorKeys: syncer.mirrorKeys,
+      applied: (from, entries) => this.mirrored.applied(from, entries),
       breaker: this.breaker,
       queue: this.queue,
       metrics: this.metrics,
@@ -169,6 +173,7 @@ export class MigrationRouter extends EventEmitter {
       fence: this.fence,
       breaker: this.breaker,
       mirror,
+      mirrored: this.mirrored,
       shadow: new ShadowReads(options.shadow ?? {}, this.breaker, this.metrics, this.logger),
       metrics: this.metrics,
       logger: this.logger,
@@ -288,6 +293,7 @@ export class MigrationRouter extends EventEmitter {
     this.ended ??= (async () => {
       await this.watcher.stop().catch(() => undefined);
       await this.queue.stop();
+      await this.mirrored.flush();
       await Promise.all(
         [...Object.values(this.pools), ...Object.values(this.mirrorPools), this.stagePool].map((pool) =>
           pool.end().catch(() => undefined),

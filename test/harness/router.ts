@@ -11,8 +11,13 @@ import { createRouter, type MigrationRouter, type RouterOptions } from '../../ro
 import { setStage } from '../../db/stage-store';
 import type { Stage } from '../../model/stages';
 import { createLogger } from '../../db/logger';
+import assert from 'node:assert/strict';
+import type { WorkflowHandle } from '@temporalio/client';
 import pg from 'pg';
 import { ensureHelperSchema } from '../../db/helper-schema';
+import { compareTables } from '../../db/verifier';
+import { reconciliationWorkflow } from '../../workflows';
+import type { startRunningWorker } from './backfill';
 import { asMigrator, ensureMigratorRole, servers, testSite } from './servers';
 import { waitFor } from './wait';
 
@@ -172,4 +177,41 @@ export async function freshDatabases(prefix: string, newUrl = servers.newUrl) {
     env: { ...process.env, OLD_DATABASE_URL: migratorUrls.old, NEW_DATABASE_URL: migratorUrls.new },
     end: () => Promise.all(Object.values(pools).map((pool) => pool.end())),
   };
+}
+
+/** Asserts that the table is the same on both sides, row by row. */
+export async function assertTablesEqual(
+  oldPool: pg.Pool,
+  newPool: pg.Pool,
+  table: TableRef,
+  what: string,
+): Promise<void> {
+  const comparison = await compareTables(oldPool, newPool, table, ['id']);
+  assert.equal(comparison.differenceCount, 0, `${what}: ${JSON.stringify(comparison.differences)}`);
+}
+
+/** Starts reconciliation of a migration's change log from old to new on a running test worker. */
+export function startReconciliation(
+  worker: Awaited<ReturnType<typeof startRunningWorker>>,
+  name: string,
+): Promise<WorkflowHandle<typeof reconciliationWorkflow>> {
+  return worker.client.workflow.start(reconciliationWorkflow, {
+    taskQueue: worker.taskQueue,
+    workflowId: `reconcile-${name}-${randomUUID().slice(0, 8)}`,
+    args: [{ migration: name, from: 'old', to: 'new', idlePollMs: 200 }],
+  });
+}
+
+/** A login role with plain table rights, as an application (or a cron job) connects. */
+export async function applicationRole(admin: pg.Pool, url: string, tables: string[]): Promise<string> {
+  const role = `app_${randomUUID().slice(0, 8)}`;
+  const password = randomUUID();
+  await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+  await admin.query(`GRANT USAGE ON SCHEMA public TO ${role}`);
+  for (const table of tables)
+    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ${table} TO ${role}`);
+  const parsed = new URL(url);
+  parsed.username = role;
+  parsed.password = password;
+  return parsed.toString();
 }

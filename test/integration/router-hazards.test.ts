@@ -12,39 +12,27 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { WorkflowHandle } from '@temporalio/client';
-import pg from 'pg';
-import type { TableRef } from '../../model/tables';
 import { quoteTable } from '../../db/sql';
 import { compareTables } from '../../db/verifier';
 import { dataDir } from '../../provision/project-paths';
 import { startEmbeddedCluster, type EmbeddedCluster } from '../../provision/postgres';
 import { seededRandom } from '../../provision/write-load';
 import type { MigrationRouter } from '../../router';
-import { reconciliationWorkflow } from '../../workflows';
 import { drainAndStopSignal, reconciliationStatusQuery } from '../../workflows/messages';
 import { startRunningWorker } from '../harness/backfill';
-import { freshDatabases, moveStage, routedTable, startRouter, testMigration } from '../harness/router';
+import {
+  assertTablesEqual,
+  freshDatabases,
+  moveStage,
+  routedTable,
+  startReconciliation,
+  startRouter,
+  testMigration,
+} from '../harness/router';
 import { installQuietRuntime } from '../harness/servers';
 import { waitFor } from '../harness/wait';
 
 installQuietRuntime();
-
-async function assertEqual(oldPool: pg.Pool, newPool: pg.Pool, table: TableRef, what: string): Promise<void> {
-  const comparison = await compareTables(oldPool, newPool, table, ['id']);
-  assert.equal(comparison.differenceCount, 0, `${what}: ${JSON.stringify(comparison.differences)}`);
-}
-
-function startReconciliation(
-  worker: Awaited<ReturnType<typeof startRunningWorker>>,
-  name: string,
-): Promise<WorkflowHandle<typeof reconciliationWorkflow>> {
-  return worker.client.workflow.start(reconciliationWorkflow, {
-    taskQueue: worker.taskQueue,
-    workflowId: `reconcile-${name}-${randomUUID().slice(0, 8)}`,
-    args: [{ migration: name, from: 'old', to: 'new', idlePollMs: 200 }],
-  });
-}
 
 describe('router hazards', () => {
   it('hazard 3: concurrent writes of the same rows through three routers leave new equal to old, with no reconciliation', async () => {
@@ -121,7 +109,7 @@ describe('router hazards', () => {
         await Promise.all(
           routers.flatMap((router, r) => [0, 1, 2, 3].map((w) => write(router, r * 10 + w, round, id))),
         );
-        await assertEqual(db.pools.old, db.pools.new, table, `new equals old after round ${round}`);
+        await assertTablesEqual(db.pools.old, db.pools.new, table, `new equals old after round ${round}`);
       }
       let mirrored = 0;
       for (const router of routers) {
@@ -183,7 +171,7 @@ describe('router hazards', () => {
       });
       await reconciliation.signal(drainAndStopSignal);
       await reconciliation.result();
-      await assertEqual(db.pools.old, db.pools.new, table, 'after reconciliation');
+      await assertTablesEqual(db.pools.old, db.pools.new, table, 'after reconciliation');
     } finally {
       await worker.stop();
       await db.end();
@@ -294,7 +282,7 @@ describe('router hazards', () => {
         assert.ok(status.keysSynced > 0, JSON.stringify(status));
         await reconciliation.signal(drainAndStopSignal);
         await reconciliation.result();
-        await assertEqual(db.pools.old, db.pools.new, table, 'after new returned');
+        await assertTablesEqual(db.pools.old, db.pools.new, table, 'after new returned');
       } finally {
         await router?.end();
         await worker.stop();

@@ -20,23 +20,16 @@ import { quoteTable } from '../../db/sql';
 import { resolveConnections } from '../../config/connections';
 import type { MigrationRouter } from '../../router';
 import { refusalMessage } from '../harness/backfill';
-import { freshDatabases, moveStage, routedTable, startRouter, testMigration } from '../harness/router';
+import {
+  applicationRole,
+  freshDatabases,
+  moveStage,
+  routedTable,
+  startRouter,
+  testMigration,
+} from '../harness/router';
 import { testSite } from '../harness/servers';
 import { runActivity } from '../harness/activity';
-
-/** A login role with plain table rights, as an application (or a cron job) connects. */
-async function applicationRole(admin: pg.Pool, url: string, tables: string[]): Promise<string> {
-  const role = `app_${randomUUID().slice(0, 8)}`;
-  const password = randomUUID();
-  await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
-  await admin.query(`GRANT USAGE ON SCHEMA public TO ${role}`);
-  for (const table of tables)
-    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ${table} TO ${role}`);
-  const parsed = new URL(url);
-  parsed.username = role;
-  parsed.password = password;
-  return parsed.toString();
-}
 
 function refusedAsReadOnly(err: unknown): boolean {
   const error = err as pg.DatabaseError;

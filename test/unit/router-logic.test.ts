@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CircuitBreaker } from '../../router/circuit-breaker';
 import { NO_STATS, statsSince } from '../../model/gate-stats';
+import { forgetSql } from '../../router/forget';
 import { parseWrittenKeys } from '../../router/mirror';
 import { RouterMetrics } from '../../router/metrics';
 import { sameRows, ShadowReads } from '../../router/shadow';
@@ -127,16 +128,28 @@ describe('shadow comparison', () => {
 });
 
 describe('written keys', () => {
-  it('groups the noted keys by table; an overflow says so', () => {
-    const text = ['["public","a",["1"]]', '["public","a",["2"]]', '["s","b",["x","2024-01-01"]]', ''].join(
-      '\n',
-    );
+  it('groups the noted keys by table with their change log entries; an overflow says so', () => {
+    const text = [
+      '["public","a",["1"],"17"]',
+      '["public","a",["2"],"9007199254740993"]',
+      '["s","b",["x","2024-01-01"],"18"]',
+      '',
+    ].join('\n');
     assert.deepEqual(parseWrittenKeys(text), {
       overflow: false,
       tables: [
-        { table: { schema: 'public', table: 'a' }, keys: [['1'], ['2']] },
-        { table: { schema: 's', table: 'b' }, keys: [['x', '2024-01-01']] },
+        {
+          table: { schema: 'public', table: 'a' },
+          keys: [['1'], ['2']],
+          entries: ['17', '9007199254740993'],
+        },
+        { table: { schema: 's', table: 'b' }, keys: [['x', '2024-01-01']], entries: ['18'] },
       ],
+    });
+    // Noted by capture that an earlier version installed: keys without entries, mirrored all the same.
+    assert.deepEqual(parseWrittenKeys('["public","a",["1"]]\n'), {
+      overflow: false,
+      tables: [{ table: { schema: 'public', table: 'a' }, keys: [['1']], entries: [] }],
     });
     assert.deepEqual(parseWrittenKeys('*'), { overflow: true, tables: [] });
     assert.deepEqual(parseWrittenKeys(null), { overflow: false, tables: [] });
@@ -207,5 +220,15 @@ describe('shadow reads', () => {
     assert.equal(await outcome([1, 2], [2]), 'settled');
     // New lagged (mirror in flight): old 2, new 1; then old 2 and new 2.
     assert.equal(await outcome([2, 2], [1, 2]), 'settled');
+  });
+});
+
+describe('forgetting mirrored entries', () => {
+  it('deletes exactly the given ids of the migration, and takes nothing but integers', () => {
+    assert.equal(
+      forgetSql("it's", ['17', '9007199254740993']),
+      "SELECT set_config('synchronous_commit', 'off', true), live_migrate.forget_mirrored('it''s', '{17,9007199254740993}'::bigint[])",
+    );
+    assert.throws(() => forgetSql('m', ['1', '2); DROP TABLE x; --']), /integers/);
   });
 });
