@@ -66,6 +66,12 @@ export interface CopierHooks {
 }
 
 const UNIQUE_VIOLATION = '23505';
+/**
+ * How often copyChunks reports its progress (chunks done) as heartbeat details. Liveness needs no
+ * heartbeat of its own here (withHeartbeats beats for every activity), and each one is a
+ * synchronous call into the SDK's native core: one a second is plenty for a progress figure.
+ */
+const PROGRESS_BEAT_MS = 1000;
 
 function chunkId(input: CopyChunkInput): string {
   return createHash('sha256')
@@ -243,7 +249,6 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
         try {
           await hooks.afterRangeChecked?.(input);
           const rows = await copyRowsAcross(source, target, quoteTable(input.table), shape, selectSql);
-          Context.current().heartbeat();
           return await markAndCommit(target, input, id, rows, rows);
         } catch (err) {
           // A router's mirror wrote a key of this range after the check (mirrors of single keys take
@@ -259,7 +264,6 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
       const doneMeanwhile = await begin(target, input, id);
       if (doneMeanwhile !== undefined) return doneMeanwhile;
       const rowsRead = await copyRowsAcross(source, target, staging, shape, selectSql);
-      Context.current().heartbeat();
       log.debug('chunk staged', { chunk: id, rowsRead });
       await hooks.afterChunkStaged?.(input);
       await lockForChunkInsert(target, input.table);
@@ -273,19 +277,23 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
 
     /**
      * Copies consecutive chunks one after the other, each committed with its marker before the next
-     * starts, heartbeating after each: one activity for a few chunks costs Temporal a fraction of one
+     * starts, reporting the chunks done as heartbeat details: one activity for a few chunks costs Temporal a fraction of one
      * activity per chunk, while every chunk stays a durable checkpoint. A retry skips the committed ones.
      */
     copyChunks: async (input: CopyChunksInput): Promise<CopyChunksResult> => {
       const total: CopyChunksResult = { rowsRead: 0, rowsCopied: 0, chunks: 0, chunksAlreadyDone: 0 };
       const { ranges, ...chunk } = input;
+      let reportedAt = 0;
       for (const range of ranges) {
         const result = await copyChunk({ ...chunk, range });
         total.rowsRead += result.rowsRead;
         total.rowsCopied += result.rowsCopied;
         total.chunks += 1;
         if (result.alreadyDone) total.chunksAlreadyDone += 1;
-        Context.current().heartbeat(total.chunks);
+        if (Date.now() - reportedAt >= PROGRESS_BEAT_MS) {
+          reportedAt = Date.now();
+          Context.current().heartbeat(total.chunks);
+        }
       }
       return total;
     },
