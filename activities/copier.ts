@@ -277,8 +277,9 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
 
     /**
      * Copies consecutive chunks one after the other, each committed with its marker before the next
-     * starts, reporting the chunks done as heartbeat details: one activity for a few chunks costs Temporal a fraction of one
-     * activity per chunk, while every chunk stays a durable checkpoint. A retry skips the committed ones.
+     * starts, reporting the chunks done as heartbeat details: one activity for a few chunks costs
+     * Temporal a fraction of one activity per chunk, while every chunk stays a durable checkpoint. A
+     * retry skips the committed ones.
      */
     copyChunks: async (input: CopyChunksInput): Promise<CopyChunksResult> => {
       const total: CopyChunksResult = { rowsRead: 0, rowsCopied: 0, chunks: 0, chunksAlreadyDone: 0 };
