@@ -4,21 +4,25 @@
 // only the rows the target does not have yet are inserted (a row already there came from a newer
 // write and wins; a tombstoned key was deleted after this chunk was read and stays deleted). A
 // retried or duplicated attempt finds the marker and changes nothing.
+// Round trips are what a chunk of 1000 rows costs beyond its rows, so the common case takes three
+// on the target: one opens the transaction, looks for the marker, takes the lock, checks that the
+// range is clear and that the table's definition is still the claimed one; one streams the rows;
+// one inserts the marker and commits.
 import { createHash } from 'node:crypto';
 import { Context, log } from '@temporalio/activity';
 import type pg from 'pg';
 import type { ConnectionName } from '../model/connections';
-import { lockForChunkInsert } from '../db/apply-locks';
+import { chunkLockSql, lockForChunkInsert } from '../db/apply-locks';
 import { HELPER_SCHEMA } from '../db/helper-schema';
 import type { TableRef, TableShape } from '../model/tables';
 import { keyRangeWhere } from './key-ranges';
 import type { KeyRange } from '../model/tables';
 import { withSession, type ConnectionPools } from '../db/pools';
-import { keyLiteral, keyTextArray, quoteList, quoteTable } from '../db/sql';
+import { keyLiteral, keyTextArray, quoteList, quoteLiteral, quoteTable } from '../db/sql';
 import { copyRowsAcross, ensureStaging } from '../db/staging';
 import { asActivityFailure, isTransient, sqlState } from './failures';
 import type { ServerBinding } from '../model/servers';
-import type { TableRegistry } from './table-registry';
+import { claimLookSqlFor, type ClaimLook, type TableRegistry } from './table-registry';
 
 export interface CopyChunkInput {
   migration: string;
@@ -62,6 +66,12 @@ export interface CopierHooks {
 }
 
 const UNIQUE_VIOLATION = '23505';
+/**
+ * How often copyChunks reports its progress (chunks done) as heartbeat details. Liveness needs no
+ * heartbeat of its own here (withHeartbeats beats for every activity), and each one is a
+ * synchronous call into the SDK's native core: one a second is plenty for a progress figure.
+ */
+const PROGRESS_BEAT_MS = 1000;
 
 function chunkId(input: CopyChunkInput): string {
   return createHash('sha256')
@@ -69,17 +79,25 @@ function chunkId(input: CopyChunkInput): string {
     .digest('hex');
 }
 
+interface MarkerRow {
+  rows_read: number;
+  rows_copied: number;
+}
+
+function markerResult(row: MarkerRow | undefined): CopyChunkResult | undefined {
+  return row && { rowsRead: row.rows_read, rowsCopied: row.rows_copied, alreadyDone: true };
+}
+
 async function findMarker(
   client: pg.ClientBase,
   migration: string,
   id: string,
 ): Promise<CopyChunkResult | undefined> {
-  const found = await client.query<{ rows_read: number; rows_copied: number }>(
+  const found = await client.query<MarkerRow>(
     `SELECT rows_read, rows_copied FROM ${HELPER_SCHEMA}.backfill_chunks WHERE migration = $1 AND chunk_id = $2`,
     [migration, id],
   );
-  const row = found.rows[0];
-  return row && { rowsRead: row.rows_read, rowsCopied: row.rows_copied, alreadyDone: true };
+  return markerResult(found.rows[0]);
 }
 
 function insertMissingRowsSql(shape: TableShape, staging: string): string {
@@ -94,7 +112,7 @@ function insertMissingRowsSql(shape: TableShape, staging: string): string {
 }
 
 /** True when the target holds neither a row nor a tombstone in the chunk's key range. */
-function rangeIsClearSql(shape: TableShape, range: KeyRange): string {
+function rangeIsClearSql(shape: TableShape, range: KeyRange, table: TableRef): string {
   const tombstoneKey = `(${shape.primaryKeyTypes.map((type, i) => `tb.key[${i + 1}]::${type}`).join(', ')})`;
   const tombstoneRange = [`${tombstoneKey} <= ${keyLiteral(range.upper, shape.primaryKeyTypes)}`];
   if (range.lower !== null) {
@@ -102,7 +120,56 @@ function rangeIsClearSql(shape: TableShape, range: KeyRange): string {
   }
   return `SELECT NOT EXISTS (SELECT 1 FROM ${quoteTable(shape.table)} WHERE ${keyRangeWhere(shape, range)})
              AND NOT EXISTS (SELECT 1 FROM ${HELPER_SCHEMA}.tombstones AS tb
-                              WHERE tb.table_schema = $1 AND tb.table_name = $2 AND ${tombstoneRange.join(' AND ')}) AS clear`;
+                              WHERE tb.table_schema = ${quoteLiteral(table.schema)} AND tb.table_name = ${quoteLiteral(table.table)}
+                                AND ${tombstoneRange.join(' AND ')}) AS clear`;
+}
+
+/**
+ * A chunk's first round trip on the target, in this order: BEGIN; its marker; the shared lock; is
+ * the range clear; the claim look (the definition unchanged). The range check holds the table's
+ * ACCESS SHARE lock until the chunk commits, so no DDL on the table lands between that look and the
+ * commit. Literals, not parameters: several statements go in one simple query.
+ */
+function openChunkSql(shape: TableShape, input: CopyChunkInput, id: string): string {
+  return [
+    'BEGIN',
+    `SELECT rows_read, rows_copied FROM ${HELPER_SCHEMA}.backfill_chunks
+      WHERE migration = ${quoteLiteral(input.migration)} AND chunk_id = ${quoteLiteral(id)}`,
+    chunkLockSql(input.table),
+    rangeIsClearSql(shape, input.range, input.table),
+    claimLookSqlFor(input.table),
+  ].join(';\n');
+}
+
+function textArrayLiteral(key: readonly string[] | null): string {
+  return key === null ? 'NULL' : `ARRAY[${key.map(quoteLiteral).join(', ')}]::text[]`;
+}
+
+/**
+ * The chunk's marker and the COMMIT in one round trip. No ON CONFLICT: when another attempt of the
+ * chunk committed first, the INSERT fails, the COMMIT after it never runs, and this attempt's rows go.
+ */
+function markAndCommitSql(input: CopyChunkInput, id: string, rowsRead: number, rowsCopied: number): string {
+  const values = [
+    quoteLiteral(input.migration),
+    quoteLiteral(id),
+    quoteLiteral(input.table.schema),
+    quoteLiteral(input.table.table),
+    textArrayLiteral(input.range.lower),
+    textArrayLiteral(input.range.upper),
+    String(rowsRead),
+    String(rowsCopied),
+    String(Context.current().info.attempt),
+  ];
+  return `INSERT INTO ${HELPER_SCHEMA}.backfill_chunks
+            (migration, chunk_id, table_schema, table_name, lower_key, upper_key, rows_read, rows_copied, attempt)
+          VALUES (${values.join(', ')});
+          COMMIT`;
+}
+
+/** The unique violation of a chunk's marker: another attempt of the chunk committed it. */
+function isMarkerConflict(err: unknown): boolean {
+  return sqlState(err) === UNIQUE_VIOLATION && (err as { table?: unknown }).table === 'backfill_chunks';
 }
 
 export function createCopier(pools: ConnectionPools, registry: TableRegistry, hooks: CopierHooks = {}) {
@@ -125,31 +192,16 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
     rowsRead: number,
     rowsCopied: number,
   ): Promise<CopyChunkResult> {
-    const marked = await target.query(
-      `INSERT INTO ${HELPER_SCHEMA}.backfill_chunks
-         (migration, chunk_id, table_schema, table_name, lower_key, upper_key, rows_read, rows_copied, attempt)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-       ON CONFLICT (migration, chunk_id) DO NOTHING`,
-      [
-        input.migration,
-        id,
-        input.table.schema,
-        input.table.table,
-        input.range.lower,
-        input.range.upper,
-        rowsRead,
-        rowsCopied,
-        Context.current().info.attempt,
-      ],
-    );
-    if (marked.rowCount === 0) {
+    try {
+      await target.query(markAndCommitSql(input, id, rowsRead, rowsCopied));
+    } catch (err) {
+      if (!isMarkerConflict(err)) throw err;
       // A concurrent attempt of this chunk committed first: its rows stand, this one's go.
       await target.query('ROLLBACK');
       return (
         (await findMarker(target, input.migration, id)) ?? { rowsRead, rowsCopied: 0, alreadyDone: true }
       );
     }
-    await target.query('COMMIT');
     log.debug('chunk copied', { chunk: id, rowsRead, rowsCopied });
     const result = { rowsRead, rowsCopied, alreadyDone: false };
     hooks.afterChunkCommitted?.(input, result);
@@ -162,7 +214,8 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
    */
   async function copyChunk(input: CopyChunkInput): Promise<CopyChunkResult> {
     const sides = { migration: input.migration, from: input.source, to: input.target, table: input.table };
-    const shape = await registry.forSync(sides);
+    // The target's definition is checked inside the chunk's transaction (openChunkSql).
+    const shape = await registry.shape(input.source, input.migration, input.table);
     try {
       return await copyChunkOfShape(input, shape);
     } catch (err) {
@@ -179,18 +232,23 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
                           WHERE ${keyRangeWhere(shape, input.range, input.predicate)}`;
     const tableParams = [input.table.schema, input.table.table];
     return withSession(pools.get(input.target), async (target) => {
-      let done = await begin(target, input, id);
-      if (done !== undefined) return done;
+      // A failure here leaves the session to withSession, which discards it, transaction and all.
+      const opened = (await target.query(openChunkSql(shape, input, id))) as unknown as pg.QueryResult[];
+      const [, marker, , clear, look] = opened;
+      await registry.shapeFromLook(input.target, input.migration, input.table, look!.rows[0] as ClaimLook);
+      const done = markerResult(marker!.rows[0] as MarkerRow | undefined);
+      if (done !== undefined) {
+        await target.query('COMMIT');
+        log.debug('chunk already done', { chunk: id, rowsRead: done.rowsRead });
+        return done;
+      }
 
       // Fast path: under the lock no sync can touch the table; when the range holds no row and
       // no tombstone, the rows stream straight into the table (the common case of a first copy).
-      await lockForChunkInsert(target, input.table);
-      const clear = await target.query<{ clear: boolean }>(rangeIsClearSql(shape, input.range), tableParams);
-      if (clear.rows[0]?.clear === true) {
+      if ((clear!.rows[0] as { clear: boolean } | undefined)?.clear === true) {
         try {
           await hooks.afterRangeChecked?.(input);
           const rows = await copyRowsAcross(source, target, quoteTable(input.table), shape, selectSql);
-          Context.current().heartbeat();
           return await markAndCommit(target, input, id, rows, rows);
         } catch (err) {
           // A router's mirror wrote a key of this range after the check (mirrors of single keys take
@@ -203,10 +261,9 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
       // then insert only the keys the target has neither as a row nor as a tombstone.
       await target.query('ROLLBACK');
       const staging = await ensureStaging(target, shape);
-      done = await begin(target, input, id);
-      if (done !== undefined) return done;
+      const doneMeanwhile = await begin(target, input, id);
+      if (doneMeanwhile !== undefined) return doneMeanwhile;
       const rowsRead = await copyRowsAcross(source, target, staging, shape, selectSql);
-      Context.current().heartbeat();
       log.debug('chunk staged', { chunk: id, rowsRead });
       await hooks.afterChunkStaged?.(input);
       await lockForChunkInsert(target, input.table);
@@ -220,19 +277,24 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
 
     /**
      * Copies consecutive chunks one after the other, each committed with its marker before the next
-     * starts, heartbeating after each: one activity for a few chunks costs Temporal a fraction of one
-     * activity per chunk, while every chunk stays a durable checkpoint. A retry skips the committed ones.
+     * starts, reporting the chunks done as heartbeat details: one activity for a few chunks costs
+     * Temporal a fraction of one activity per chunk, while every chunk stays a durable checkpoint. A
+     * retry skips the committed ones.
      */
     copyChunks: async (input: CopyChunksInput): Promise<CopyChunksResult> => {
       const total: CopyChunksResult = { rowsRead: 0, rowsCopied: 0, chunks: 0, chunksAlreadyDone: 0 };
       const { ranges, ...chunk } = input;
+      let reportedAt = 0;
       for (const range of ranges) {
         const result = await copyChunk({ ...chunk, range });
         total.rowsRead += result.rowsRead;
         total.rowsCopied += result.rowsCopied;
         total.chunks += 1;
         if (result.alreadyDone) total.chunksAlreadyDone += 1;
-        Context.current().heartbeat(total.chunks);
+        if (Date.now() - reportedAt >= PROGRESS_BEAT_MS) {
+          reportedAt = Date.now();
+          Context.current().heartbeat(total.chunks);
+        }
       }
       return total;
     },

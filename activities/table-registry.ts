@@ -12,7 +12,7 @@ import { HELPER_SCHEMA } from '../db/helper-schema';
 import { refuse } from '../model/errors';
 import type { TableRef, TableShape } from '../model/tables';
 import { withTransaction, type NamedPools } from '../db/pools';
-import { quoteTable } from '../db/sql';
+import { quoteLiteral, quoteTable } from '../db/sql';
 import type { SyncShapes } from '../db/sync';
 import { describeDrift } from '../db/schema-drift';
 import { readTableDefinition, type TableDefinition } from '../db/table-definition';
@@ -57,6 +57,31 @@ export const PARTITIONS_SQL = (rel: string) => `ARRAY(
 
 function schemaChanged(message: string, table: TableRef, side: ConnectionName): MigrationFault {
   return new MigrationFault(SCHEMA_CHANGED, message, { table: `${table.schema}.${table.table}`, side });
+}
+
+/** One look at a table's claim on one side, and whether its definition is still the one recorded. */
+export interface ClaimLook {
+  migration: string | null;
+  shape: TableShape | null;
+  definition: TableDefinition | null;
+  present: boolean;
+  same: boolean | null;
+}
+
+/** The query for a ClaimLook; the table's schema and name as SQL text expressions. */
+function claimLookSql(schema: string, name: string): string {
+  return `SELECT r.migration, r.shape, r.definition, t.rel IS NOT NULL AS present,
+                 r.fingerprint = ${HELPER_SCHEMA}.table_fingerprint(t.rel) AS same
+            FROM (SELECT ${REGCLASS(schema, name)} AS rel) AS t
+            LEFT JOIN ${HELPER_SCHEMA}.migration_tables r ON r.table_schema = ${schema} AND r.table_name = ${name}`;
+}
+
+/**
+ * The ClaimLook query for `table` with literals, to run among other statements in one round trip
+ * (a chunk looks at the target inside its own transaction); TableRegistry.shapeFromLook reads it.
+ */
+export function claimLookSqlFor(table: TableRef): string {
+  return claimLookSql(`${quoteLiteral(table.schema)}::text`, `${quoteLiteral(table.table)}::text`);
 }
 
 /** A registry row as the database gives it: the table as two columns. */
@@ -237,36 +262,45 @@ export class TableRegistry implements SyncShapes {
     table: TableRef,
     checked?: CheckedTable[],
   ): Promise<TableShape> {
-    const pool = this.pools.get(connection);
-    let row: Pick<CheckedTable, 'migration' | 'shape' | 'definition' | 'present' | 'same'> | undefined;
     if (checked !== undefined) {
-      row = checked.find((entry) => entry.table.schema === table.schema && entry.table.table === table.table);
-    } else {
-      const { rows } = await pool.query<{
-        migration: string | null;
-        shape: TableShape | null;
-        definition: TableDefinition | null;
-        present: boolean;
-        same: boolean | null;
-      }>(
-        `SELECT r.migration, r.shape, r.definition, t.rel IS NOT NULL AS present,
-                r.fingerprint = ${HELPER_SCHEMA}.table_fingerprint(t.rel) AS same
-           FROM (SELECT ${REGCLASS('$1::text', '$2::text')} AS rel) AS t
-           LEFT JOIN ${HELPER_SCHEMA}.migration_tables r ON r.table_schema = $1 AND r.table_name = $2`,
-        [table.schema, table.table],
+      const row = checked.find(
+        (entry) => entry.table.schema === table.schema && entry.table.table === table.table,
       );
-      const found = rows[0]!;
-      row =
-        found.migration === null || found.shape === null || found.definition === null
-          ? undefined
-          : {
-              ...found,
-              migration: found.migration,
-              shape: found.shape,
-              definition: found.definition,
-              same: found.same === true,
-            };
+      return this.checkedShape(connection, migration, table, row);
     }
+    const { rows } = await this.pools
+      .get(connection)
+      .query<ClaimLook>(claimLookSql('$1::text', '$2::text'), [table.schema, table.table]);
+    return this.shapeFromLook(connection, migration, table, rows[0]!);
+  }
+
+  /** shape(), from a look taken already (claimLookSqlFor, run among other statements). */
+  async shapeFromLook(
+    connection: ConnectionName,
+    migration: string,
+    table: TableRef,
+    found: ClaimLook,
+  ): Promise<TableShape> {
+    const row =
+      found.migration === null || found.shape === null || found.definition === null
+        ? undefined
+        : {
+            ...found,
+            migration: found.migration,
+            shape: found.shape,
+            definition: found.definition,
+            same: found.same === true,
+          };
+    return this.checkedShape(connection, migration, table, row);
+  }
+
+  private async checkedShape(
+    connection: ConnectionName,
+    migration: string,
+    table: TableRef,
+    row: Pick<CheckedTable, 'migration' | 'shape' | 'definition' | 'present' | 'same'> | undefined,
+  ): Promise<TableShape> {
+    const pool = this.pools.get(connection);
     const name = quoteTable(table);
     const where = `the ${connection} database (${this.pools.display(connection)})`;
     if (row === undefined) {

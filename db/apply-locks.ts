@@ -17,9 +17,14 @@ function tableLockKeys(table: TableRef): string {
   return `hashtext('${HELPER_SCHEMA}'), hashtext(${quoteLiteral(`${table.schema}.${table.table}`)})`;
 }
 
+/** SQL that takes a chunk's lock, inside its transaction on the target, before its rows go in. */
+export function chunkLockSql(table: TableRef): string {
+  return `SELECT pg_advisory_xact_lock_shared(${tableLockKeys(table)})`;
+}
+
 /** Inside a chunk's transaction on the target, before its rows go in. */
 export async function lockForChunkInsert(client: pg.ClientBase, table: TableRef): Promise<void> {
-  await client.query(`SELECT pg_advisory_xact_lock_shared(${tableLockKeys(table)})`);
+  await client.query(chunkLockSql(table));
 }
 
 /** SQL that takes the sync lock, inside a sync's transaction on the target, before the source is read. */

@@ -41,7 +41,11 @@ export const DEFAULT_PARTITIONS = 4;
 export const DEFAULT_CHUNKS_IN_FLIGHT = 2;
 /**
  * Consecutive chunks one activity copies. Each chunk still commits with its own done-marker (the
- * checkpoint); batching only spares Temporal one activity round trip per chunk, which costs more
- * CPU than copying 1000 rows.
+ * checkpoint); batching only spares Temporal the activity round trips. Measured (`npm run bench`,
+ * CPU seconds per million rows): an activity costs the Temporal server and the worker together
+ * about as much CPU as copying 1000 rows; at 8 chunks an activity the Temporal server took about
+ * 12 % of the backfill's CPU, at 32 about 7 %. The price: a pause or a busy source is obeyed once
+ * the activities in flight finish their chunks (32 chunks of 1000 rows: a few seconds); under a row
+ * limit an activity takes about one second of it whatever this says.
  */
-export const DEFAULT_CHUNKS_PER_ACTIVITY = 8;
+export const DEFAULT_CHUNKS_PER_ACTIVITY = 32;

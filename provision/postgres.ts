@@ -90,6 +90,11 @@ export class EmbeddedCluster {
     this.pid = readPostmasterPid(dataDir);
   }
 
+  /** The postmaster's process id while the server runs (its backends are its children). */
+  get postmasterPid(): number | undefined {
+    return this.pid;
+  }
+
   async stop(): Promise<void> {
     if (!running.delete(this)) return;
     const pid = this.pid;

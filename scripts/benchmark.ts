@@ -67,6 +67,7 @@ import {
   type HistoryStats,
 } from './benchmark/backfill';
 import { copyTableBinary } from './benchmark/copy-pipe';
+import { cpuPerMillionRows, sampleCpu, type CpuSeconds } from './benchmark/cpu';
 import {
   checkpoint,
   createFreshDatabase,
@@ -131,6 +132,15 @@ interface Bench {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** CPU seconds used so far by old's and new's PostgreSQL, this process and the Temporal server. */
+function cpuNow(bench: Bench): CpuSeconds | undefined {
+  return sampleCpu({
+    oldPostmaster: bench.stack.old.postmasterPid,
+    newPostmaster: bench.stack.new.postmasterPid,
+    temporal: bench.stack.temporal.pid,
+  });
+}
+
 /** Seeds old with the sample rows, then settles the table so that every method reads the same pages. */
 async function seedSource(bench: Bench): Promise<SourceDescription> {
   const { rows } = bench.options;
@@ -177,11 +187,14 @@ async function verifyCopy(bench: Bench, method: CopyMethod, targetUrl: string): 
 }
 
 async function copyWithBinaryPipe(bench: Bench, targetUrl: string): Promise<Omit<MethodOutcome, 'method'>> {
+  const cpuBefore = cpuNow(bench);
   const started = performance.now();
   const rows = await copyTableBinary(bench.stack.old.url, targetUrl, TABLE);
+  const seconds = (performance.now() - started) / 1000;
   return {
     rows,
-    seconds: (performance.now() - started) / 1000,
+    seconds,
+    cpuPerMillionRows: cpuPerMillionRows(cpuBefore, cpuNow(bench), rows),
     note: 'one binary COPY stream into the pre-created table',
   };
 }
@@ -195,6 +208,7 @@ async function copyWithPgcopydb(
   logger.info(
     `pgcopydb: ${executable} ${pgcopydbArgs(settings, '<work>', '<filters>').join(' ')} (client tools ${settings.clientBinDir}; log ${PGCOPYDB_LOG})`,
   );
+  const cpuBefore = cpuNow(bench);
   const run = await runPgcopydbClone({
     executable,
     settings,
@@ -205,12 +219,14 @@ async function copyWithPgcopydb(
     logFile: PGCOPYDB_LOG,
     signal: bench.signal,
   });
+  const cpuAfter = cpuNow(bench);
   if (run.pgDump !== undefined) logger.info(`pgcopydb: ran ${run.pgDump}`);
   for (const line of run.summary) logger.info(`pgcopydb: ${line}`);
   const { rows } = await measureTable(targetUrl, TABLE);
   return {
     rows,
     seconds: run.seconds,
+    cpuPerMillionRows: cpuPerMillionRows(cpuBefore, cpuAfter, rows),
     note: `whole clone: schema, data, primary key built after the data, VACUUM ANALYZE; ${settings.jobs} jobs${settings.splitTablesLargerThan !== undefined ? `, split > ${settings.splitTablesLargerThan}` : ''}`,
   };
 }
@@ -235,7 +251,16 @@ async function copyWithBackfill(bench: Bench, targetUrl: string): Promise<Omit<M
   const worker = await backfillWorker(bench, targetUrl);
   const input = backfillInput(MIGRATION, TABLE, bench.options.chunkSize, bench.options);
   logger.info(`backfill: starting backfillTableWorkflow (${backfillTuning(bench.options)})`);
-  const run = await runBackfill(worker, bench.client, 'bench-backfill-orders', input);
+  // The CPU figures cover the copy only, as the clock does: not the worker's start (bundling).
+  let cpuBefore: CpuSeconds | undefined;
+  let cpuAfter: CpuSeconds | undefined;
+  const run = await runBackfill(worker, bench.client, 'bench-backfill-orders', input, {
+    onStart: () => (cpuBefore = cpuNow(bench)),
+    afterCopy: () => {
+      cpuAfter = cpuNow(bench);
+      return Promise.resolve();
+    },
+  });
   logger.info('verification: starting verificationWorkflow (defaults) on the backfilled table');
   // A worker shuts down when its run ends: the verification gets a fresh one.
   const verifier = await backfillWorker(bench, targetUrl);
@@ -243,6 +268,7 @@ async function copyWithBackfill(bench: Bench, targetUrl: string): Promise<Omit<M
   return {
     rows: run.result.rowsCopied,
     seconds: run.seconds,
+    cpuPerMillionRows: cpuPerMillionRows(cpuBefore, cpuAfter, run.result.rowsCopied),
     note: `${backfillTuning(bench.options)}; ${formatCount(run.result.chunksDone)} chunks`,
   };
 }
@@ -316,11 +342,17 @@ async function runThroughput(bench: Bench, source: SourceDescription): Promise<n
   };
   const written = writeBenchResults('backfill-throughput', {
     source,
-    methods: outcomes.map((outcome) => ({ ...outcome, rowsPerSecond: rowsPerSecond(outcome) ?? null })),
+    methods: outcomes.map((outcome) => ({
+      ...outcome,
+      rowsPerSecond: rowsPerSecond(outcome) ?? null,
+      cpuPerMillionRows: outcome.cpuPerMillionRows ?? null,
+    })),
     ratios: {
       backfillOverCopy: ratioOf(rate('backfill'), rate('copy')),
       backfillOverPgcopydb: ratioOf(rate('backfill'), rate('pgcopydb')),
     },
+    /** The backfill's: CPU seconds per million rows copied, per process (methods[] has each method's). */
+    cpuSecondsPerMillionRows: outcomes.find((o) => o.method === 'backfill')?.cpuPerMillionRows ?? null,
     verification:
       bench.verification === undefined
         ? null

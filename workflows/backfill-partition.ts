@@ -87,7 +87,7 @@ const { findChunkBounds } = proxyActivities<Activities>({
 });
 const { copyChunks } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
-  // A chunk heartbeats once its rows are staged; a dead worker's chunk is retried this soon.
+  // Every activity heartbeats at least every 2 s (withHeartbeats); a dead worker's chunks are retried this soon.
   heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });

@@ -70,7 +70,7 @@ export interface BackfillTableInput {
   partitions?: number;
   /** Chunk activities in flight per partition (default 2). */
   chunksInFlight?: number;
-  /** Consecutive chunks per activity, each its own transaction and checkpoint (default 8). */
+  /** Consecutive chunks per activity, each its own transaction and checkpoint (default 32). */
   chunksPerActivity?: number;
   /** Copy the rows matching this SQL condition first (e.g. recently active customers). */
   hotRowsWhere?: string;

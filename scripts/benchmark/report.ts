@@ -1,6 +1,7 @@
 // The benchmark's closing summary: plain aligned text tables on stdout, readable in a terminal or a
 // CI log, apart from the JSON or pretty log lines.
 import type { CopyMethod } from './options';
+import type { CpuSeconds } from './cpu';
 import type { HistoryStats } from './backfill';
 import type { LatencySummary } from './write-load';
 
@@ -13,6 +14,8 @@ export interface MethodOutcome {
   rows?: number;
   seconds?: number;
   verified?: boolean;
+  /** CPU seconds per million rows copied, per process, over the same span as `seconds`. */
+  cpuPerMillionRows?: CpuSeconds | undefined;
   note: string;
 }
 
@@ -121,8 +124,31 @@ export function throughputReport(
     '',
     table,
     '',
+    cpuTable(outcomes),
+    '',
     `backfill / COPY: ${ratio(backfill, rate('copy'))}   backfill / pgcopydb: ${ratio(backfill, rate('pgcopydb'))}   (rows/s ratios; 1.00 or more means the backfill is as fast or faster)`,
     describeHistory(history),
+  ].join('\n');
+}
+
+/** CPU seconds per million rows of each process, per method: orchestration beside copying. */
+function cpuTable(outcomes: MethodOutcome[]): string {
+  const measured = outcomes.filter((outcome) => outcome.cpuPerMillionRows !== undefined);
+  if (measured.length === 0) return 'CPU per process: not measured (needs /proc)';
+  return [
+    'CPU seconds per million rows (user + system; whole process trees over the copy)',
+    formatTable(
+      ['method', 'old PostgreSQL', 'new PostgreSQL', 'worker / client', 'Temporal', 'total'],
+      measured.map((outcome) => {
+        const cpu = outcome.cpuPerMillionRows!;
+        const total = cpu.oldPostgres + cpu.newPostgres + cpu.worker + cpu.temporal;
+        return [
+          LABEL[outcome.method],
+          ...[cpu.oldPostgres, cpu.newPostgres, cpu.worker, cpu.temporal, total].map((v) => fixed(v, 2)),
+        ];
+      }),
+    ),
+    'worker / client: the in-process worker for the backfill, this process for the COPY pipe, pgcopydb and its children for pgcopydb',
   ].join('\n');
 }
 

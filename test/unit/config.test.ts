@@ -16,7 +16,7 @@ describe('migration config', () => {
     assert.equal(config.chunkSize, 1000);
     assert.equal(config.partitions, 4);
     assert.equal(config.chunksInFlight, 2);
-    assert.equal(config.chunksPerActivity, 8);
+    assert.equal(config.chunksPerActivity, 32);
     assert.deepEqual(config.throttle, {
       maxRowsPerSecond: null,
       maxProbeLatencyMs: 50,
@@ -117,7 +117,7 @@ describe('migration config', () => {
         createTargetTable: false,
         partitions: 8,
         chunksInFlight: 2,
-        chunksPerActivity: 8,
+        chunksPerActivity: 32,
         hotRowsWhere: "status = 'open'",
         throttle: undefined,
       },
