@@ -20,7 +20,13 @@ import { createLogger } from '../../db/logger';
 import { installRuntime } from '../../worker/runtime';
 import { backfillTableWorkflow, reconciliationWorkflow, verificationWorkflow } from '../../workflows';
 import { reconciliationWorkflowId } from '../../model/ids';
-import { discrepancySignal, drainAndStopSignal, pauseSignal, resumeSignal } from '../../workflows/messages';
+import {
+  discrepancySignal,
+  drainAndStopSignal,
+  pauseSignal,
+  resumeSignal,
+  tuneSignal,
+} from '../../workflows/messages';
 import { historiesDir, historyFileName } from './workflow-histories';
 
 async function main(): Promise<void> {
@@ -66,13 +72,15 @@ async function main(): Promise<void> {
               // One chunk per activity: enough events for the partitions to continue as new.
               chunksPerActivity: 1,
               hotRowsWhere: `status = 'paid'`,
-              throttle: { maxRowsPerSecond: 5000 },
+              // The latency brake reads every second; the nice ratio rests after each batch.
+              throttle: { maxRowsPerSecond: 5000, latencyTarget: { intervalMs: 1000 }, niceRatio: 0.1 },
             },
           ],
         });
         await backfill.signal(pauseSignal);
         await new Promise((resolve) => setTimeout(resolve, 500));
         await backfill.signal(resumeSignal);
+        await backfill.signal(tuneSignal, { latencyRatio: 3, niceRatio: 0.2 });
         await pools.get('old').query(`UPDATE ${quoteTable(table)} SET status = 'live' WHERE id % 10 = 0`);
         await pools.get('old').query(`DELETE FROM ${quoteTable(table)} WHERE id % 15 = 0`);
         await backfill.result();
@@ -113,6 +121,7 @@ async function main(): Promise<void> {
           }),
           worker.taskQueue,
         );
+        await migration.throttle({ latencyRatio: 2.5, niceRatio: 0.1, copyPaused: false }, 'recorder');
         const heldFor = async (kind: string) => {
           for (;;) {
             const status = await migration.status();
