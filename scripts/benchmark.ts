@@ -32,6 +32,8 @@
 //   BENCH_CHUNKS_IN_FLIGHT       backfill chunks in flight; passed to the workflow only when set
 //   BENCH_CHUNKS_PER_ACTIVITY    backfill chunks per activity; passed to the workflow only when set
 //   BENCH_MAX_ROWS_PER_SECOND    backfill throttle.maxRowsPerSecond (default: the default throttle)
+//   BENCH_LATENCY_TARGET         the latency brake's ratio, off or default (default: off in throughput
+//                                mode, which measures the copy's speed; the default brake in load mode)
 //   BENCH_METHODS                throughput mode: a subset of copy,pgcopydb,backfill (default all)
 //   BENCH_PGCOPYDB_JOBS          pgcopydb --table-jobs and --index-jobs (default 2)
 //   BENCH_PGCOPYDB_SPLIT         pgcopydb --split-tables-larger-than, e.g. 64MB (default off)
@@ -92,6 +94,8 @@ import {
   type SourceDescription,
 } from './benchmark/report';
 import { writeBenchResults } from './benchmark/results';
+import { backfillProgressQuery } from '../workflows/messages';
+import type { LatencyThrottleState } from '../model/latency-throttle';
 import { WriteLoad, type LoadResult } from './benchmark/write-load';
 
 const logger = createLogger({ name: 'bench' });
@@ -244,6 +248,7 @@ function backfillTuning(options: BenchOptions): string {
     ...(options.chunksInFlight !== undefined ? [`chunksInFlight ${options.chunksInFlight}`] : []),
     ...(options.chunksPerActivity !== undefined ? [`chunksPerActivity ${options.chunksPerActivity}`] : []),
     ...(options.maxRowsPerSecond !== undefined ? [`maxRowsPerSecond ${options.maxRowsPerSecond}`] : []),
+    `latency brake ${options.latencyRatio === null ? 'off' : options.latencyRatio === 'default' ? 'default (2× baseline)' : `${options.latencyRatio}× baseline`}`,
   ].join(', ');
 }
 
@@ -371,7 +376,7 @@ async function runThroughput(bench: Bench, source: SourceDescription): Promise<n
 async function backfillUnderLoad(
   bench: Bench,
   targetUrl: string,
-): Promise<{ run: BackfillRun; load: LoadResult }> {
+): Promise<{ run: BackfillRun; load: LoadResult; brake: LatencyThrottleState | null }> {
   const { load: loadOptions } = bench.options;
   // Bundling the workflows takes CPU: done before the idle window, not inside it.
   const worker = await backfillWorker(bench, targetUrl);
@@ -395,15 +400,20 @@ async function backfillUnderLoad(
     await sleep(loadOptions.baselineSeconds * 1000);
     logger.info(`backfill: starting backfillTableWorkflow under load (${backfillTuning(bench.options)})`);
     let stoppedLoad: LoadResult | undefined;
-    const run = await runBackfill(worker, bench.client, 'bench-backfill-orders-under-load', input, {
+    let brake: LatencyThrottleState | null = null;
+    const workflowId = 'bench-backfill-orders-under-load';
+    const run = await runBackfill(worker, bench.client, workflowId, input, {
       reconcile: true,
       onStart: () => load.mark('backfill'),
       afterCopy: async () => {
         load.mark('after');
         stoppedLoad = await load.stop();
+        // What the latency brake decided over the copy (absent when it was off), while the worker runs.
+        brake =
+          (await bench.client.workflow.getHandle(workflowId).query(backfillProgressQuery)).latency ?? null;
       },
     });
-    return { run, load: stoppedLoad ?? (await load.stop()) };
+    return { run, load: stoppedLoad ?? (await load.stop()), brake: brake as LatencyThrottleState | null };
   } catch (err) {
     await load.abort();
     throw err;
@@ -415,7 +425,7 @@ async function backfillUnderLoad(
 async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<number> {
   const targetUrl = await createFreshDatabase(bench.stack.new.url, 'bench_backfill');
   await withClient(targetUrl, (client) => client.query(sampleTableDdl(TABLE)));
-  const { run, load } = await backfillUnderLoad(bench, targetUrl);
+  const { run, load, brake } = await backfillUnderLoad(bench, targetUrl);
   if (load.lastError !== undefined) logger.warn(`load: last write error: ${load.lastError}`);
   const backfill: MethodOutcome = {
     method: 'backfill',
@@ -436,6 +446,11 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
   backfill.verified = verified;
   const history = await backfillHistory(bench);
   process.stdout.write(`\n${loadReport(source, bench.options.load, load.phases, backfill, history)}\n`);
+  if (brake !== null) {
+    process.stdout.write(
+      `latency brake: baseline probe p90 ${brake.baseline.probeMs} ms; ${brake.decreases} times down, ${brake.increases} up; last: ${brake.reason ?? 'never braked'}\n`,
+    );
+  }
   const idle = load.phases.idle;
   const during = load.phases.backfill;
   const written = writeBenchResults('backfill-under-load', {
@@ -448,6 +463,7 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
       writesPerSecondDuringOverBefore: ratioOf(during?.perSecond, idle?.perSecond),
     },
     backfill: { ...backfill, rowsPerSecond: rowsPerSecond(backfill) ?? null },
+    brake,
     history: history ?? null,
   });
   process.stdout.write(`figures: ${written}\n\n`);

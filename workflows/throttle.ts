@@ -59,6 +59,8 @@ export class ThrottleGate {
     settings: ThrottleSettings | undefined,
     rowsPerSecond: number | null,
     throttled: Record<string, number> = {},
+    /** What is throttled, for the log: the backfill or the verification. */
+    private readonly what: 'backfill' | 'verification' = 'backfill',
   ) {
     this.settings = { ...DEFAULT_THROTTLE, ...settings };
     this.rowsPerSecond = limited(rowsPerSecond);
@@ -175,7 +177,7 @@ export class ThrottleGate {
   private record(kind: string, reason: string): void {
     const last = this.logged.get(reason);
     if (last === undefined || Date.now() - last.at >= THROTTLE_LOG_EVERY_MS) {
-      log.info('backfill throttled', { reason, waitsSinceLastLine: last?.waits ?? 0 });
+      log.info(`${this.what} throttled`, { reason, waitsSinceLastLine: last?.waits ?? 0 });
       this.logged.set(reason, { at: Date.now(), waits: 0 });
     } else {
       last.waits += 1;

@@ -6,9 +6,12 @@
 // key different with nothing pending is a difference, reported and, unless told otherwise, repaired
 // through the syncer (activities/range-verifier.ts). The report is a query;
 // the workflow continues as new, carrying where each partition got to, so a billion rows keep the
-// history small and a restart resumes where it was.
+// history small and a restart resumes where it was. It takes the backfill's throttle (workflows/
+// throttle.ts): it waits while old is busy, keeps to the row limit and rests for the nice ratio,
+// all of which the operator may change while it runs (`throttle` and `tune` signals).
 import {
   continueAsNew,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -21,7 +24,9 @@ import type { OpenKeyRange } from '../model/tables';
 import type { ServerBinding } from '../model/servers';
 import { addCounts, noCounts } from '../model/verification-counts';
 import type { ConnectionName } from '../model/connections';
-import { verificationReportQuery } from './messages';
+import { throttleSignal, tuneSignal, verificationReportQuery } from './messages';
+import { ThrottleGate } from './throttle';
+import type { ThrottleSettings } from '../model/throttle-settings';
 import type { VerificationReport } from '../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_TABLE } from './search-attributes';
 
@@ -45,6 +50,8 @@ export interface VerificationInput {
   inFlightWaitMs?: number;
   /** Repair the differences found (default true). */
   repair?: boolean;
+  /** The throttle: source health limits, the row limit (keys compared per second), the nice ratio. */
+  throttle?: ThrottleSettings;
   /** Carried across continue-as-new. */
   resume?: { report: VerificationReport; partitions: PartitionCursor[]; servers: ServerBinding };
 }
@@ -79,10 +86,25 @@ function emptyReport(table: TableRef, startedAt: number): VerificationReport {
   };
 }
 
+/** Runs started before verification was throttled compare at full speed: their histories replay unchanged. */
+const VERIFICATION_THROTTLE = 'verification-throttle';
+
 export async function verificationWorkflow(input: VerificationInput): Promise<VerificationReport> {
   const report = input.resume?.report ?? emptyReport(input.table, Date.now());
   if (input.resume !== undefined) report.runs += 1;
   setHandler(verificationReportQuery, () => report);
+  // One gate for the table: its partitions share the row limit.
+  const gate = new ThrottleGate(
+    input.from,
+    input.throttle,
+    input.throttle?.maxRowsPerSecond ?? null,
+    {},
+    'verification',
+  );
+  setHandler(throttleSignal, ({ maxRowsPerSecond }) => gate.setRate(maxRowsPerSecond));
+  setHandler(tuneSignal, ({ niceRatio }) => {
+    if (niceRatio !== undefined) gate.setNice(niceRatio);
+  });
   upsertSearchAttributes([
     { key: MIGRATION_NAME, value: input.migration },
     { key: MIGRATION_TABLE, value: report.table },
@@ -114,8 +136,15 @@ export async function verificationWorkflow(input: VerificationInput): Promise<Ve
   report.phase = 'verifying';
 
   let stopForNewRun = false;
+  const throttled = patched(VERIFICATION_THROTTLE);
   const verifyPartition = async (cursor: PartitionCursor) => {
     while (!cursor.done && !stopForNewRun) {
+      const chunksPerActivity = input.chunksPerActivity ?? 20;
+      // Under a row limit an activity compares about a second of it.
+      const maxChunks = throttled ? gate.chunksPerBatch(chunkSize, chunksPerActivity) : chunksPerActivity;
+      const taken = chunkSize * maxChunks;
+      if (throttled) await gate.beforeChunk(taken, () => false);
+      const startedAt = Date.now();
       const result = await verifyRange({
         migration: input.migration,
         servers,
@@ -124,16 +153,20 @@ export async function verificationWorkflow(input: VerificationInput): Promise<Ve
         table: input.table,
         range: { lower: cursor.reached, upper: cursor.range.upper },
         chunkSize,
-        maxChunks: input.chunksPerActivity ?? 20,
+        maxChunks,
         settleMs: input.settleMs ?? 2000,
         ...(input.inFlightWaitMs !== undefined && { inFlightWaitMs: input.inFlightWaitMs }),
         repair: input.repair ?? true,
       });
+      if (throttled) {
+        gate.afterBatch(taken, result.rowsFrom);
+        gate.batchTook(Date.now() - startedAt);
+      }
       addCounts(report, result);
       cursor.reached = result.reached;
       cursor.done = result.done;
       setCurrentDetails(
-        `${report.table}: ${report.rowsFrom} rows in ${report.chunks} chunks compared, ${report.differences} differences, ${report.repaired} repaired, ${report.inFlight} in flight`,
+        `${report.table}: ${report.rowsFrom} rows in ${report.chunks} chunks compared, ${report.differences} differences, ${report.repaired} repaired, ${report.inFlight} in flight${gate.waitingFor !== null ? `; throttled: ${gate.waitingFor}` : ''}`,
       );
       if (workflowInfo().continueAsNewSuggested) stopForNewRun = true;
     }
@@ -142,6 +175,10 @@ export async function verificationWorkflow(input: VerificationInput): Promise<Ve
   if (cursors.some((cursor) => !cursor.done)) {
     await continueAsNew<typeof verificationWorkflow>({
       ...input,
+      // The knobs as they are now, for the next run.
+      ...(input.throttle !== undefined || gate.rateLimit !== null || gate.nice > 0
+        ? { throttle: { ...input.throttle, maxRowsPerSecond: gate.rateLimit, niceRatio: gate.nice } }
+        : {}),
       resume: { report, partitions: cursors, servers },
     });
   }

@@ -18,6 +18,8 @@ export interface BackfillTuning {
   chunksInFlight?: number;
   chunksPerActivity?: number;
   maxRowsPerSecond?: number;
+  /** The latency brake's ratio; null: off; 'default': the workflow's default brake. */
+  latencyRatio?: number | null | 'default';
 }
 
 export interface BackfillRun {
@@ -42,7 +44,15 @@ export function backfillInput(
     ...(tuning.partitions !== undefined && { partitions: tuning.partitions }),
     ...(tuning.chunksInFlight !== undefined && { chunksInFlight: tuning.chunksInFlight }),
     ...(tuning.chunksPerActivity !== undefined && { chunksPerActivity: tuning.chunksPerActivity }),
-    ...(tuning.maxRowsPerSecond !== undefined && { throttle: { maxRowsPerSecond: tuning.maxRowsPerSecond } }),
+    ...((tuning.maxRowsPerSecond !== undefined || (tuning.latencyRatio ?? 'default') !== 'default') && {
+      throttle: {
+        ...(tuning.maxRowsPerSecond !== undefined && { maxRowsPerSecond: tuning.maxRowsPerSecond }),
+        ...(tuning.latencyRatio !== undefined &&
+          tuning.latencyRatio !== 'default' && {
+            latencyTarget: tuning.latencyRatio === null ? null : { ratio: tuning.latencyRatio },
+          }),
+      },
+    }),
   };
 }
 

@@ -26,6 +26,11 @@ export interface BenchOptions {
   chunksPerActivity?: number;
   /** The backfill's row rate limit (throttle.maxRowsPerSecond); the default throttle when unset. */
   maxRowsPerSecond?: number;
+  /**
+   * The latency brake's ratio (throttle.latencyTarget); null: off. Throughput mode measures the
+   * copy's speed, so off by default there; load mode keeps the default brake.
+   */
+  latencyRatio: number | null | 'default';
   /** Throughput mode: which methods to run, in this order. */
   methods: CopyMethod[];
   pgcopydb: { jobs: number; splitTablesLargerThan?: string; clientBinDir: string };
@@ -81,20 +86,35 @@ function byteSize(env: Env, name: string): string | undefined {
   return value.replace(/\s+/g, '');
 }
 
+/** BENCH_LATENCY_TARGET: a ratio from 1.1, off, or default; unset: off in throughput mode, default in load. */
+function latencyRatio(env: Env, mode: BenchMode): number | null | 'default' {
+  const value = env.BENCH_LATENCY_TARGET;
+  if (value === undefined || value === '') return mode === 'throughput' ? null : 'default';
+  if (value === 'off') return null;
+  if (value === 'default') return value;
+  const ratio = Number(value);
+  if (!Number.isFinite(ratio) || ratio < 1.1) {
+    throw new OperatorError(`BENCH_LATENCY_TARGET is ${value}; it must be a ratio from 1.1, off or default`);
+  }
+  return ratio;
+}
+
 export function readBenchOptions(env: Env = process.env): BenchOptions {
+  const mode = oneOf(env, 'BENCH_MODE', BENCH_MODES, 'throughput');
   const partitions = optionalWholeNumber(env, 'BENCH_PARTITIONS', 1, 1024);
   const chunksInFlight = optionalWholeNumber(env, 'BENCH_CHUNKS_IN_FLIGHT', 1, 1024);
   const chunksPerActivity = optionalWholeNumber(env, 'BENCH_CHUNKS_PER_ACTIVITY', 1, 64);
   const maxRowsPerSecond = optionalWholeNumber(env, 'BENCH_MAX_ROWS_PER_SECOND', 1, 100_000_000);
   const splitTablesLargerThan = byteSize(env, 'BENCH_PGCOPYDB_SPLIT');
   return {
-    mode: oneOf(env, 'BENCH_MODE', BENCH_MODES, 'throughput'),
+    mode,
     rows: wholeNumber(env, 'BENCH_ROWS', 2_000_000, 1, 1_000_000_000),
     chunkSize: wholeNumber(env, 'BENCH_CHUNK_SIZE', 1000, 1, 100_000),
     ...(partitions !== undefined && { partitions }),
     ...(chunksInFlight !== undefined && { chunksInFlight }),
     ...(chunksPerActivity !== undefined && { chunksPerActivity }),
     ...(maxRowsPerSecond !== undefined && { maxRowsPerSecond }),
+    latencyRatio: latencyRatio(env, mode),
     methods: methodList(env),
     pgcopydb: {
       jobs: wholeNumber(env, 'BENCH_PGCOPYDB_JOBS', 2, 1, 64),

@@ -161,7 +161,12 @@ const HEALTHY: { [K in Name]: Fake<K> } = {
   planPartitions: () => ({ partitions: [], maxKey: null }),
   drainChangeLog: notFaked('drainChangeLog'),
   syncKeys: notFaked('syncKeys'),
-  checkSourceHealth: notFaked('checkSourceHealth'),
+  checkSourceHealth: () => ({
+    reason: null,
+    probeLatencyMs: 0.3,
+    activeConnections: 0,
+    replicaLagSeconds: 0,
+  }),
   // An application as fast as before the copy: the brake never comes on.
   measureApplicationLatency: () => ({ routers: null, probe: { p90Ms: 0.5 } }),
   installTruncateGuard: notFaked('installTruncateGuard'),

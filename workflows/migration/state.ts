@@ -31,6 +31,7 @@ import {
   type StagePosition,
 } from '../../model/migration-plan';
 import type { backfillTableWorkflow, BackfillTableInput } from '../backfill';
+import type { verificationWorkflow } from '../verification';
 import { retrySyncSignal, throttleSignal, tuneSignal, type pauseSignal, resumeSignal } from '../messages';
 import type { TuneRequest } from '../../model/messages';
 import { MIGRATION_NAME, MIGRATION_PHASE, MIGRATION_STAGE, MIGRATION_STEP } from '../search-attributes';
@@ -175,6 +176,8 @@ export class MigrationState {
 
   // ---- The migration's own workflows. ----
   readonly backfills = new Map<string, ChildWorkflowHandle<typeof backfillTableWorkflow>>();
+  /** Verifications running now, by workflow id: the operator's row limit and nice ratio reach them too. */
+  readonly verifications = new Map<string, ChildWorkflowHandle<typeof verificationWorkflow>>();
   /** The backfill runs on when a rollback interrupts the wait for it; going forward waits again. */
   backfilling: Promise<void> | undefined;
   backfillTrouble: BackfillTrouble | null = null;
@@ -310,15 +313,16 @@ export class MigrationState {
     for (const child of this.backfills.values()) void child.signal(signal).catch(() => undefined);
   }
 
-  /** Passes the latency target and nice ratio on to every running backfill; how many were told. */
+  /** Passes the latency target and nice ratio on to every running backfill and verification; how many backfills were told. */
   tuneBackfills(tune: TuneRequest): number {
-    for (const child of this.backfills.values()) void child.signal(tuneSignal, tune).catch(() => undefined);
+    for (const child of [...this.backfills.values(), ...this.verifications.values()])
+      void child.signal(tuneSignal, tune).catch(() => undefined);
     return this.backfills.size;
   }
 
-  /** Sets the row limit of every running backfill (each shares it among its partitions); how many were told. */
+  /** Sets the row limit of every running backfill (each shares it among its partitions) and verification; how many backfills were told. */
   throttleBackfills(maxRowsPerSecond: number | null): number {
-    for (const child of this.backfills.values())
+    for (const child of [...this.backfills.values(), ...this.verifications.values()])
       void child.signal(throttleSignal, { maxRowsPerSecond }).catch(() => undefined);
     return this.backfills.size;
   }

@@ -134,8 +134,15 @@ async function verify(state: MigrationState): Promise<VerificationReport[]> {
   memory.verificationRounds += 1;
   status.verificationRound = memory.verificationRounds;
   const servers = await state.bound();
+  const knobs = status.copyKnobs ?? {};
   const reports = await Promise.all(
     state.input.tables.map(async (table, i) => {
+      // The copy's throttle (source health, row limit, nice ratio) with the operator's knobs over it.
+      const throttle = {
+        ...table.throttle,
+        ...(status.maxRowsPerSecond !== undefined && { maxRowsPerSecond: status.maxRowsPerSecond }),
+        ...(knobs.niceRatio !== undefined && { niceRatio: knobs.niceRatio }),
+      };
       const child = await startChild(verificationWorkflow, {
         workflowId: `${workflowInfo().workflowId}/verify-${status.tables[i]!.table}-${memory.verificationRounds}`,
         parentClosePolicy: ParentClosePolicy.TERMINATE,
@@ -152,10 +159,16 @@ async function verify(state: MigrationState): Promise<VerificationReport[]> {
             ...(settings.verification.inFlightWaitMs !== undefined && {
               inFlightWaitMs: settings.verification.inFlightWaitMs,
             }),
+            throttle,
           },
         ],
       });
-      return child.result();
+      state.verifications.set(child.workflowId, child);
+      try {
+        return await child.result();
+      } finally {
+        state.verifications.delete(child.workflowId);
+      }
     }),
   );
   reports.forEach((report, i) => (status.tables[i]!.verification = report));
