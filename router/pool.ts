@@ -173,7 +173,6 @@ export class MigrationRouter extends EventEmitter {
       fence: this.fence,
       breaker: this.breaker,
       mirror,
-      mirrored: this.mirrored,
       shadow: new ShadowReads(options.shadow ?? {}, this.breaker, this.metrics, this.logger),
       metrics: this.metrics,
       logger: this.logger,

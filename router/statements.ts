@@ -14,7 +14,6 @@ import type { RouteScope, RouterQueryConfig } from './calls';
 import type { CircuitBreaker } from './circuit-breaker';
 import type { RouterClient } from './client';
 import type { WriteFence } from './fence';
-import type { MirroredEntries } from './forget';
 import type { RouterMetrics } from './metrics';
 import { NOTHING_WRITTEN, parseWrittenKeys, type Mirror, type WrittenKeys } from './mirror';
 import type { RouterOptions } from './options';
@@ -30,8 +29,6 @@ export interface StatementRunnerParts {
   fence: WriteFence;
   breaker: CircuitBreaker;
   mirror: Mirror;
-  /** Change log entries that mirrors applied: deleted along with the next write's keys. */
-  mirrored: MirroredEntries;
   shadow: ShadowReads;
   metrics: RouterMetrics;
   logger: Logger;
@@ -148,7 +145,7 @@ export class StatementRunner {
       if (client.getTransactionStatus() === 'I') await this.collect(client);
       result = await metrics.time(side, 'write', () => client.query(config));
       // Outside a transaction now (an autocommit write, or the COMMIT of one): mirror what committed.
-      if (client.getTransactionStatus() === 'I') written = await this.takeWritten(client, side);
+      if (client.getTransactionStatus() === 'I') written = await this.takeWritten(client);
     } catch (err) {
       if (session === undefined) client.release(err as Error);
       throw err;
@@ -169,17 +166,14 @@ export class StatementRunner {
   }
 
   /**
-   * The keys the session committed since the last call, and clears them; never throws. In the same
-   * message (one round trip, one transaction), deletes the change log entries earlier mirrors
-   * applied on the other side.
+   * The keys the session committed since the last call, and clears them; never throws. (The change
+   * log entries mirrors covered are deleted in batches off the write's path: forget.ts.)
    */
-  private async takeWritten(client: pg.ClientBase, side: ConnectionName): Promise<WrittenKeys> {
-    const take = `SELECT current_setting('${WRITTEN_SETTING}', true) AS written, set_config('${WRITTEN_SETTING}', '', false)`;
-    const forget = this.parts.mirrored.take(side);
+  private async takeWritten(client: pg.ClientBase): Promise<WrittenKeys> {
     try {
-      const result = (await client.query(forget === undefined ? take : `${forget};\n${take}`)) as
-        pg.QueryResult<{ written: string | null }> | Array<pg.QueryResult<{ written: string | null }>>;
-      const { rows } = Array.isArray(result) ? result[result.length - 1]! : result;
+      const { rows } = await client.query<{ written: string | null }>(
+        `SELECT current_setting('${WRITTEN_SETTING}', true) AS written, set_config('${WRITTEN_SETTING}', '', false)`,
+      );
       return parseWrittenKeys(rows[0]?.written ?? null);
     } catch (err) {
       // The write committed; only the mirror is lost, and the change log still holds the keys.

@@ -33,7 +33,8 @@
 //   BENCH_CHUNKS_PER_ACTIVITY    backfill chunks per activity; passed to the workflow only when set
 //   BENCH_MAX_ROWS_PER_SECOND    backfill throttle.maxRowsPerSecond (default: the default throttle)
 //   BENCH_LATENCY_TARGET         the latency brake's ratio, off or default (default: off in throughput
-//                                mode, which measures the copy's speed; the default brake in load mode)
+//                                mode, which measures the copy's speed; the default brake in load
+//                                mode, whose probe query reads one row by primary key, as the load writes)
 //   BENCH_METHODS                throughput mode: a subset of copy,pgcopydb,backfill (default all)
 //   BENCH_PGCOPYDB_JOBS          pgcopydb --table-jobs and --index-jobs (default 2)
 //   BENCH_PGCOPYDB_SPLIT         pgcopydb --split-tables-larger-than, e.g. 64MB (default off)
@@ -380,7 +381,11 @@ async function backfillUnderLoad(
   const { load: loadOptions } = bench.options;
   // Bundling the workflows takes CPU: done before the idle window, not inside it.
   const worker = await backfillWorker(bench, targetUrl);
-  const input = backfillInput(MIGRATION, TABLE, bench.options.chunkSize, bench.options);
+  // The brake's probe stands for the load's writes (no router runs here): one row by primary key.
+  const input = backfillInput(MIGRATION, TABLE, bench.options.chunkSize, {
+    ...bench.options,
+    probeQuery: `SELECT * FROM ${quoteTable(TABLE)} WHERE id = ${KEY_STEP} * (1 + floor(random() * ${bench.options.rows}))::bigint`,
+  });
   const load = await WriteLoad.start({
     url: bench.stack.old.url,
     table: quoteTable(TABLE),

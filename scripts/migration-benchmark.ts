@@ -105,9 +105,18 @@ async function main(): Promise<number> {
   const writesPerSecond = wholeNumber(process.env, 'BENCH_MIGRATION_WRITES', 500, 1, 100_000);
   installRuntime(log, []);
   let stack: LocalStack | undefined;
-  const interrupt = () => void (stack?.stop() ?? Promise.resolve()).then(() => process.exit(130));
+  const interrupt = () => {
+    interrupted = true;
+    void (stack?.stop() ?? Promise.resolve()).then(() => process.exit(130));
+  };
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
+  // A connection the stopping servers end, after Ctrl-C, is the interruption: never a crash.
+  process.on('uncaughtException', (err) => {
+    if (interrupted) return;
+    log.error(`the benchmark failed: ${String(err)}`);
+    void (stack?.stop() ?? Promise.resolve()).finally(() => process.exit(1));
+  });
   const routers: MigrationRouter[] = [];
   try {
     stack = await startLocalStack({
@@ -352,9 +361,13 @@ interface MigrationBenchFigures {
   queries: NonNullable<MigrationStatus['queryBenchmark']>['queries'];
 }
 
+/** Set by Ctrl-C: what fails while the servers stop is the interruption, not a failure to report. */
+let interrupted = false;
+
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
+    if (interrupted) return; // the interrupt handler exits once the servers have stopped
     log.error(err instanceof OperatorError ? err.message : `the benchmark failed: ${String(err)}`);
     process.exit(1);
   },

@@ -95,7 +95,10 @@ async function main(): Promise<number> {
   const stopAll = async () => {
     await Promise.all(clusters.map((cluster) => cluster.stop().catch(() => undefined)));
   };
-  const interrupt = () => void stopAll().then(() => process.exit(130));
+  const interrupt = () => {
+    interrupted = true;
+    void stopAll().then(() => process.exit(130));
+  };
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
   let router: MigrationRouter | undefined;
@@ -216,11 +219,15 @@ async function main(): Promise<number> {
   }
 }
 
+/** Set by Ctrl-C: what fails while the servers stop is the interruption, not a failure to report. */
+let interrupted = false;
+
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
+    if (interrupted) return; // the interrupt handler exits once the servers have stopped
     process.stderr.write(
-      `${err instanceof OperatorError ? err.message : String((err as Error).stack ?? err)}\n`,
+      `${err instanceof OperatorError ? err.message : `the benchmark failed: ${String(err)}`}\n`,
     );
     process.exit(err instanceof OperatorError ? 2 : 1);
   },

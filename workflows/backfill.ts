@@ -156,6 +156,15 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
       ...new Set([...reported.values()].flatMap((r) => (r.waitingFor === null ? [] : [r.waitingFor]))),
     ];
     upsertSearchAttributes([{ key: MIGRATION_ROWS_COPIED, value: rows }]);
+    // The worker log's progress line: one every few seconds per table, whatever the chunk count.
+    log.info('backfill progress', {
+      rowsCopied: rows,
+      estimatedRows: progress.estimatedRows,
+      percent,
+      rowsPerSecond: rate,
+      etaSeconds: rate > 0 ? Math.round(left / rate) : null,
+      ...(waiting.length > 0 && { waitingFor: waiting }),
+    });
     const brake = progress.latency?.limit != null ? `; brake: ${progress.latency.reason}` : '';
     setCurrentDetails(
       `${tableName}: ${rows} of ~${progress.estimatedRows} rows${percent !== null ? ` (${percent}%)` : ''}, ${rate} rows/s, ETA ${rate > 0 ? `${Math.round(left / rate)} s` : 'unknown'}; ${progress.phase}${progress.paused ? ' (paused)' : ''}${waiting.length > 0 ? `; throttled: ${waiting.join('; ')}` : ''}${brake}`,

@@ -20,6 +20,18 @@ export interface BackfillTuning {
   maxRowsPerSecond?: number;
   /** The latency brake's ratio; null: off; 'default': the workflow's default brake. */
   latencyRatio?: number | null | 'default';
+  /** The brake's probe query (the application's stand-in where no router runs); the default when unset. */
+  probeQuery?: string;
+}
+
+/** The brake's settings the tuning asks for: null (off), the fields set, or undefined (the default brake). */
+function latencyTarget(tuning: BackfillTuning): { ratio?: number; probeQuery?: string } | null | undefined {
+  if (tuning.latencyRatio === null) return null;
+  const set = {
+    ...(typeof tuning.latencyRatio === 'number' && { ratio: tuning.latencyRatio }),
+    ...(tuning.probeQuery !== undefined && { probeQuery: tuning.probeQuery }),
+  };
+  return Object.keys(set).length > 0 ? set : undefined;
 }
 
 export interface BackfillRun {
@@ -44,13 +56,10 @@ export function backfillInput(
     ...(tuning.partitions !== undefined && { partitions: tuning.partitions }),
     ...(tuning.chunksInFlight !== undefined && { chunksInFlight: tuning.chunksInFlight }),
     ...(tuning.chunksPerActivity !== undefined && { chunksPerActivity: tuning.chunksPerActivity }),
-    ...((tuning.maxRowsPerSecond !== undefined || (tuning.latencyRatio ?? 'default') !== 'default') && {
+    ...((tuning.maxRowsPerSecond !== undefined || latencyTarget(tuning) !== undefined) && {
       throttle: {
         ...(tuning.maxRowsPerSecond !== undefined && { maxRowsPerSecond: tuning.maxRowsPerSecond }),
-        ...(tuning.latencyRatio !== undefined &&
-          tuning.latencyRatio !== 'default' && {
-            latencyTarget: tuning.latencyRatio === null ? null : { ratio: tuning.latencyRatio },
-          }),
+        ...(latencyTarget(tuning) !== undefined && { latencyTarget: latencyTarget(tuning) }),
       },
     }),
   };

@@ -1,7 +1,7 @@
 // Issue 14, item 5: the worker's log as an operator reads it. Webpack's bundle report is not at
 // info (the bundle's size is, in one line); workflow log lines carry the migration and the table as
 // fields; a row limit that holds back every chunk is logged once per reason and partition every 30 s,
-// not once per chunk; activity lines (the SDK's and the project's) carry the migration and the table
+// not once per chunk, and a progress line every few seconds; activity lines (the SDK's and the project's) carry the migration and the table
 // of the activity's input as fields too (worker/activity-log-attributes.ts). Counts are printed.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -45,7 +45,8 @@ describe("the worker's log", () => {
             migration,
             partitions: 2,
             chunksPerActivity: 1,
-            throttle: { maxRowsPerSecond: 1000 },
+            // 8 s of copying: longer than a progress report's 5 s.
+            throttle: { maxRowsPerSecond: 500 },
           }),
         ],
       });
@@ -85,8 +86,17 @@ describe("the worker's log", () => {
       assert.equal(line.migration, migration);
       assert.equal(line.table, `public.${table.table}`);
     }
-    // 40 chunks of 100 rows at 1000 rows/s share one reason per partition: a line each per 30 s.
+    // 40 chunks of 100 rows at 500 rows/s share one reason per partition: a line each per 30 s.
     assert.ok(throttled.length <= 2 * 2, `${throttled.length} throttle lines`);
+    // Progress instead: a line with the figures every few seconds per table, not one per chunk.
+    const progressLines = lines.filter((line) => line.msg === 'backfill progress');
+    assert.ok(progressLines.length > 0, 'the copy logged its progress');
+    assert.ok(progressLines.length < 40, `${progressLines.length} progress lines for 40 chunks`);
+    for (const line of progressLines) {
+      assert.equal(line.table, `public.${table.table}`);
+      assert.equal(typeof line.rowsCopied, 'number');
+      assert.equal(typeof line.rowsPerSecond, 'number');
+    }
     const waits = throttled.reduce((n, line) => n + Number(line.waitsSinceLastLine ?? 0), 0);
     console.log(
       `worker log: ${lines.length} lines, ${info.length} at info, ${throttled.length} throttle lines for 40 chunks (${waits} waits folded into them by the time they were written)`,
