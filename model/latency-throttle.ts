@@ -2,7 +2,8 @@
 // application's latency is measured as its baseline; while it copies, the latency is read again every
 // few seconds and the copy's row limit is set by additive increase, multiplicative decrease (AIMD):
 // halved while the application's p99 is above its target (a ratio of the baseline), raised step by
-// step while it is well below, and lifted once it is back where the trouble began. Two readings: what
+// step once it has stayed well below for CALM_READINGS readings in a row (one good reading among bad
+// ones is noise, not room), and lifted once it is back where the trouble began. Two readings: what
 // the routers measured for the application's own statements (reads, writes and their mirrors) over
 // their last heartbeat, and a probe query on the source the operator may choose (for applications
 // that write without a router). Each compares with its own baseline. Plain data and pure functions:
@@ -63,6 +64,9 @@ export interface LatencyTarget {
   minSamples: number;
 }
 
+/** Readings in a row well below the target before the limit rises a step. */
+export const CALM_READINGS = 3;
+
 export const DEFAULT_LATENCY_TARGET: LatencyTarget = {
   ratio: 2,
   floorMs: 2,
@@ -94,6 +98,8 @@ export interface LatencyThrottleState {
   reason: string | null;
   decreases: number;
   increases: number;
+  /** Readings in a row well below the target since the last change (absent in earlier runs: 0). */
+  calm?: number;
 }
 
 export function startLatencyThrottle(target: LatencyTarget, baseline: LatencyReading): LatencyThrottleState {
@@ -138,10 +144,13 @@ export function nextLatencyThrottle(
       limit,
       ceiling: state.limit === null ? from : (state.ceiling ?? from),
       decreases: state.decreases + 1,
+      calm: 0,
       reason: `${measured} above its target ${targetMs} ms (${target.ratio}× baseline ${round(baselineMs)} ms): copy limited to ${limit} rows/s`,
     };
   }
-  if (state.limit === null || ms > targetMs * 0.8) return next;
+  if (state.limit === null || ms > targetMs * 0.8) return { ...next, calm: 0 };
+  const calm = (state.calm ?? 0) + 1;
+  if (calm < CALM_READINGS) return { ...next, calm };
   const step = Math.max(target.minRowsPerSecond, Math.round((state.ceiling ?? state.limit) / 10));
   const raised = state.limit + step;
   if (state.ceiling === null || raised >= state.ceiling) {
@@ -150,6 +159,7 @@ export function nextLatencyThrottle(
       limit: null,
       ceiling: null,
       increases: state.increases + 1,
+      calm: 0,
       reason: `${measured} within its target ${targetMs} ms again: copy limit lifted`,
     };
   }
@@ -157,6 +167,7 @@ export function nextLatencyThrottle(
     ...next,
     limit: raised,
     increases: state.increases + 1,
+    calm: 0,
     reason: `${measured} below its target ${targetMs} ms: copy limit raised to ${raised} rows/s`,
   };
 }

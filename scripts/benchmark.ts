@@ -34,7 +34,7 @@
 //   BENCH_MAX_ROWS_PER_SECOND    backfill throttle.maxRowsPerSecond (default: the default throttle)
 //   BENCH_LATENCY_TARGET         the latency brake's ratio, off or default (default: off in throughput
 //                                mode, which measures the copy's speed; the default brake in load
-//                                mode, whose probe query reads one row by primary key, as the load writes)
+//                                mode, whose probe query commits a transaction id, as the load's writes do)
 //   BENCH_METHODS                throughput mode: a subset of copy,pgcopydb,backfill (default all)
 //   BENCH_PGCOPYDB_JOBS          pgcopydb --table-jobs and --index-jobs (default 2)
 //   BENCH_PGCOPYDB_SPLIT         pgcopydb --split-tables-larger-than, e.g. 64MB (default off)
@@ -381,10 +381,12 @@ async function backfillUnderLoad(
   const { load: loadOptions } = bench.options;
   // Bundling the workflows takes CPU: done before the idle window, not inside it.
   const worker = await backfillWorker(bench, targetUrl);
-  // The brake's probe stands for the load's writes (no router runs here): one row by primary key.
+  // The brake's probe stands for the load's writes (no router runs here): a transaction that takes a
+  // transaction id commits with a flush of the WAL, as each write of the load does, so it feels
+  // what the copy does to the WAL and the disk; it changes no row.
   const input = backfillInput(MIGRATION, TABLE, bench.options.chunkSize, {
     ...bench.options,
-    probeQuery: `SELECT * FROM ${quoteTable(TABLE)} WHERE id = ${KEY_STEP} * (1 + floor(random() * ${bench.options.rows}))::bigint`,
+    probeQuery: 'SELECT pg_current_xact_id()',
   });
   const load = await WriteLoad.start({
     url: bench.stack.old.url,

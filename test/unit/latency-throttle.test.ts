@@ -73,20 +73,45 @@ describe('the latency brake (AIMD)', () => {
     assert.equal(state.limit, 500);
   });
 
-  it('steps up by a tenth of the ceiling while well below the target, and lifts the limit at the ceiling', () => {
+  it('steps up by a tenth of the ceiling after three calm readings in a row, and lifts the limit at the ceiling', () => {
     let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4));
     state = nextLatencyThrottle(state, routed(20), 10_000);
     assert.equal(state.limit, 5000);
     // Below the target but not well below: hold.
     assert.equal(nextLatencyThrottle(state, routed(7), 5000).limit, 5000);
     const limits: Array<number | null> = [];
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < 15; i++) {
       state = nextLatencyThrottle(state, routed(4), 5000);
       limits.push(state.limit);
     }
-    assert.deepEqual(limits, [6000, 7000, 8000, 9000, null, null]);
+    // A step after every third calm reading in a row.
+    assert.deepEqual(limits, [
+      5000,
+      5000,
+      6000,
+      6000,
+      6000,
+      7000,
+      7000,
+      7000,
+      8000,
+      8000,
+      8000,
+      9000,
+      9000,
+      9000,
+      null,
+    ]);
     assert.equal(state.ceiling, null);
     assert.match(state.reason ?? '', /within its target 8 ms again: copy limit lifted/);
+  });
+
+  it('does not rise on one calm reading among bad ones', () => {
+    let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4));
+    state = nextLatencyThrottle(state, routed(20), 10_000);
+    for (const ms of [4, 4, 7, 4, 4, 7, 4]) state = nextLatencyThrottle(state, routed(ms), 5000);
+    assert.equal(state.limit, 5000, 'never three calm readings in a row');
+    assert.equal(state.increases, 0);
   });
 
   it('goes by the probe when routers do not report, against the probe baseline and the floor', () => {
