@@ -101,6 +101,18 @@ const PARENT_REPORT_MS = 15_000;
 
 /** Runs started before the brake copy without it: their histories replay unchanged. */
 const LATENCY_BRAKE = 'latency-brake';
+/**
+ * While the brake is off and the application calm, readings come ever less often, up to this many
+ * intervals apart: a reading costs the table workflow's history about ten events, and a copy of a
+ * billion rows runs for hours. A reading that is not calm brings the interval back at once.
+ */
+const MAX_INTERVALS_BETWEEN_CALM_READINGS = 12;
+/**
+ * Past this many events in the table workflow's history the brake stops reading (the copy keeps
+ * the limit it has; the operator's `migrate throttle` still works): the workflow must stay well
+ * under Temporal's hard limit of 51,200 events, whatever the copy's length.
+ */
+const BRAKE_HISTORY_LIMIT = 30_000;
 
 /** The brake's settings for this backfill: the defaults under what the input sets; null when off. */
 function latencyTarget(input: BackfillTableInput): LatencyTarget | null {
@@ -294,8 +306,16 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
   const brake = async () => {
     let rows = rowsCopiedNow();
     let at = Date.now();
-    while (!(await condition(() => !copying, target!.intervalMs))) {
+    let intervals = 1;
+    while (!(await condition(() => !copying, target!.intervalMs * intervals))) {
       if (progress.paused || brakeOff) continue;
+      if (workflowInfo().historyLength > BRAKE_HISTORY_LIMIT) {
+        log.warn('the latency brake stops reading: the table workflow history is long', {
+          historyLength: workflowInfo().historyLength,
+          limit: progress.latency!.limit,
+        });
+        return;
+      }
       let reading;
       try {
         reading = await measure();
@@ -315,6 +335,9 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
         log.info('copy brake', { reason: progress.latency.reason, limit: progress.latency.limit });
         tellShares();
       }
+      const last = progress.latency.last!;
+      const calm = progress.latency.limit === null && last.ms <= last.targetMs * 0.8;
+      intervals = calm ? Math.min(intervals * 2, MAX_INTERVALS_BETWEEN_CALM_READINGS) : 1;
     }
   };
   const startBrake = async () => {
