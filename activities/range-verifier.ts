@@ -180,20 +180,24 @@ export function createRangeVerifier(
       await sleep(IN_FLIGHT_POLL_MS);
       pending = (await pendingKeys(from, input.migration, shape, pending, first.last)).keys;
     }
+    // One after the other: the authoritative side, its change log, the other side, the
+    // authoritative side again. A write the other side lacks at its read committed before the first
+    // read, and its change log entry lives until its sync (a mirror, reconciliation) has committed on
+    // the other side, after that read: so the log, read in between, holds it. A write that committed
+    // during the check changes the authoritative side between its two reads. Either is in flight;
+    // a key that differs with neither is a difference. (Reading the log after both sides missed a
+    // mirror that committed and removed its entries in between: a false difference on a hot row.)
     const where = keysWhere(shape, keys);
-    const [fromNow, toNow] = await Promise.all([
-      rowHashes(from, shape, where),
-      rowHashes(pools.get(input.to), shape, where),
-    ]);
-    const unequal = new Set(keys.filter((key) => fromNow.get(key) !== toNow.get(key)));
-    // Still unequal but with a change pending now (written again meanwhile): in flight.
-    const stillPending = (await pendingKeys(from, input.migration, shape, unequal)).keys;
+    const fromNow = await rowHashes(from, shape, where);
+    const pendingAtRead = (await pendingKeys(from, input.migration, shape, new Set(keys))).keys;
+    const toNow = await rowHashes(pools.get(input.to), shape, where);
+    const fromAgain = await rowHashes(from, shape, where);
     const differing: string[] = [];
     let settled = 0;
     let inFlight = 0;
     for (const key of keys) {
-      if (!unequal.has(key)) settled += 1;
-      else if (stillPending.has(key)) inFlight += 1;
+      if (fromNow.get(key) === toNow.get(key)) settled += 1;
+      else if (pendingAtRead.has(key) || fromAgain.get(key) !== fromNow.get(key)) inFlight += 1;
       else differing.push(key);
     }
     return { differing, settled, inFlight };
