@@ -173,15 +173,18 @@ function isMarkerConflict(err: unknown): boolean {
 }
 
 export function createCopier(pools: ConnectionPools, registry: TableRegistry, hooks: CopierHooks = {}) {
+  /** An earlier attempt committed the chunk: ends the transaction that found its marker, changing nothing. */
+  async function alreadyDone(target: pg.ClientBase, id: string, done: CopyChunkResult) {
+    await target.query('COMMIT');
+    log.debug('chunk already done', { chunk: id, rowsRead: done.rowsRead });
+    return done;
+  }
+
   /** Opens the chunk's transaction; returns the chunk's result when an earlier attempt committed it. */
   async function begin(target: pg.ClientBase, input: CopyChunkInput, id: string) {
     await target.query('BEGIN');
     const done = await findMarker(target, input.migration, id);
-    if (done !== undefined) {
-      await target.query('COMMIT');
-      log.debug('chunk already done', { chunk: id, rowsRead: done.rowsRead });
-    }
-    return done;
+    return done === undefined ? undefined : alreadyDone(target, id, done);
   }
 
   /** Records the chunk as done and commits it with its rows, unless another attempt got there first. */
@@ -237,11 +240,7 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
       const [, marker, , clear, look] = opened;
       await registry.shapeFromLook(input.target, input.migration, input.table, look!.rows[0] as ClaimLook);
       const done = markerResult(marker!.rows[0] as MarkerRow | undefined);
-      if (done !== undefined) {
-        await target.query('COMMIT');
-        log.debug('chunk already done', { chunk: id, rowsRead: done.rowsRead });
-        return done;
-      }
+      if (done !== undefined) return alreadyDone(target, id, done);
 
       // Fast path: under the lock no sync can touch the table; when the range holds no row and
       // no tombstone, the rows stream straight into the table (the common case of a first copy).

@@ -4,6 +4,7 @@
 // published for the application's statements with their last heartbeat, and times the operator's
 // probe query on the source (model/latency-throttle.ts decides what to do with it). The row rate and
 // the operator's throttle are applied by the workflow itself; this activity only looks.
+import type pg from 'pg';
 import type { ConnectionName } from '../model/connections';
 import type { ThrottleSettings } from '../model/throttle-settings';
 import type { ConnectionPools } from '../db/pools';
@@ -45,6 +46,17 @@ export interface SourceHealth {
 
 const PROBES = 3;
 
+/** Runs `sql` `runs` times, one after the other; each run's time in ms, fastest first. */
+async function timedRuns(pool: pg.Pool, sql: string, runs: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const started = process.hrtime.bigint();
+    await pool.query(sql);
+    times.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  return times.sort((a, b) => a - b);
+}
+
 export function createThrottler(pools: ConnectionPools) {
   return {
     checkSourceHealth: async (input: {
@@ -52,13 +64,7 @@ export function createThrottler(pools: ConnectionPools) {
       limits: SourceHealthLimits;
     }): Promise<SourceHealth> => {
       const pool = pools.get(input.connection);
-      const latencies: number[] = [];
-      for (let i = 0; i < PROBES; i++) {
-        const started = process.hrtime.bigint();
-        await pool.query('SELECT 1');
-        latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
-      }
-      latencies.sort((a, b) => a - b);
+      const latencies = await timedRuns(pool, 'SELECT 1', PROBES);
       const probeLatencyMs = Math.round((latencies[Math.floor(PROBES / 2)] ?? 0) * 10) / 10;
       const status = await pool.query<{ active: number; lag: number }>(
         `SELECT (SELECT count(*)::int FROM pg_stat_activity
@@ -93,14 +99,7 @@ export function createThrottler(pools: ConnectionPools) {
       const counts = mergeLatencyCounts(routers.map((router) => router.stats!.latency!));
       const samples = counts.reduce((sum, n) => sum + n, 0);
       const p99Ms = latencyQuantile(counts, 0.99);
-      const source = pools.get(input.source);
-      const runs: number[] = [];
-      for (let i = 0; i < PROBE_RUNS; i++) {
-        const started = process.hrtime.bigint();
-        await source.query(input.probeQuery);
-        runs.push(Number(process.hrtime.bigint() - started) / 1e6);
-      }
-      runs.sort((a, b) => a - b);
+      const runs = await timedRuns(pools.get(input.source), input.probeQuery, PROBE_RUNS);
       return {
         routers:
           p99Ms !== null && samples >= input.minSamples ? { p99Ms, samples, routers: routers.length } : null,

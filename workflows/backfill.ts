@@ -326,8 +326,9 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
         continue;
       }
       const seconds = Math.max(0.001, (Date.now() - at) / 1000);
-      const rate = (rowsCopiedNow() - rows) / seconds;
-      rows = rowsCopiedNow();
+      const copied = rowsCopiedNow();
+      const rate = (copied - rows) / seconds;
+      rows = copied;
       at = Date.now();
       const before = progress.latency!.limit;
       progress.latency = nextLatencyThrottle(progress.latency!, reading, rate);

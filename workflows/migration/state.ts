@@ -315,15 +315,22 @@ export class MigrationState {
 
   /** Passes the latency target and nice ratio on to every running backfill and verification; how many backfills were told. */
   tuneBackfills(tune: TuneRequest): number {
-    for (const child of [...this.backfills.values(), ...this.verifications.values()])
-      void child.signal(tuneSignal, tune).catch(() => undefined);
-    return this.backfills.size;
+    return this.tellCopies((child) => child.signal(tuneSignal, tune));
   }
 
   /** Sets the row limit of every running backfill (each shares it among its partitions) and verification; how many backfills were told. */
   throttleBackfills(maxRowsPerSecond: number | null): number {
+    return this.tellCopies((child) => child.signal(throttleSignal, { maxRowsPerSecond }));
+  }
+
+  /** Signals every running backfill and verification (one that just ended misses it: nothing lost); how many backfills. */
+  private tellCopies(
+    send: (
+      child: ChildWorkflowHandle<typeof backfillTableWorkflow | typeof verificationWorkflow>,
+    ) => Promise<void>,
+  ): number {
     for (const child of [...this.backfills.values(), ...this.verifications.values()])
-      void child.signal(throttleSignal, { maxRowsPerSecond }).catch(() => undefined);
+      void send(child).catch(() => undefined);
     return this.backfills.size;
   }
 

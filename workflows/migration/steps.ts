@@ -8,6 +8,7 @@
 // when so configured.
 import { condition, ParentClosePolicy, startChild, workflowInfo } from '@temporalio/workflow';
 import type { GateReport, VerificationReport } from '../../model/messages';
+import type { ThrottleSettings } from '../../model/throttle-settings';
 import { newIsAuthoritative, stepLabel, type StagePosition } from '../../model/migration-plan';
 import { backfillTableWorkflow } from '../backfill';
 import { pauseSignal, throttleSignal } from '../messages';
@@ -25,6 +26,27 @@ import { failedChecks, gateChecks } from './gates';
 import type { MigrationState } from './state';
 import { setStage, switchWrites } from './transitions';
 import { removeOwnObjects } from './way-back';
+
+/**
+ * A table's throttle with the operator's knobs (`migrate throttle`) over the config's; undefined when
+ * the operator set none, so a child's input is then exactly the config's.
+ */
+function withOperatorKnobs(
+  throttle: ThrottleSettings | undefined,
+  status: MigrationState['status'],
+): ThrottleSettings | undefined {
+  const limit = status.maxRowsPerSecond;
+  const { latencyRatio, niceRatio } = status.copyKnobs ?? {};
+  if (limit === undefined && latencyRatio === undefined && niceRatio === undefined) return undefined;
+  return {
+    ...throttle,
+    ...(limit !== undefined && { maxRowsPerSecond: limit }),
+    ...(latencyRatio !== undefined && {
+      latencyTarget: latencyRatio === null ? null : { ...throttle?.latencyTarget, ratio: latencyRatio },
+    }),
+    ...(niceRatio !== undefined && { niceRatio }),
+  };
+}
 
 /** Waits up to `ms`, or less when the operator asks for something or trouble comes; true when the time ran out. */
 export async function waitUnlessInterrupted(
@@ -78,7 +100,7 @@ function backfill(state: MigrationState): Promise<void> {
         const progress = status.tables[i]!;
         if (progress.backfillDone) return;
         const limit = status.maxRowsPerSecond;
-        const knobs = status.copyKnobs ?? {};
+        const throttle = withOperatorKnobs(table.throttle, status);
         const child = await startChild(backfillTableWorkflow, {
           workflowId: `${workflowInfo().workflowId}/backfill-${progress.table}`,
           parentClosePolicy: ParentClosePolicy.TERMINATE,
@@ -87,27 +109,13 @@ function backfill(state: MigrationState): Promise<void> {
             {
               ...table,
               prepared: { servers: await state.bound(), estimatedRows: progress.estimatedRows },
-              // The operator's knobs (`migrate throttle`) over the config's.
-              ...((limit !== undefined ||
-                knobs.latencyRatio !== undefined ||
-                knobs.niceRatio !== undefined) && {
-                throttle: {
-                  ...table.throttle,
-                  ...(limit !== undefined && { maxRowsPerSecond: limit }),
-                  ...(knobs.latencyRatio !== undefined && {
-                    latencyTarget:
-                      knobs.latencyRatio === null
-                        ? null
-                        : { ...table.throttle?.latencyTarget, ratio: knobs.latencyRatio },
-                  }),
-                  ...(knobs.niceRatio !== undefined && { niceRatio: knobs.niceRatio }),
-                },
-              }),
+              ...(throttle !== undefined && { throttle }),
             },
           ],
         });
         state.backfills.set(progress.table, child);
-        if (status.paused || knobs.copyPaused === true) void child.signal(pauseSignal).catch(() => undefined);
+        if (status.paused || status.copyKnobs?.copyPaused === true)
+          void child.signal(pauseSignal).catch(() => undefined);
         // A row limit set while the child was starting did not reach it: pass it on now.
         if (status.maxRowsPerSecond !== limit) {
           void child
@@ -134,15 +142,10 @@ async function verify(state: MigrationState): Promise<VerificationReport[]> {
   memory.verificationRounds += 1;
   status.verificationRound = memory.verificationRounds;
   const servers = await state.bound();
-  const knobs = status.copyKnobs ?? {};
   const reports = await Promise.all(
     state.input.tables.map(async (table, i) => {
       // The copy's throttle (source health, row limit, nice ratio) with the operator's knobs over it.
-      const throttle = {
-        ...table.throttle,
-        ...(status.maxRowsPerSecond !== undefined && { maxRowsPerSecond: status.maxRowsPerSecond }),
-        ...(knobs.niceRatio !== undefined && { niceRatio: knobs.niceRatio }),
-      };
+      const throttle = withOperatorKnobs(table.throttle, status) ?? table.throttle ?? {};
       const child = await startChild(verificationWorkflow, {
         workflowId: `${workflowInfo().workflowId}/verify-${status.tables[i]!.table}-${memory.verificationRounds}`,
         parentClosePolicy: ParentClosePolicy.TERMINATE,
