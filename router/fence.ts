@@ -43,6 +43,11 @@ export class WriteFence {
       this.metrics.fenceWait(Number(process.hrtime.bigint() - started) / 1e9);
     }
     this.writesInFlight++;
+    return this.leaver();
+  }
+
+  /** The function that ends one write in flight (once; later calls do nothing). */
+  private leaver(): () => void {
     let left = false;
     return () => {
       if (left) return;
@@ -50,6 +55,15 @@ export class WriteFence {
       this.writesInFlight--;
       this.acknowledgeIfIdle();
     };
+  }
+
+  /**
+   * Counts one more write in flight at once, without waiting at the fence: for work that belongs to
+   * a write already in flight (its deferred mirror), taken before that write leaves.
+   */
+  hold(): () => void {
+    this.writesInFlight++;
+    return this.leaver();
   }
 
   /** Acknowledges the fence of the current stage version when no write is in flight. */

@@ -29,6 +29,14 @@ export interface RouterOptions {
   reconciliation?: { client: TemporalClientLike; workflowId?: string } | DiscrepancySink;
   /** How long a request waits for its mirror, in ms (default 250). */
   mirrorTimeoutMs?: number;
+  /**
+   * Whether every write waits for its mirror. By default a write waits only once reads may go to the
+   * side it is mirrored to (`live`); in `dual_write` and `shadow` it answers after the authoritative
+   * commit and its mirror follows (router.mirrorsSettled() waits for those running).
+   */
+  awaitMirrors?: boolean;
+  /** Mirrors that may run without the application waiting for them; beyond, a write waits (default 64). */
+  maxPendingMirrors?: number;
   /** Connections per side the mirrors use (default 4). */
   mirrorPoolSize?: number;
   /** How long a write waits for the write switch's fence to lift before it fails, in ms (default 30000). */
@@ -54,6 +62,13 @@ export function checkRouterOptions(options: RouterOptions): void {
     throw new RouterError(
       'BAD_OPTIONS',
       'createRouter: `migration` must name the migration whose stage the router follows',
+    );
+  }
+  const { maxPendingMirrors } = options;
+  if (maxPendingMirrors !== undefined && !(Number.isInteger(maxPendingMirrors) && maxPendingMirrors >= 0)) {
+    throw new RouterError(
+      'BAD_OPTIONS',
+      'createRouter: `maxPendingMirrors` must be a whole number of 0 or more (0: every write waits for its mirror)',
     );
   }
   for (const side of SIDES) {

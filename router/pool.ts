@@ -32,6 +32,7 @@ import { FENCE_WAIT_MS, WriteFence } from './fence';
 import { RouterMetrics } from './metrics';
 import { MirroredEntries } from './forget';
 import { Mirror } from './mirror';
+import { PendingMirrors } from './pending-mirrors';
 import { checkRouterOptions, describeSide, SIDES, type RouterOptions } from './options';
 import { ShadowReads } from './shadow';
 import { stagePlan } from './stage-plan';
@@ -73,6 +74,7 @@ export class MigrationRouter extends EventEmitter {
   private readonly shapes: TableShapes;
   private readonly mirrored: MirroredEntries;
   private readonly fence: WriteFence;
+  private readonly pendingMirrors: PendingMirrors;
   private readonly statements: StatementRunner;
   private readonly logger: Logger;
   private readonly scope = new RouteScope();
@@ -166,6 +168,7 @@ export class MigrationRouter extends EventEmitter {
       logger: this.logger,
       timeoutMs: mirrorTimeoutMs,
     });
+    this.pendingMirrors = new PendingMirrors(options.maxPendingMirrors);
     this.statements = new StatementRunner({
       pools: this.pools,
       stage: () => this.watcher.current,
@@ -173,6 +176,8 @@ export class MigrationRouter extends EventEmitter {
       fence: this.fence,
       breaker: this.breaker,
       mirror,
+      pending: this.pendingMirrors,
+      awaitMirrors: options.awaitMirrors ?? false,
       shadow: new ShadowReads(options.shadow ?? {}, this.breaker, this.metrics, this.logger),
       metrics: this.metrics,
       logger: this.logger,
@@ -282,6 +287,21 @@ export class MigrationRouter extends EventEmitter {
     return this.pools[side].connect();
   }
 
+  /** Writes and transactions in flight now, with the mirrors no request waits for: the fence waits for these. */
+  get writesInFlight(): number {
+    return this.fence.inFlight;
+  }
+
+  /** Mirrors running now that no request waits for (see RouterOptions.awaitMirrors). */
+  get pendingMirrorCount(): number {
+    return this.pendingMirrors.count;
+  }
+
+  /** Resolves when every write answered so far has been mirrored (or its mirror failed or timed out). */
+  mirrorsSettled(): Promise<void> {
+    return this.pendingMirrors.settled();
+  }
+
   /** Sends queued discrepancies now (they are also sent every flush interval). */
   flushDiscrepancies(): Promise<void> {
     return this.queue.flush();
@@ -291,6 +311,8 @@ export class MigrationRouter extends EventEmitter {
   end(): Promise<void> {
     this.ended ??= (async () => {
       await this.watcher.stop().catch(() => undefined);
+      // Mirrors still running finish first (each within its timeout); a failed one queues its keys.
+      await this.pendingMirrors.settled();
       await this.queue.stop();
       await this.mirrored.flush();
       await Promise.all(

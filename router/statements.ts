@@ -1,7 +1,8 @@
 // Runs one statement of the application where the stage says. Reads and writes are told apart
 // (db/classify.ts, or the application's explicit intent); writes and transactions run on the
-// authoritative side, behind the write fence, and are then mirrored to the other side (mirror.ts);
-// reads go where the stage says, with a sample compared on new in `shadow` (shadow.ts) and a sticky
+// authoritative side, behind the write fence, and are then mirrored to the other side (mirror.ts):
+// the application waits for the mirror while reads may go to that side (`live`), and before then the
+// mirror follows off its path (pending-mirrors.ts); reads go where the stage says, with a sample compared on new in `shadow` (shadow.ts) and a sticky
 // share served by new in `live`. While old is authoritative, new never fails a request: a failed
 // mirror is queued as a discrepancy, and a read on new that fails is answered by old.
 import type pg from 'pg';
@@ -17,6 +18,7 @@ import type { WriteFence } from './fence';
 import type { RouterMetrics } from './metrics';
 import { NOTHING_WRITTEN, parseWrittenKeys, type Mirror, type WrittenKeys } from './mirror';
 import type { RouterOptions } from './options';
+import type { PendingMirrors } from './pending-mirrors';
 import type { ShadowReads } from './shadow';
 import { readsFromNew, stagePlan, type StagePlan } from './stage-plan';
 
@@ -29,6 +31,10 @@ export interface StatementRunnerParts {
   fence: WriteFence;
   breaker: CircuitBreaker;
   mirror: Mirror;
+  /** Mirrors the application did not wait for. */
+  pending: PendingMirrors;
+  /** Whether every write waits for its mirror, also when no read can see it yet. */
+  awaitMirrors: boolean;
   shadow: ShadowReads;
   metrics: RouterMetrics;
   logger: Logger;
@@ -125,7 +131,7 @@ export class StatementRunner {
     plan: StagePlan,
     session?: pg.PoolClient,
   ): Promise<pg.QueryResult> {
-    const { pools, breaker, metrics } = this.parts;
+    const { pools, breaker, metrics, pending, fence } = this.parts;
     const side = plan.authoritative;
     if (plan.mirrorTo === null) {
       return metrics.time(side, 'write', () => (session ?? pools[side]).query(config));
@@ -140,22 +146,42 @@ export class StatementRunner {
     }
     const client = session ?? (await pools[side].connect());
     let result: pg.QueryResult;
-    let written = NOTHING_WRITTEN;
     try {
       if (client.getTransactionStatus() === 'I') await this.collect(client);
       result = await metrics.time(side, 'write', () => client.query(config));
-      // Outside a transaction now (an autocommit write, or the COMMIT of one): mirror what committed.
-      if (client.getTransactionStatus() === 'I') written = await this.takeWritten(client);
     } catch (err) {
       if (session === undefined) client.release(err as Error);
       throw err;
     }
-    if (session === undefined) client.release();
+    if (client.getTransactionStatus() !== 'I') {
+      // Inside a transaction: its keys are mirrored after its COMMIT.
+      if (session === undefined) client.release();
+      return result;
+    }
+    // Outside a transaction now (an autocommit write, or the COMMIT of one): mirror what committed.
+    // The request for the keys is queued on the session at once, before any later statement of it.
+    const mirrored = this.mirrorCommitted(client, session === undefined, side, plan.mirrorTo);
+    if (this.parts.awaitMirrors || plan.reads !== side || !pending.hasRoom) await mirrored;
+    else pending.track(mirrored, fence.hold());
+    return result;
+  }
+
+  /**
+   * Asks the session for the keys it committed (then hands a session of the router's pool back) and
+   * mirrors them to `to`; never rejects.
+   */
+  private async mirrorCommitted(
+    client: pg.PoolClient,
+    pooled: boolean,
+    from: ConnectionName,
+    to: ConnectionName,
+  ): Promise<void> {
+    const written = await this.takeWritten(client);
+    if (pooled) client.release();
     if (written.overflow || written.tables.length > 0) {
       await this.parts.testHooks?.afterAuthoritativeCommit?.(written);
-      await this.parts.mirror.mirror(side, plan.mirrorTo, written);
+      await this.parts.mirror.mirror(from, to, written);
     }
-    return result;
   }
 
   /** Asks the capture trigger to note this session's keys (once per session). */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A stand-in for an application process with a router, for the hazard 4 test: it writes one row
 // through the router in `dual_write` and, right after old committed it and before the mirror, says
-// so on stdout and waits to be killed. Arguments: migration, table (schema.name), id.
+// so on stdout and holds the mirror until the process is killed. Arguments: migration, table (schema.name), id.
 import { createRouter } from '../../router';
 import { createLogger } from '../../db/logger';
 
@@ -24,7 +24,8 @@ async function main(): Promise<void> {
     `INSERT INTO ${table} (id, customer_id, status, created_at) VALUES ($1, 1, 'committed-then-killed', now())`,
     [id],
   );
-  process.stdout.write(`${JSON.stringify({ mirrored: true })}\n`);
+  // The write answered after old's commit (dual_write); its mirror waits at the hook until killed.
+  process.stdout.write(`${JSON.stringify({ answered: true })}\n`);
 }
 
 void main();

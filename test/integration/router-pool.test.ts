@@ -43,7 +43,9 @@ describe('router: a drop-in for pg.Pool', () => {
   let name: string;
   const events: Record<string, number> = {};
 
+  /** The row on a side; on new, once the router's pending mirrors settled (dual_write answers before them). */
   async function rowOn(pool: 'old' | 'new', id: number): Promise<SampleRow | undefined> {
+    if (pool === 'new') await router.mirrorsSettled();
     const { rows } = await pools[pool].query<SampleRow>(
       `SELECT id, customer_id, status, note FROM ${name} WHERE id = $1`,
       [id],
@@ -52,6 +54,7 @@ describe('router: a drop-in for pg.Pool', () => {
   }
 
   async function assertEqualSides(): Promise<void> {
+    await router.mirrorsSettled();
     const comparison = await compareTables(pools.old, pools.new, table, ['id']);
     assert.equal(comparison.differenceCount, 0, JSON.stringify(comparison.differences));
   }
@@ -123,7 +126,7 @@ describe('router: a drop-in for pg.Pool', () => {
     assert.ok((events.acquire ?? 0) > 0 && (events.release ?? 0) > 0, 'pool events are passed on');
   });
 
-  it('dual_write: a write through the pool, a client or a transaction is on new when the call returns', async () => {
+  it('dual_write: a write through the pool, a client or a transaction is on new once its mirror settles', async () => {
     await moveStage(pools.old, migration, [router], 'dual_write');
     await router.query(
       `INSERT INTO ${name} (id, customer_id, status, created_at) VALUES ($1, 7, 'inserted', now())`,
@@ -322,6 +325,7 @@ describe('router: a drop-in for pg.Pool', () => {
        SELECT g, 1, 'bulk', now() FROM generate_series(10001, 14000) AS g`,
     );
     assert.equal(inserted.rowCount, 4000, 'the application’s write succeeds');
+    await router.mirrorsSettled();
     assert.equal(await router.metrics.count('mirrors', 'too_many_keys'), before + 1);
     const logged = await pools.old.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM ${HELPER_SCHEMA}.change_log WHERE table_name = $1 AND (key->>0)::bigint > 10000`,
