@@ -10,6 +10,9 @@
 //   - the write switch: how long the fence was up and the longest write that met it (goal: 250 ms);
 //   - verification rows/s against backfill rows/s (goal: at least 1×);
 //   - the query benchmark's p50/p95 per query and the ratios new/old.
+//   - a writer that bypasses the routers (2 sessions on old as the application's role, paced at
+//     BENCH_OUTSIDE_WRITES, default 200 writes/s): its rate and latency per phase against `off`;
+//     after the switch old's guard refuses it by design (counted as refused).
 // Settings (environment): BENCH_MIGRATION_ROWS rows seeded (default 200000),
 // BENCH_MIGRATION_WRITES writes per second (default 500). Ctrl-C stops the servers.
 import path from 'node:path';
@@ -38,22 +41,40 @@ const log = createLogger({ name: 'bench-migration' });
 const TABLE = { schema: 'public', table: 'orders' };
 const NAME = quoteTable(TABLE);
 const MIGRATION = 'bench';
-const WRITERS = 10;
+/** Paced loops of the application's load through the routers. */
+const ROUTED_LOOPS = 10;
+/** Sessions of the writer that bypasses the routers (as pgbench with 2 clients). */
+const OUTSIDE_LOOPS = 2;
+/** SQLSTATE of old's write guard refusing a write. */
+const READ_ONLY = '25006';
 
 interface WriteSample {
   startedAt: number;
   ms: number;
   failed: boolean;
+  /** Refused by old's write guard (after the switch old takes writes from the migration only). */
+  refused: boolean;
 }
 
-/** Paced single-row updates (each followed by a read of the row) through the routers, by turns. */
-function startLoad(routers: MigrationRouter[], writesPerSecond: number, rows: number) {
+/** Who writes: the routers, or a pool on old that bypasses them. */
+type Writer = { query(text: string, values?: unknown[]): Promise<unknown> };
+
+/**
+ * Paced single-row updates through the writers, by turns, `loops` at once; with `readBack` each is
+ * followed by a read of the row (with its routing key, for the routers).
+ */
+function startLoad(
+  writers: Writer[],
+  writesPerSecond: number,
+  rows: number,
+  options: { loops: number; readBack: boolean; what: string },
+) {
   const samples: WriteSample[] = [];
   let stopping = false;
-  const interval = (1000 * WRITERS) / writesPerSecond;
-  const loops = Array.from({ length: WRITERS }, async (_, w) => {
-    const router = routers[w % routers.length]!;
-    const begin = Date.now() + (interval * w) / WRITERS;
+  const interval = (1000 * options.loops) / writesPerSecond;
+  const loops = Array.from({ length: options.loops }, async (_, w) => {
+    const writer = writers[w % writers.length]!;
+    const begin = Date.now() + (interval * w) / options.loops;
     let n = w * 7919 + 1;
     for (let k = 0; !stopping; k++) {
       const due = begin + k * interval;
@@ -64,16 +85,19 @@ function startLoad(routers: MigrationRouter[], writesPerSecond: number, rows: nu
       const startedAt = Date.now();
       const started = process.hrtime.bigint();
       let failed = false;
+      let refused = false;
       try {
-        await router.query(`UPDATE ${NAME} SET note = $1 WHERE id = $2`, [`bench ${k}`, id]);
+        await writer.query(`UPDATE ${NAME} SET note = $1 WHERE id = $2`, [`bench ${k}`, id]);
       } catch (err) {
-        failed = true;
-        log.warn({ err }, 'a write of the load failed');
+        refused = (err as { code?: string }).code === READ_ONLY;
+        failed = !refused;
+        if (failed) log.warn({ err }, `a write of ${options.what} failed`);
       }
-      samples.push({ startedAt, ms: Number(process.hrtime.bigint() - started) / 1e6, failed });
-      await router
+      samples.push({ startedAt, ms: Number(process.hrtime.bigint() - started) / 1e6, failed, refused });
+      if (!options.readBack) continue;
+      await (writer as MigrationRouter)
         .query({ text: `SELECT * FROM ${NAME} WHERE id = $1`, values: [id], routingKey: id })
-        .catch((err: unknown) => log.warn({ err }, 'a read of the load failed'));
+        .catch((err: unknown) => log.warn({ err }, `a read of ${options.what} failed`));
     }
   });
   return {
@@ -87,11 +111,13 @@ function startLoad(routers: MigrationRouter[], writesPerSecond: number, rows: nu
 
 function summarize(samples: WriteSample[], from: number, to: number) {
   const inside = samples.filter((s) => s.startedAt >= from && s.startedAt < to);
-  const ms = inside.map((s) => s.ms).sort((a, b) => a - b);
+  const done = inside.filter((s) => !s.failed && !s.refused);
+  const ms = done.map((s) => s.ms).sort((a, b) => a - b);
   return {
-    writes: inside.length,
-    perSecond: inside.length / Math.max(0.001, (to - from) / 1000),
+    writes: done.length,
+    perSecond: done.length / Math.max(0.001, (to - from) / 1000),
     failed: inside.filter((s) => s.failed).length,
+    refused: inside.filter((s) => s.refused).length,
     p50: percentile(ms, 50),
     p99: percentile(ms, 99),
     max: ms.length === 0 ? NaN : ms[ms.length - 1]!,
@@ -103,6 +129,7 @@ const fixed = (value: number, digits = 2) => (Number.isFinite(value) ? value.toF
 async function main(): Promise<number> {
   const rows = wholeNumber(process.env, 'BENCH_MIGRATION_ROWS', 200_000, 1, 1_000_000_000);
   const writesPerSecond = wholeNumber(process.env, 'BENCH_MIGRATION_WRITES', 500, 1, 100_000);
+  const outsideWritesPerSecond = wholeNumber(process.env, 'BENCH_OUTSIDE_WRITES', 200, 1, 100_000);
   installRuntime(log, []);
   let stack: LocalStack | undefined;
   const interrupt = () => {
@@ -158,7 +185,19 @@ async function main(): Promise<number> {
     const control = new MigrationControl(client, MIGRATION);
     const marks: Array<{ at: number; label: string }> = [];
     let status: MigrationStatus | undefined;
-    const load = startLoad(routers, writesPerSecond, rows);
+    const load = startLoad(routers, writesPerSecond, rows, {
+      loops: ROUTED_LOOPS,
+      readBack: true,
+      what: 'the load',
+    });
+    // The application's role, straight on old: capture logs its writes and reconciliation carries
+    // them; after the switch old's guard refuses it (counted apart, not as failures).
+    const outsidePool = toleratingPool({ connectionString: stack.old.appUrl, max: OUTSIDE_LOOPS });
+    const outside = startLoad([outsidePool], outsideWritesPerSecond, rows, {
+      loops: OUTSIDE_LOOPS,
+      readBack: false,
+      what: 'the outside writer',
+    });
     let report: ReturnType<typeof formatReport> | undefined;
     try {
       report = await worker.runUntil(
@@ -197,6 +236,7 @@ async function main(): Promise<number> {
           }
           marks.push({ at: Date.now(), label: 'end' });
           await load.stop();
+          await outside.stop();
           // Reverse sync brings the load's last writes on new to old; then the sides must be equal.
           let comparison = await compareTables(admin.new, admin.old, TABLE, ['id']);
           for (let i = 0; i < 60 && comparison.differenceCount > 0; i++) {
@@ -210,9 +250,10 @@ async function main(): Promise<number> {
             .describe();
           const backfillSeconds =
             ((backfill.closeTime?.getTime() ?? Date.now()) - backfill.startTime.getTime()) / 1000;
-          return formatReport(status, load.samples, marks, {
+          return formatReport(status, load.samples, outside.samples, marks, {
             rows,
             writesPerSecond,
+            outsideWritesPerSecond,
             backfillSeconds,
             equal: comparison.differenceCount === 0 && comparison.rowsNew === comparison.rowsOld,
           });
@@ -220,6 +261,8 @@ async function main(): Promise<number> {
       );
     } finally {
       await load.stop();
+      await outside.stop();
+      await outsidePool.end();
       await Promise.all(routers.map((router) => router.end()));
       await admin.old.end();
       await admin.new.end();
@@ -236,8 +279,15 @@ async function main(): Promise<number> {
 function formatReport(
   status: MigrationStatus,
   samples: WriteSample[],
+  outsideSamples: WriteSample[],
   marks: Array<{ at: number; label: string }>,
-  run: { rows: number; writesPerSecond: number; backfillSeconds: number; equal: boolean },
+  run: {
+    rows: number;
+    writesPerSecond: number;
+    outsideWritesPerSecond: number;
+    backfillSeconds: number;
+    equal: boolean;
+  },
 ): { text: string; figures: MigrationBenchFigures } {
   const lines: string[] = [];
   const table = status.tables[0]!;
@@ -246,6 +296,7 @@ function formatReport(
     writesPerSecondAsked: run.writesPerSecond,
     newEqualsOld: run.equal,
     phases: [],
+    outsideWriter: { writesPerSecondAsked: run.outsideWritesPerSecond, phases: [] },
     writeSwitch: null,
     backfill: {
       rows: table.rowsCopied,
@@ -257,7 +308,7 @@ function formatReport(
   };
   lines.push('');
   lines.push(
-    `Migration of ${formatCount(run.rows)} rows (PostgreSQL 15 → 17, fsync on), ${run.writesPerSecond} writes/s asked through 2 routers; new equals old at the end: ${run.equal ? 'yes' : 'NO'}`,
+    `Migration of ${formatCount(run.rows)} rows (PostgreSQL 15 → 17, fsync on), ${run.writesPerSecond} writes/s asked through 2 routers and ${run.outsideWritesPerSecond} by a writer bypassing them; new equals old at the end: ${run.equal ? 'yes' : 'NO'}`,
   );
   lines.push('');
   const phases = marks.slice(0, -1).map((mark, i) => ({ ...mark, to: marks[i + 1]!.at }));
@@ -284,6 +335,35 @@ function formatReport(
           fixed(figures.max),
           `${fixed(figures.p50 / peer.p50)}×`,
           `${fixed(figures.p99 / peer.p99)}×`,
+        ];
+      }),
+    ),
+  );
+  lines.push('');
+  const outsidePeer = summarize(outsideSamples, phases[0]!.at, phases[0]!.to);
+  lines.push(
+    `The writer that bypasses the routers (${OUTSIDE_LOOPS} sessions on old as the application's role; goal: at least 80 % of its rate at off until the switch, after which old refuses it by design):`,
+  );
+  lines.push(
+    formatTable(
+      ['phase', 'writes/s', 'vs off', 'failed', 'refused', 'p50 ms', 'p99 ms', 'p50 vs off'],
+      phases.map((phase) => {
+        const figures = summarize(outsideSamples, phase.at, phase.to);
+        figuresOut.outsideWriter.phases.push({
+          phase: phase.label,
+          ...figures,
+          rateOverOff: figures.perSecond / outsidePeer.perSecond,
+          p50OverOff: figures.p50 / outsidePeer.p50,
+        });
+        return [
+          phase.label,
+          fixed(figures.perSecond, 0),
+          `${fixed((100 * figures.perSecond) / outsidePeer.perSecond, 0)} %`,
+          String(figures.failed),
+          String(figures.refused),
+          fixed(figures.p50),
+          fixed(figures.p99),
+          `${fixed(figures.p50 / outsidePeer.p50)}×`,
         ];
       }),
     ),
@@ -349,6 +429,11 @@ interface MigrationBenchFigures {
   phases: Array<
     { phase: string; seconds: number; p50OverOff: number; p99OverOff: number } & ReturnType<typeof summarize>
   >;
+  /** The writer that bypasses the routers, per phase: `rateOverOff` is its goal (at least 0.8 until the switch). */
+  outsideWriter: {
+    writesPerSecondAsked: number;
+    phases: Array<{ phase: string; rateOverOff: number; p50OverOff: number } & ReturnType<typeof summarize>>;
+  };
   writeSwitch: {
     fencedMs: number;
     changesDrained: number;
