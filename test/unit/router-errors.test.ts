@@ -2,7 +2,8 @@
 // settings (BAD_OPTIONS) and its refusal to start when old cannot be read (OLD_UNREADABLE), the
 // calling forms of `query` (BAD_QUERY for none of them) and the routing context, and the write
 // fence: it holds a write while fenced, lets it go when the fence lifts, fails it after
-// `fenceWaitMs` (FENCE_TIMEOUT), and acknowledges only when no write is in flight.
+// `fenceWaitMs` (FENCE_TIMEOUT), and acknowledges only when no write is in flight (a deferred
+// mirror counting as one); and the bound on mirrors no write waits for.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
@@ -10,6 +11,7 @@ import { createRouter, RouterError, type RouterOptions } from '../../router';
 import { parseCall, RouteScope, settle } from '../../router/calls';
 import { WriteFence } from '../../router/fence';
 import { RouterMetrics } from '../../router/metrics';
+import { PendingMirrors } from '../../router/pending-mirrors';
 import type { StageState } from '../../model/stages';
 import { createLogger } from '../../db/logger';
 
@@ -49,6 +51,12 @@ describe('createRouter', () => {
       createRouter({ migration: 'm', old: sides.old, new: null } as unknown as RouterOptions),
       routerError('BAD_OPTIONS', /`new` must be the pg.Pool settings of the new database/),
     );
+    for (const maxPendingMirrors of [-1, 1.5, Number.NaN]) {
+      await assert.rejects(
+        createRouter({ ...sides, migration: 'm', maxPendingMirrors }),
+        routerError('BAD_OPTIONS', /`maxPendingMirrors` must be a whole number of 0 or more/),
+      );
+    }
   });
 
   it('does not start when old cannot be read (OLD_UNREADABLE), with the cause kept', async () => {
@@ -194,5 +202,56 @@ describe('write fence', () => {
     assert.deepEqual(watcher.acknowledged, [2], 'no fence, nothing to acknowledge');
     const waited = await metrics.registry.getSingleMetricAsString('live_migrate_router_fence_wait_seconds');
     assert.match(waited, /live_migrate_router_fence_wait_seconds_count\S* 1/);
+  });
+
+  it('a deferred mirror holds the fence from before its write leaves until it is done', async () => {
+    const { watcher, fence: writes } = fence(10_000);
+    const leaveWrite = await writes.enter();
+    const leaveMirror = writes.hold();
+    leaveWrite();
+    watcher.current = { ...watcher.current, version: 2, fenced: true };
+    writes.stageChanged();
+    assert.equal(writes.inFlight, 1);
+    assert.deepEqual(watcher.acknowledged, [], 'the mirror is still in flight');
+    leaveMirror();
+    leaveMirror();
+    assert.equal(writes.inFlight, 0, 'leaving twice counts once');
+    assert.deepEqual(watcher.acknowledged, [2]);
+  });
+});
+
+describe('pending mirrors', () => {
+  it('makes room up to the limit, waits for mirrors started meanwhile, and never rejects', async () => {
+    const pending = new PendingMirrors(2);
+    const done: string[] = [];
+    const release: Array<() => void> = [];
+    const mirror = (name: string, fail = false) =>
+      pending.track(
+        new Promise<void>((resolve, reject) =>
+          release.push(() => (fail ? reject(new Error(name)) : resolve())),
+        ),
+        () => done.push(name),
+      );
+    assert.equal(pending.hasRoom, true);
+    mirror('a');
+    mirror('b', true);
+    assert.equal(pending.count, 2);
+    assert.equal(pending.hasRoom, false, 'at the limit a write waits for its own mirror');
+    let settled = false;
+    const all = pending.settled().then(() => (settled = true));
+    release[0]!();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(done, ['a']);
+    assert.equal(pending.hasRoom, true);
+    mirror('c');
+    release[1]!();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(done, ['a', 'b'], 'a rejected mirror is done too');
+    assert.equal(settled, false, 'settled waits for the mirror started meanwhile');
+    release[2]!();
+    await all;
+    assert.deepEqual(done, ['a', 'b', 'c']);
+    assert.equal(pending.count, 0);
+    assert.equal(new PendingMirrors(0).hasRoom, false, 'a limit of 0: every write waits');
   });
 });
