@@ -7,6 +7,7 @@
 // - concurrent writers through two routers with deferred mirrors racing on the same rows, and a
 //   writer bypassing them: once the mirrors settle, every key where new differs from old still has
 //   its change log entry, and the routers' own writes are on new, row by row.
+// No Temporal here: an installed Temporal runtime would keep the test process from exiting.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { HELPER_SCHEMA } from '../../db/helper-schema';
@@ -24,10 +25,7 @@ import {
   startRouter,
   testMigration,
 } from '../harness/router';
-import { installQuietRuntime } from '../harness/servers';
 import { waitFor } from '../harness/wait';
-
-installQuietRuntime();
 
 /** A gate the router's mirrors wait at (after the authoritative commit), opened by the test. */
 class MirrorGate {
