@@ -65,6 +65,11 @@ describe('three workers on one task queue', () => {
       return worker;
     };
     const first = [start(), start(), start()];
+    // Each polls before the migration starts: on a busy machine a worker slow to start (bundling its
+    // workflows) could otherwise find the copy shared out between the other two, or done.
+    await waitFor('the three workers to run', () =>
+      Promise.resolve(first.every((worker) => worker.lines.some((line) => line.state === 'RUNNING'))),
+    );
     const client = await temporalClient();
     let reports: LoadWriterReport[] = [];
     try {
