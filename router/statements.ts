@@ -2,9 +2,10 @@
 // (db/classify.ts, or the application's explicit intent); writes and transactions run on the
 // authoritative side, behind the write fence, and are then mirrored to the other side (mirror.ts):
 // the application waits for the mirror while reads may go to that side (`live`), and before then the
-// mirror follows off its path (pending-mirrors.ts); reads go where the stage says, with a sample compared on new in `shadow` (shadow.ts) and a sticky
-// share served by new in `live`. While old is authoritative, new never fails a request: a failed
-// mirror is queued as a discrepancy, and a read on new that fails is answered by old.
+// mirror follows off its path (pending-mirrors.ts); reads go where the stage says, with a sample
+// compared on new in `shadow` (shadow.ts) and a sticky share served by new in `live`. While old is
+// authoritative, new never fails a request: a failed mirror is queued as a discrepancy, and a read
+// on new that fails is answered by old.
 import type pg from 'pg';
 import { COLLECT_SETTING, WRITTEN_SETTING } from '../db/helper-schema';
 import type { Logger } from '../db/logger';
