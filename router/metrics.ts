@@ -25,6 +25,7 @@ export class RouterMetrics {
   private readonly stageVersion: Gauge<'stage'>;
   private readonly discrepancyKeys: Counter<'result'>;
   private readonly queuedKeys: Gauge;
+  private readonly pendingMirrorsGauge: Gauge;
   private readonly fenceWaits: Histogram;
   private readonly timers = new Map<
     string,
@@ -88,6 +89,16 @@ export class RouterMetrics {
       help: 'Discrepancy keys waiting to be signalled to reconciliation.',
       registers,
     });
+    this.pendingMirrorsGauge = new Gauge({
+      name: 'live_migrate_router_pending_mirrors',
+      help: 'Mirrors running that no request waits for (dual_write, shadow).',
+      registers,
+    });
+  }
+
+  /** Mirrors running now that no request waits for. */
+  pendingMirrors(count: number): void {
+    this.pendingMirrorsGauge.set(count);
   }
 
   /** The counters a router publishes for the migration's gates (gate-stats.ts). */

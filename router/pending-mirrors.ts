@@ -12,7 +12,11 @@ export const MAX_PENDING_MIRRORS = 64;
 export class PendingMirrors {
   private readonly running = new Set<Promise<void>>();
 
-  constructor(private readonly limit: number = MAX_PENDING_MIRRORS) {}
+  constructor(
+    private readonly limit: number = MAX_PENDING_MIRRORS,
+    /** Told the count of running mirrors whenever it changes (the router's gauge). */
+    private readonly report: (count: number) => void = () => undefined,
+  ) {}
 
   /** Mirrors still running now. */
   get count(): number {
@@ -33,9 +37,11 @@ export class PendingMirrors {
       .catch(() => undefined)
       .finally(() => {
         this.running.delete(tracked);
+        this.report(this.running.size);
         done();
       });
     this.running.add(tracked);
+    this.report(this.running.size);
   }
 
   /** Resolves when every mirror running now, and any started meanwhile, is done. */

@@ -168,7 +168,9 @@ export class MigrationRouter extends EventEmitter {
       logger: this.logger,
       timeoutMs: mirrorTimeoutMs,
     });
-    this.pendingMirrors = new PendingMirrors(options.maxPendingMirrors);
+    this.pendingMirrors = new PendingMirrors(options.maxPendingMirrors, (count) =>
+      this.metrics.pendingMirrors(count),
+    );
     this.statements = new StatementRunner({
       pools: this.pools,
       stage: () => this.watcher.current,
