@@ -82,11 +82,18 @@ export function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) 
  */
 export async function withSession<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A checked-out client has no 'error' listener of its pool's: a server ending the session between
+  // two statements (a restart, new stopped while a mirror reads old) would be an uncaught exception.
+  // The session's next statement fails with it instead.
+  const ignore = () => undefined;
+  client.on('error', ignore);
   try {
     const result = await work(client);
+    client.removeListener('error', ignore);
     client.release();
     return result;
   } catch (err) {
+    client.removeListener('error', ignore);
     client.release(err as Error);
     throw err;
   }
