@@ -61,13 +61,13 @@ type Writer = { query(text: string, values?: unknown[]): Promise<unknown> };
 
 /**
  * Paced single-row updates through the writers, by turns, `loops` at once; with `readBack` each is
- * followed by a read of the row (with its routing key, for the routers).
+ * followed by a read of the row through the same writer.
  */
-function startLoad(
-  writers: Writer[],
+function startLoad<W extends Writer>(
+  writers: W[],
   writesPerSecond: number,
   rows: number,
-  options: { loops: number; readBack: boolean; what: string },
+  options: { loops: number; readBack?: (writer: W, id: number) => Promise<unknown>; what: string },
 ) {
   const samples: WriteSample[] = [];
   let stopping = false;
@@ -94,9 +94,9 @@ function startLoad(
         if (failed) log.warn({ err }, `a write of ${options.what} failed`);
       }
       samples.push({ startedAt, ms: Number(process.hrtime.bigint() - started) / 1e6, failed, refused });
-      if (!options.readBack) continue;
-      await (writer as MigrationRouter)
-        .query({ text: `SELECT * FROM ${NAME} WHERE id = $1`, values: [id], routingKey: id })
+      if (options.readBack === undefined) continue;
+      await options
+        .readBack(writer, id)
         .catch((err: unknown) => log.warn({ err }, `a read of ${options.what} failed`));
     }
   });
@@ -187,7 +187,8 @@ async function main(): Promise<number> {
     let status: MigrationStatus | undefined;
     const load = startLoad(routers, writesPerSecond, rows, {
       loops: ROUTED_LOOPS,
-      readBack: true,
+      readBack: (router, id) =>
+        router.query({ text: `SELECT * FROM ${NAME} WHERE id = $1`, values: [id], routingKey: id }),
       what: 'the load',
     });
     // The application's role, straight on old: capture logs its writes and reconciliation carries
@@ -195,7 +196,6 @@ async function main(): Promise<number> {
     const outsidePool = toleratingPool({ connectionString: stack.old.appUrl, max: OUTSIDE_LOOPS });
     const outside = startLoad([outsidePool], outsideWritesPerSecond, rows, {
       loops: OUTSIDE_LOOPS,
-      readBack: false,
       what: 'the outside writer',
     });
     let report: ReturnType<typeof formatReport> | undefined;

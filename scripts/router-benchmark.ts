@@ -23,7 +23,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { createActivities, prepareWithoutWorkflow } from '../activities';
 import type { TableRef } from '../model/tables';
-import { ConnectionPools } from '../db/pools';
+import { ConnectionPools, toleratingPool } from '../db/pools';
 import { quoteTable } from '../db/sql';
 import { OperatorError } from '../model/errors';
 import { dataDir } from '../provision/project-paths';
@@ -125,10 +125,9 @@ async function main(): Promise<number> {
       );
     }
     const [oldCluster, newCluster] = clusters as [EmbeddedCluster, EmbeddedCluster];
-    direct.old = new pg.Pool({ connectionString: oldCluster.url, max: 4 });
-    direct.new = new pg.Pool({ connectionString: newCluster.url, max: 4 });
     // An idle connection lost as a server stops must not take the benchmark down.
-    for (const pool of Object.values(direct)) pool.on('error', () => undefined);
+    direct.old = toleratingPool({ connectionString: oldCluster.url, max: 4 });
+    direct.new = toleratingPool({ connectionString: newCluster.url, max: 4 });
     for (const pool of [direct.old, direct.new]) {
       await pool.query(sampleTableDdl(TABLE));
       await seedSampleRows(pool, TABLE, rows);
