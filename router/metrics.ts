@@ -91,7 +91,7 @@ export class RouterMetrics {
     });
     this.pendingMirrorsGauge = new Gauge({
       name: 'live_migrate_router_pending_mirrors',
-      help: 'Mirrors running that no request waits for (dual_write, shadow).',
+      help: 'Mirrors running that no request waits for (dual_write).',
       registers,
     });
   }

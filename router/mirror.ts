@@ -1,7 +1,7 @@
 // The second half of a dual write: right after the authoritative commit, the keys that commit wrote
 // (noted by the capture trigger for the router's session) are synced to the other side, re-read from
 // the authoritative side under the mirror locks, so two racing writes of a row cannot land out of
-// order (hazard 3). Once reads go to new (`live`) the application waits for it, so a read on new
+// order (hazard 3). Once reads go to new (`shadow`, `live`) the application waits for it, so a read on new
 // sees its own write, but never longer than the timeout (before then it runs off the request's
 // path: pending-mirrors.ts), and never fails because of it: a failed, slow or skipped mirror queues
 // its keys as discrepancies and the user's request succeeds. If the process dies before the mirror,

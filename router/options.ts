@@ -31,7 +31,7 @@ export interface RouterOptions {
   mirrorTimeoutMs?: number;
   /**
    * Whether every write waits for its mirror. By default a write waits only once reads may go to the
-   * side it is mirrored to (`live`); in `dual_write` and `shadow` it answers after the authoritative
+   * side it is mirrored to (`shadow`, `live`); in `dual_write` it answers after the authoritative
    * commit and its mirror follows (router.mirrorsSettled() waits for those running).
    */
   awaitMirrors?: boolean;

@@ -1,5 +1,5 @@
-// Mirrors the application does not wait for. While reads never go to the side a write is mirrored
-// to (`dual_write`, `shadow`), nobody can read the mirror before it lands, so a write answers the
+// Mirrors the application does not wait for. While no read goes to the side a write is mirrored
+// to (`dual_write`: not even a shadow read), nobody can read the mirror before it lands, so a write answers the
 // application as soon as the authoritative side committed it, and its mirror (the request for the
 // keys it wrote, then the sync on the other side) follows off the request's path. Each such mirror
 // still counts as a write in flight for the write switch's fence until it is done, so the switch

@@ -1,8 +1,8 @@
 // Runs one statement of the application where the stage says. Reads and writes are told apart
 // (db/classify.ts, or the application's explicit intent); writes and transactions run on the
 // authoritative side, behind the write fence, and are then mirrored to the other side (mirror.ts):
-// the application waits for the mirror while reads may go to that side (`live`), and before then the
-// mirror follows off its path (pending-mirrors.ts); reads go where the stage says, with a sample
+// the application waits for the mirror while reads may go to that side (`shadow`, `live`), and in
+// `dual_write` the mirror follows off its path (pending-mirrors.ts); reads go where the stage says, with a sample
 // compared on new in `shadow` (shadow.ts) and a sticky share served by new in `live`. While old is
 // authoritative, new never fails a request: a failed mirror is queued as a discrepancy, and a read
 // on new that fails is answered by old.
@@ -162,7 +162,8 @@ export class StatementRunner {
     // Outside a transaction now (an autocommit write, or the COMMIT of one): mirror what committed.
     // The request for the keys is queued on the session at once, before any later statement of it.
     const mirrored = this.mirrorCommitted(client, session === undefined, side, plan.mirrorTo);
-    if (this.parts.awaitMirrors || plan.reads !== side || !pending.hasRoom) await mirrored;
+    // Shadow reads compare new right after the application's read: there the write waits too.
+    if (this.parts.awaitMirrors || plan.reads !== side || plan.shadow || !pending.hasRoom) await mirrored;
     else pending.track(mirrored, fence.hold());
     return result;
   }

@@ -165,6 +165,20 @@ describe('deferred mirrors', { timeout: 180_000 }, () => {
     await moveStage(db.pools.old, migration, [router], 'dual_write');
   });
 
+  it('shadow: a write waits for its mirror, so a shadow read compares new after it landed', async () => {
+    await moveStage(db.pools.old, migration, [router], 'shadow');
+    gate.close();
+    const reachedBefore = gate.reached;
+    const write = watch(router.query(`UPDATE ${name} SET note = 'shadowed' WHERE id = 9`));
+    await waitFor('the mirror to start', () => Promise.resolve(gate.reached === reachedBefore + 1));
+    assert.equal(write.settled(), false);
+    assert.equal(router.pendingMirrorCount, 0);
+    gate.lift();
+    await write.promise;
+    assert.equal(await noteOn('new', 9), 'shadowed');
+    await moveStage(db.pools.old, migration, [router], 'dual_write');
+  });
+
   it('awaitMirrors: every write waits for its mirror, also in dual_write', async () => {
     const { router: patient } = await startRouter('deferred', {
       migration,
