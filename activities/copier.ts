@@ -126,7 +126,7 @@ function rangeIsClearSql(shape: TableShape, range: KeyRange, table: TableRef): s
 
 /**
  * A chunk's first round trip on the target, in this order: BEGIN; its marker; the shared lock; is
- * the range clear; the claim look (the definition unchanged). The range check holds the table's
+ * the range clear; a quick claim look (the definition unchanged). The range check holds the table's
  * ACCESS SHARE lock until the chunk commits, so no DDL on the table lands between that look and the
  * commit. Literals, not parameters: several statements go in one simple query.
  */
@@ -137,7 +137,7 @@ function openChunkSql(shape: TableShape, input: CopyChunkInput, id: string): str
       WHERE migration = ${quoteLiteral(input.migration)} AND chunk_id = ${quoteLiteral(id)}`,
     chunkLockSql(input.table),
     rangeIsClearSql(shape, input.range, input.table),
-    claimLookSqlFor(input.table),
+    claimLookSqlFor(input.table, true),
   ].join(';\n');
 }
 
@@ -238,7 +238,17 @@ export function createCopier(pools: ConnectionPools, registry: TableRegistry, ho
       // A failure here leaves the session to withSession, which discards it, transaction and all.
       const opened = (await target.query(openChunkSql(shape, input, id))) as unknown as pg.QueryResult[];
       const [, marker, , clear, look] = opened;
-      await registry.shapeFromLook(input.target, input.migration, input.table, look!.rows[0] as ClaimLook);
+      const lookAgain = async () => {
+        const again = await target.query<ClaimLook>(claimLookSqlFor(input.table));
+        return again.rows[0]!;
+      };
+      await registry.shapeFromLook(
+        input.target,
+        input.migration,
+        input.table,
+        look!.rows[0] as ClaimLook,
+        lookAgain,
+      );
       const done = markerResult(marker!.rows[0] as MarkerRow | undefined);
       if (done !== undefined) return alreadyDone(target, id, done);
 

@@ -4,8 +4,9 @@
 // retired or aborted. Every copy, sync and verification reads a table's shape from here, after
 // comparing the table's live fingerprint with the one recorded: a schema change on either side since
 // the claim (a column added, a type changed, a constraint dropped, the table renamed) stops the work
-// with the reason before any row moves under the wrong shape. Nothing is cached across calls: the
-// check is one catalog query per side.
+// with the reason before any row moves under the wrong shape. The check is made at every call (one
+// catalog query per side); only the claim's shape is kept between calls, under the fingerprint it was
+// recorded with, so that the many checks of a copy do not ship and parse the claim each time.
 import type pg from 'pg';
 import type { ConnectionName } from '../model/connections';
 import { HELPER_SCHEMA } from '../db/helper-schema';
@@ -62,26 +63,35 @@ function schemaChanged(message: string, table: TableRef, side: ConnectionName): 
 /** One look at a table's claim on one side, and whether its definition is still the one recorded. */
 export interface ClaimLook {
   migration: string | null;
+  /** The fingerprint recorded with the claim. */
+  fingerprint: string | null;
+  /** The claim's shape and definition: null in a quick look, which leaves them on the server. */
   shape: TableShape | null;
   definition: TableDefinition | null;
   present: boolean;
   same: boolean | null;
 }
 
-/** The query for a ClaimLook; the table's schema and name as SQL text expressions. */
-function claimLookSql(schema: string, name: string): string {
-  return `SELECT r.migration, r.shape, r.definition, t.rel IS NOT NULL AS present,
+/**
+ * The query for a ClaimLook; the table's schema and name as SQL text expressions. A quick look
+ * compares the fingerprints just the same, but leaves the recorded shape and definition (kilobytes of
+ * JSON) on the server: the caller has them from an earlier look at the same fingerprint.
+ */
+function claimLookSql(schema: string, name: string, quick = false): string {
+  const recorded = quick ? 'NULL::jsonb AS shape, NULL::jsonb AS definition' : 'r.shape, r.definition';
+  return `SELECT r.migration, r.fingerprint, ${recorded}, t.rel IS NOT NULL AS present,
                  r.fingerprint = ${HELPER_SCHEMA}.table_fingerprint(t.rel) AS same
             FROM (SELECT ${REGCLASS(schema, name)} AS rel) AS t
             LEFT JOIN ${HELPER_SCHEMA}.migration_tables r ON r.table_schema = ${schema} AND r.table_name = ${name}`;
 }
 
 /**
- * The ClaimLook query for `table` with literals, to run among other statements in one round trip
- * (a chunk looks at the target inside its own transaction); TableRegistry.shapeFromLook reads it.
+ * The ClaimLook query for `table` with literals, to run among other statements in one round trip (a
+ * chunk takes a quick look at the target inside its own transaction); TableRegistry.shapeFromLook
+ * reads it.
  */
-export function claimLookSqlFor(table: TableRef): string {
-  return claimLookSql(`${quoteLiteral(table.schema)}::text`, `${quoteLiteral(table.table)}::text`);
+export function claimLookSqlFor(table: TableRef, quick = false): string {
+  return claimLookSql(`${quoteLiteral(table.schema)}::text`, `${quoteLiteral(table.table)}::text`, quick);
 }
 
 /** A registry row as the database gives it: the table as two columns. */
@@ -92,7 +102,23 @@ function rowFrom({ table_schema, table_name, ...rest }: StoredRow): RegistryRow 
 }
 
 export class TableRegistry implements SyncShapes {
+  /**
+   * Claims' shapes by side, migration, table and the fingerprint recorded with them. A shape is a
+   * function of what the fingerprint covers (the columns, their types and the key), so a look whose
+   * recorded fingerprint matches, and whose live fingerprint equals it, may use the shape kept here.
+   */
+  private readonly recordedShapes = new Map<string, TableShape>();
+
   constructor(private readonly pools: NamedPools) {}
+
+  private recordedShapeKey(
+    connection: ConnectionName,
+    migration: string,
+    table: TableRef,
+    fingerprint: string,
+  ) {
+    return JSON.stringify([connection, migration, table.schema, table.table, fingerprint]);
+  }
 
   /**
    * Claims `tables` for `migration` on one side, recording each table's shape, definition,
@@ -268,30 +294,48 @@ export class TableRegistry implements SyncShapes {
       );
       return this.checkedShape(connection, migration, table, row);
     }
-    const { rows } = await this.pools
-      .get(connection)
-      .query<ClaimLook>(claimLookSql('$1::text', '$2::text'), [table.schema, table.table]);
-    return this.shapeFromLook(connection, migration, table, rows[0]!);
+    const pool = this.pools.get(connection);
+    const look = (quick: boolean) =>
+      pool.query<ClaimLook>(claimLookSql('$1::text', '$2::text', quick), [table.schema, table.table]);
+    return this.shapeFromLook(connection, migration, table, (await look(true)).rows[0]!, async () => {
+      return (await look(false)).rows[0]!;
+    });
   }
 
-  /** shape(), from a look taken already (claimLookSqlFor, run among other statements). */
+  /**
+   * shape(), from a look taken already (quickClaimLookSqlFor, run among other statements). When the
+   * quick look cannot be answered from a shape kept here (the first look at this claim, or anything
+   * but a match), `lookAgain` takes the full look (on the caller's session, when it holds the table).
+   */
   async shapeFromLook(
     connection: ConnectionName,
     migration: string,
     table: TableRef,
     found: ClaimLook,
+    lookAgain: () => Promise<ClaimLook>,
   ): Promise<TableShape> {
+    if (found.migration === migration && found.present && found.same === true && found.fingerprint !== null) {
+      const kept = this.recordedShapes.get(
+        this.recordedShapeKey(connection, migration, table, found.fingerprint),
+      );
+      if (kept !== undefined) return kept;
+    }
+    const full = found.shape === null ? await lookAgain() : found;
     const row =
-      found.migration === null || found.shape === null || found.definition === null
+      full.migration === null || full.shape === null || full.definition === null
         ? undefined
         : {
-            ...found,
-            migration: found.migration,
-            shape: found.shape,
-            definition: found.definition,
-            same: found.same === true,
+            ...full,
+            migration: full.migration,
+            shape: full.shape,
+            definition: full.definition,
+            same: full.same === true,
           };
-    return this.checkedShape(connection, migration, table, row);
+    const shape = await this.checkedShape(connection, migration, table, row);
+    if (full.fingerprint !== null) {
+      this.recordedShapes.set(this.recordedShapeKey(connection, migration, table, full.fingerprint), shape);
+    }
+    return shape;
   }
 
   private async checkedShape(

@@ -6,18 +6,23 @@
 // settings), seeds `public.orders` on old (the sample table: 11 columns of awkward types, sparse
 // bigint keys), then:
 //
-//   BENCH_MODE=throughput (default): copies the table to new three ways, each into its own fresh
+//   BENCH_MODE=throughput (default): copies the table to new four ways, each into its own fresh
 //     database there, timing the copy only (wall clock, seeding and checks excluded):
 //       1. COPY binary: `COPY (SELECT ...) TO STDOUT (FORMAT binary)` on old piped into
 //          `COPY ... FROM STDIN (FORMAT binary)` on new (one stream, target table pre-created);
-//       2. pgcopydb: `pgcopydb clone` of that table only (Debian's package, PostgreSQL 15 client
+//       2. COPY in chunks: the same pipe, but in chunks of BENCH_CHUNK_SIZE rows, each COPY committed
+//          in its own transaction over two sessions a side, with nothing else: the floor of the
+//          backfill's own design (durable 1000-row chunks into a table whose primary key is in
+//          place), so that what orchestration costs shows apart from what the design costs;
+//       3. pgcopydb: `pgcopydb clone` of that table only (Debian's package, PostgreSQL 15 client
 //          tools; it creates the table, copies, then builds the primary key and runs VACUUM ANALYZE,
 //          all inside its time); skipped with a message when `pgcopydb` is not on PATH;
-//       3. backfill: backfillTableWorkflow on an in-process worker, as `npm run demo` runs it; then
+//       4. backfill: backfillTableWorkflow on an in-process worker, as `npm run demo` runs it; then
 //          verificationWorkflow (defaults) on the copy, whose rows/s is compared with the backfill's.
 //     After each, new must equal old row for row: same count and same order-independent hash of
 //     every row's text form, computed on each server (see databases.ts). It prints rows/s, the
-//     ratios backfill/COPY and backfill/pgcopydb, and the largest workflow history of the backfill.
+//     ratios backfill/COPY, backfill/pgcopydb, backfill/COPY in chunks and COPY in chunks/pgcopydb,
+//     and the largest workflow history of the backfill.
 //   BENCH_MODE=load: runs only the backfill, while a write load (single-row UPDATE/INSERT/DELETE by
 //     primary key at a fixed rate, from a worker thread) runs on old; prints the load's p50/p99
 //     latency before the backfill (idle) and during it, and their ratios. The reconciliation
@@ -35,7 +40,7 @@
 //   BENCH_LATENCY_TARGET         the latency brake's ratio, off or default (default: off in throughput
 //                                mode, which measures the copy's speed; the default brake in load
 //                                mode, whose probe query commits a transaction id, as the load's writes do)
-//   BENCH_METHODS                throughput mode: a subset of copy,pgcopydb,backfill (default all)
+//   BENCH_METHODS                throughput mode: a subset of copy,chunked,pgcopydb,backfill (default all)
 //   BENCH_PGCOPYDB_JOBS          pgcopydb --table-jobs and --index-jobs (default 2)
 //   BENCH_PGCOPYDB_SPLIT         pgcopydb --split-tables-larger-than, e.g. 64MB (default off)
 //   BENCH_PG_BINDIR              client tools for pgcopydb (default /usr/lib/postgresql/15/bin)
@@ -69,7 +74,7 @@ import {
   type VerificationRun,
   type HistoryStats,
 } from './benchmark/backfill';
-import { copyTableBinary } from './benchmark/copy-pipe';
+import { copyTableBinary, copyTableInChunks } from './benchmark/copy-pipe';
 import { cpuPerMillionRows, sampleCpu, type CpuSeconds } from './benchmark/cpu';
 import {
   checkpoint,
@@ -105,6 +110,8 @@ const TABLE: TableRef = { schema: 'public', table: 'orders' };
 const MIGRATION = 'bench';
 /** Seeded keys are 3, 6, 9, ...: sparse, as real keys are. */
 const KEY_STEP = 3;
+/** Sessions per side of the `chunked` method: as many as pgcopydb's jobs and the backfill's default chunks in flight. */
+const CHUNKED_LANES = 2;
 const SEED_BATCH = 250_000;
 /** Load mode: writes before the idle window starts (connections warm, plans cached), not counted. */
 const LOAD_WARMUP_MS = 2000;
@@ -204,6 +211,20 @@ async function copyWithBinaryPipe(bench: Bench, targetUrl: string): Promise<Omit
   };
 }
 
+async function copyInChunks(bench: Bench, targetUrl: string): Promise<Omit<MethodOutcome, 'method'>> {
+  const cpuBefore = cpuNow(bench);
+  const started = performance.now();
+  const options = { chunkRows: bench.options.chunkSize, keyStep: KEY_STEP, lanes: CHUNKED_LANES };
+  const rows = await copyTableInChunks(bench.stack.old.url, targetUrl, TABLE, options);
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    rows,
+    seconds,
+    cpuPerMillionRows: cpuPerMillionRows(cpuBefore, cpuNow(bench), rows),
+    note: `chunks of ${formatCount(options.chunkRows)} rows, each COPY committed on its own, ${options.lanes} lanes, nothing else`,
+  };
+}
+
 async function copyWithPgcopydb(
   bench: Bench,
   targetUrl: string,
@@ -299,9 +320,11 @@ async function measureMethod(bench: Bench, method: CopyMethod): Promise<MethodOu
     measured =
       method === 'copy'
         ? await copyWithBinaryPipe(bench, targetUrl)
-        : method === 'pgcopydb'
-          ? await copyWithPgcopydb(bench, targetUrl, pgcopydb!)
-          : await copyWithBackfill(bench, targetUrl);
+        : method === 'chunked'
+          ? await copyInChunks(bench, targetUrl)
+          : method === 'pgcopydb'
+            ? await copyWithPgcopydb(bench, targetUrl, pgcopydb!)
+            : await copyWithBackfill(bench, targetUrl);
   } catch (err) {
     if (bench.signal.aborted) throw err;
     // One method failing does not hide the figures of the others; the run still exits 1.
@@ -356,6 +379,10 @@ async function runThroughput(bench: Bench, source: SourceDescription): Promise<n
     ratios: {
       backfillOverCopy: ratioOf(rate('backfill'), rate('copy')),
       backfillOverPgcopydb: ratioOf(rate('backfill'), rate('pgcopydb')),
+      /** What the orchestration costs: the backfill against its own design's floor (COPY in chunks). */
+      backfillOverChunked: ratioOf(rate('backfill'), rate('chunked')),
+      /** What the design costs: 1000-row durable chunks with the key in place, against pgcopydb. */
+      chunkedOverPgcopydb: ratioOf(rate('chunked'), rate('pgcopydb')),
     },
     /** The backfill's: CPU seconds per million rows copied, per process (methods[] has each method's). */
     cpuSecondsPerMillionRows: outcomes.find((o) => o.method === 'backfill')?.cpuPerMillionRows ?? null,

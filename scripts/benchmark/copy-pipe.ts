@@ -25,3 +25,64 @@ export async function copyTableBinary(
     await Promise.allSettled([source.end(), target.end()]);
   }
 }
+
+/**
+ * The floor of the backfill's own design, scripted by hand: the same rows in chunks of `chunkRows`
+ * (keys `keyStep` apart, as the benchmark seeds them), each streamed by binary COPY into the
+ * pre-created table (primary key in place) and committed in its own transaction, over `lanes`
+ * sessions per side, with no marker, lock, check or orchestration. What the backfill costs beyond
+ * it is orchestration; what it costs beyond one COPY stream is the chunking the design keeps.
+ */
+export async function copyTableInChunks(
+  sourceUrl: string,
+  targetUrl: string,
+  table: TableRef,
+  options: { chunkRows: number; keyStep: number; lanes: number },
+): Promise<number> {
+  const name = quoteTable(table);
+  const span = options.chunkRows * options.keyStep;
+  const maxKey = await withBenchClient(sourceUrl, 'bench chunk plan', async (client) => {
+    const found = await client.query<{ max: string | null }>(`SELECT max(id)::text AS max FROM ${name}`);
+    return Number(found.rows[0]?.max ?? 0);
+  });
+  let next = 0;
+  let copied = 0;
+  const lane = async (n: number) => {
+    const source = new pg.Client({ connectionString: sourceUrl, application_name: `bench chunk out ${n}` });
+    const target = new pg.Client({ connectionString: targetUrl, application_name: `bench chunk in ${n}` });
+    try {
+      await Promise.all([source.connect(), target.connect()]);
+      for (let lower = next; lower < maxKey; lower = next) {
+        next = lower + span;
+        await target.query('BEGIN');
+        const reader = source.query(
+          copyTo(
+            `COPY (SELECT * FROM ${name} WHERE id > ${lower} AND id <= ${lower + span}) TO STDOUT (FORMAT binary)`,
+          ),
+        );
+        const writer = target.query(copyFrom(`COPY ${name} FROM STDIN (FORMAT binary)`));
+        await pipeline(reader, writer);
+        await target.query('COMMIT');
+        copied += writer.rowCount;
+      }
+    } finally {
+      await Promise.allSettled([source.end(), target.end()]);
+    }
+  };
+  await Promise.all(Array.from({ length: options.lanes }, (_, n) => lane(n)));
+  return copied;
+}
+
+async function withBenchClient<T>(
+  url: string,
+  name: string,
+  work: (client: pg.Client) => Promise<T>,
+): Promise<T> {
+  const client = new pg.Client({ connectionString: url, application_name: name });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}

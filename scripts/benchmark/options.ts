@@ -5,7 +5,7 @@ import { OperatorError } from '../../model/errors';
 export const BENCH_MODES = ['throughput', 'load'] as const;
 export type BenchMode = (typeof BENCH_MODES)[number];
 
-export const COPY_METHODS = ['copy', 'pgcopydb', 'backfill'] as const;
+export const COPY_METHODS = ['copy', 'chunked', 'pgcopydb', 'backfill'] as const;
 export type CopyMethod = (typeof COPY_METHODS)[number];
 
 export interface WriteLoadOptions {

@@ -27,7 +27,12 @@ export interface SourceDescription {
   versions: string;
 }
 
-const LABEL: Record<CopyMethod, string> = { copy: 'COPY binary', pgcopydb: 'pgcopydb', backfill: 'backfill' };
+const LABEL: Record<CopyMethod, string> = {
+  copy: 'COPY binary',
+  chunked: 'COPY in chunks',
+  pgcopydb: 'pgcopydb',
+  backfill: 'backfill',
+};
 
 export function formatCount(value: number): string {
   return Math.round(value).toLocaleString('en-US');
@@ -127,6 +132,7 @@ export function throughputReport(
     cpuTable(outcomes),
     '',
     `backfill / COPY: ${ratio(backfill, rate('copy'))}   backfill / pgcopydb: ${ratio(backfill, rate('pgcopydb'))}   (rows/s ratios; 1.00 or more means the backfill is as fast or faster)`,
+    `backfill / COPY in chunks: ${ratio(backfill, rate('chunked'))} (what orchestration costs)   COPY in chunks / pgcopydb: ${ratio(rate('chunked'), rate('pgcopydb'))} (what durable chunks with the key in place cost)`,
     describeHistory(history),
   ].join('\n');
 }
