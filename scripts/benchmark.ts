@@ -25,9 +25,11 @@
 //     and the largest workflow history of the backfill.
 //   BENCH_MODE=load: runs only the backfill, while a write load (single-row UPDATE/INSERT/DELETE by
 //     primary key at a fixed rate, from a worker thread) runs on old; prints the load's p50/p99
-//     latency before the backfill (idle) and during it, and their ratios. The reconciliation
-//     workflow runs alongside; once the load stops it drains the change log, and new must then
-//     equal old row for row.
+//     latency before the backfill (idle), while it starts (capture installs, partitions are planned),
+//     while it copies (from its first committed chunk), and for as long again after the copy (capture
+//     and reconciliation still on, no copy: their cost apart from the copy's), and their ratios. The
+//     reconciliation workflow runs alongside; once the load stops it drains the change log, and new
+//     must then equal old row for row.
 //
 // Settings (environment):
 //   BENCH_ROWS                   rows seeded on old (default 2000000)
@@ -115,6 +117,8 @@ const CHUNKED_LANES = 2;
 const SEED_BATCH = 250_000;
 /** Load mode: writes before the idle window starts (connections warm, plans cached), not counted. */
 const LOAD_WARMUP_MS = 2000;
+/** Load mode: how often the bench looks for the first copied rows (the end of the backfill's start). */
+const COPY_START_POLL_MS = 100;
 /** The stack's folder, deleted when it stops; pgcopydb's work files go in there too. */
 const STACK_ROOT = path.join(dataDir, 'bench');
 const PGCOPYDB_LOG = path.join(dataDir, 'bench-pgcopydb.log');
@@ -436,11 +440,19 @@ async function backfillUnderLoad(
     let stoppedLoad: LoadResult | undefined;
     let brake: LatencyThrottleState | null = null;
     const workflowId = 'bench-backfill-orders-under-load';
+    const copying = new AbortController();
     const run = await runBackfill(worker, bench.client, workflowId, input, {
       reconcile: true,
-      onStart: () => load.mark('backfill'),
+      onStart: () => {
+        // Capture installs and the partitions are planned before the first row moves: a phase apart.
+        load.mark('starting');
+        void markWhenRowsArrive(targetUrl, () => load.mark('backfill'), copying.signal);
+      },
       afterCopy: async () => {
+        // The copy is done, capture and reconciliation still run: what they cost the load on their own.
+        copying.abort();
         load.mark('after');
+        await sleep(loadOptions.baselineSeconds * 1000);
         stoppedLoad = await load.stop();
         // What the latency brake decided over the copy (absent when it was off), while the worker runs.
         brake =
@@ -453,6 +465,31 @@ async function backfillUnderLoad(
     throw err;
   } finally {
     bench.signal.removeEventListener('abort', endLoad);
+  }
+}
+
+/** Calls `arrived` once the table on `targetUrl` holds a row (the first chunk committed), unless aborted first. */
+async function markWhenRowsArrive(
+  targetUrl: string,
+  arrived: () => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const pool = toleratingPool({ connectionString: targetUrl, max: 1 });
+  try {
+    while (!signal.aborted) {
+      const found = await pool.query<{ some: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM ${quoteTable(TABLE)}) AS some`,
+      );
+      if (found.rows[0]?.some === true) {
+        if (!signal.aborted) arrived();
+        return;
+      }
+      await sleep(COPY_START_POLL_MS);
+    }
+  } catch (err) {
+    logger.warn(`load: could not tell when the first rows arrived: ${redactSecrets(String(err))}`);
+  } finally {
+    await pool.end();
   }
 }
 
@@ -495,6 +532,12 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
       p50DuringOverBefore: ratioOf(during?.p50Ms, idle?.p50Ms),
       p99DuringOverBefore: ratioOf(during?.p99Ms, idle?.p99Ms),
       writesPerSecondDuringOverBefore: ratioOf(during?.perSecond, idle?.perSecond),
+      /** While the backfill starts (capture installs, partitions are planned), before its first rows. */
+      p50StartingOverBefore: ratioOf(load.phases.starting?.p50Ms, idle?.p50Ms),
+      p99StartingOverBefore: ratioOf(load.phases.starting?.p99Ms, idle?.p99Ms),
+      /** Once the copy is done, with capture and reconciliation still on: their cost apart from the copy's. */
+      p50AfterOverBefore: ratioOf(load.phases.after?.p50Ms, idle?.p50Ms),
+      p99AfterOverBefore: ratioOf(load.phases.after?.p99Ms, idle?.p99Ms),
     },
     backfill: { ...backfill, rowsPerSecond: rowsPerSecond(backfill) ?? null },
     brake,

@@ -76,6 +76,15 @@ const { bindServers } = proxyActivities<Activities>({
 const HOLD_AT_ONCE = new Set(['SchemaChanged', 'WrongServers', 'MigrationRefused']);
 /** Patch: a failure retrying cannot heal holds at once too (histories before it held after a few tries). */
 const LASTING_HOLD_AT_ONCE = 'lasting-sync-failures-hold-at-once';
+/**
+ * Patch: a drain that caught up (less than a batch) waits a moment before the next, so that a trickle
+ * of writes is drained a few times a second instead of an activity for every few entries (histories
+ * before it drained again at once: at 200 writes/s, dozens of activities a second, the Temporal server
+ * and the worker spending most of a core on them).
+ */
+const CATCH_UP_PAUSE = 'reconciliation-catch-up-pause';
+/** How long a drain that caught up waits for entries to gather, in ms (at most idlePollMs). */
+const CATCH_UP_PAUSE_MS = 250;
 /** Every table of a batch that failed as a whole. */
 export const EVERY_TABLE = '(every table)';
 const FIRST_RETRY_MS = 2_000;
@@ -281,12 +290,19 @@ export async function reconciliationWorkflow(input: ReconciliationInput): Promis
         resume: { status, queued: queue.toBatches(), servers },
       });
     }
+    const idlePollMs = input.idlePollMs ?? 1000;
     if (!progressed) {
       // Nothing moved: wait for new work, a stop, a retry request, or the next failing table's turn.
       const nextTry = Math.min(...[...failing.values()].map((f) => f.nextTryAt));
-      const pause = Math.max(0, Math.min(input.idlePollMs ?? 1000, nextTry - Date.now()));
+      const pause = Math.max(0, Math.min(idlePollMs, nextTry - Date.now()));
       const queued = queue.size;
       await condition(() => queue.size > queued || status.stopping !== false || retryNow, pause);
+    } else if (drainedEntries < batchSize && queue.size === 0 && patched(CATCH_UP_PAUSE)) {
+      // Caught up with the writes: let the next entries gather (a stop or a retry request ends the wait).
+      await condition(
+        () => queue.size > 0 || status.stopping !== false || retryNow,
+        Math.min(idlePollMs, CATCH_UP_PAUSE_MS),
+      );
     }
   }
 }

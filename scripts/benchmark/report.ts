@@ -165,13 +165,19 @@ export function loadReport(
   backfill: MethodOutcome,
   history: HistoryStats | undefined,
 ): string {
-  const shown = ['idle', 'backfill'].filter((phase) => phases[phase] !== undefined);
+  const names: Record<string, string> = {
+    idle: 'before backfill',
+    starting: 'backfill starting (capture installs, plan)',
+    backfill: 'during backfill (copying)',
+    after: 'after the copy (capture and reconciliation on)',
+  };
+  const shown = Object.keys(names).filter((phase) => (phases[phase]?.operations ?? 0) > 0);
   const table = formatTable(
     ['phase', 'writes', 'writes/s', 'p50 ms', 'p99 ms', 'max ms', 'errors'],
     shown.map((phase) => {
       const summary = phases[phase]!;
       return [
-        phase === 'idle' ? 'before backfill' : 'during backfill',
+        names[phase]!,
         formatCount(summary.operations),
         fixed(summary.perSecond, 1),
         fixed(summary.p50Ms, 2),
@@ -191,6 +197,8 @@ export function loadReport(
     table,
     '',
     `during / before: p50 x${ratio(during?.p50Ms, idle?.p50Ms)}, p99 x${ratio(during?.p99Ms, idle?.p99Ms)}`,
+    `starting / before: p50 x${ratio(phases.starting?.p50Ms, idle?.p50Ms)}, p99 x${ratio(phases.starting?.p99Ms, idle?.p99Ms)}`,
+    `after the copy / before: p50 x${ratio(phases.after?.p50Ms, idle?.p50Ms)}, p99 x${ratio(phases.after?.p99Ms, idle?.p99Ms)} (capture and reconciliation without the copy)`,
     `backfill under load: ${backfill.rows === undefined ? '-' : formatCount(backfill.rows)} rows in ${fixed(backfill.seconds, 1)} s, ${rate === undefined ? '-' : formatCount(rate)} rows/s; after the load stopped and reconciliation drained the change log, new ${backfill.verified === true ? 'equals old row for row' : backfill.verified === false ? 'DIFFERS from old' : 'was not checked'}`,
     describeHistory(history),
   ].join('\n');

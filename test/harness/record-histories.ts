@@ -84,6 +84,9 @@ async function main(): Promise<void> {
         await pools.get('old').query(`UPDATE ${quoteTable(table)} SET status = 'live' WHERE id % 10 = 0`);
         await pools.get('old').query(`DELETE FROM ${quoteTable(table)} WHERE id % 15 = 0`);
         await backfill.result();
+        // A few writes, less than a batch: a drain that catches up, then waits for entries to gather.
+        await pools.get('old').query(`UPDATE ${quoteTable(table)} SET status = 'late' WHERE id % 97 = 0`);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
         await reconciliation.signal(discrepancySignal, { table, keys: [['1'], ['2']] });
         await reconciliation.signal(drainAndStopSignal);
         await reconciliation.result();
