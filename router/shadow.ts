@@ -3,9 +3,10 @@
 // statement orders its rows); a mismatch is counted and logged with the statement's fingerprint and
 // normalized text, never with values. What the application receives is always old's result.
 // A write committed between the two reads makes equal sides look different, so a mismatch is read
-// again on both sides by turns; when two neighbouring reads agree, a write was in flight and the
-// comparison counts as `settled`, not as a mismatch. The rate, not a single mismatch, is the signal
-// (the migration's gates read it).
+// again on both sides by turns, over about a second (SETTLE_WAITS_MS); when two neighbouring reads
+// agree, a write was in flight and the comparison counts as `settled`, not as a mismatch. The rate,
+// not a single mismatch, is the signal (the migration's gates read it).
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { Logger } from '../db/logger';
 import type { CircuitBreaker } from './circuit-breaker';
@@ -19,8 +20,13 @@ export interface ShadowOptions {
   maxInFlight?: number;
 }
 
-/** How many times a mismatch is read again on both sides before it counts. */
-const SETTLE_ROUNDS = 2;
+/**
+ * The pause before each round of reading a mismatch again on both sides, in ms; it counts once every
+ * round disagreed. A write the routers mirror settles in the first round. A write that bypassed the
+ * routers (an outside writer) reaches new through reconciliation, which drains a few times a second
+ * once it has caught up: it settles in a later round, within about a second.
+ */
+export const SETTLE_WAITS_MS: readonly number[] = [0, 300, 900];
 
 function rowText(row: unknown): string {
   return JSON.stringify(row, (_key, value: unknown) =>
@@ -51,6 +57,7 @@ export class ShadowReads {
     private readonly metrics: RouterMetrics,
     private readonly logger: Logger,
     private readonly random: () => number = Math.random,
+    private readonly settleWaitsMs: readonly number[] = SETTLE_WAITS_MS,
   ) {
     this.sampleRate = options.sampleRate ?? 0.05;
     this.maxInFlight = options.maxInFlight ?? 4;
@@ -100,7 +107,8 @@ export class ShadowReads {
     // write was in flight, not that new is wrong.
     try {
       let newRows = shadow.rows;
-      for (let round = 0; round < SETTLE_ROUNDS; round++) {
+      for (const wait of this.settleWaitsMs) {
+        if (wait > 0) await sleep(wait);
         const oldRows = (await onOldAgain()).rows;
         if (sameRows(oldRows, newRows, info.ordered)) {
           this.metrics.shadow('settled');

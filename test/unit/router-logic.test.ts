@@ -192,6 +192,7 @@ describe('shadow reads', () => {
       metrics,
       createLogger({ name: 'unit', level: 'silent', pretty: false }),
       () => 0,
+      [0, 0, 0],
     );
     const answer = (values: number[]) => () =>
       Promise.resolve({ rows: [{ n: values.shift() }], rowCount: 1 } as never);
@@ -212,7 +213,8 @@ describe('shadow reads', () => {
 
   it('counts equal answers as a match, and a difference that persists as a mismatch', async () => {
     assert.equal(await outcome([1], [1]), 'match');
-    assert.equal(await outcome([1, 1, 1], [2, 2, 2]), 'mismatch');
+    // Read again three rounds (old, new each): every one disagrees.
+    assert.equal(await outcome([1, 1, 1, 1], [2, 2, 2, 2]), 'mismatch');
   });
 
   it('counts a difference as settled when neighbouring reads agree again (a write in flight)', async () => {
@@ -220,6 +222,8 @@ describe('shadow reads', () => {
     assert.equal(await outcome([1, 2], [2]), 'settled');
     // New lagged (mirror in flight): old 2, new 1; then old 2 and new 2.
     assert.equal(await outcome([2, 2], [1, 2]), 'settled');
+    // New lagged longer (an outside write on its way through reconciliation): settled in the last round.
+    assert.equal(await outcome([2, 2, 2, 2], [1, 1, 1, 2]), 'settled');
   });
 });
 
