@@ -4,7 +4,6 @@
 // published for the application's statements with their last heartbeat, and times the operator's
 // probe query on the source (model/latency-throttle.ts decides what to do with it). The row rate and
 // the operator's throttle are applied by the workflow itself; this activity only looks.
-import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { ConnectionName } from '../model/connections';
 import type { ThrottleSettings } from '../model/throttle-settings';
@@ -14,7 +13,6 @@ import {
   latencyQuantile,
   mergeLatencyCounts,
   PROBE_RUNS,
-  PROBE_SPACING_MS,
   type LatencyReading,
 } from '../model/latency-throttle';
 import type { ServerBinding } from '../model/servers';
@@ -49,11 +47,9 @@ export interface SourceHealth {
 const PROBES = 3;
 
 /** Runs `sql` `runs` times, one after the other; each run's time in ms, fastest first. */
-/** Runs `sql` `runs` times, `spacingMs` apart; returns the durations in ms, sorted. */
-async function timedRuns(pool: pg.Pool, sql: string, runs: number, spacingMs = 0): Promise<number[]> {
+async function timedRuns(pool: pg.Pool, sql: string, runs: number): Promise<number[]> {
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
-    if (i > 0 && spacingMs > 0) await sleep(spacingMs);
     const started = process.hrtime.bigint();
     await pool.query(sql);
     times.push(Number(process.hrtime.bigint() - started) / 1e6);
@@ -103,7 +99,7 @@ export function createThrottler(pools: ConnectionPools) {
       const counts = mergeLatencyCounts(routers.map((router) => router.stats!.latency!));
       const samples = counts.reduce((sum, n) => sum + n, 0);
       const p99Ms = latencyQuantile(counts, 0.99);
-      const runs = await timedRuns(pools.get(input.source), input.probeQuery, PROBE_RUNS, PROBE_SPACING_MS);
+      const runs = await timedRuns(pools.get(input.source), input.probeQuery, PROBE_RUNS);
       return {
         routers:
           p99Ms !== null && samples >= input.minSamples ? { p99Ms, samples, routers: routers.length } : null,

@@ -77,13 +77,7 @@ export const DEFAULT_LATENCY_TARGET: LatencyTarget = {
 };
 
 /** How many times a reading runs the probe query; it goes by the 90th percentile of the runs. */
-export const PROBE_RUNS = 20;
-/**
- * The pause between two runs of a reading's probe, in ms: a reading spans about two seconds, so the
- * application's short stalls (a burst of the copy's work) land among its runs, where ten runs back to
- * back (a few milliseconds in all) saw them only by luck.
- */
-export const PROBE_SPACING_MS = 100;
+export const PROBE_RUNS = 10;
 
 /** One reading: the routers' p99 (null when too few statements) and the probe query's p90. */
 export interface LatencyReading {

@@ -89,8 +89,7 @@ const { bindServers, prepareTables, installChangeCapture, planPartitions } = pro
   heartbeatTimeout: '15 seconds',
   retry: { maximumInterval: '30 seconds' },
 });
-// A reading takes about two seconds (the probe runs spread over them); one that fails is skipped (the
-// copy goes on at its current limit).
+// A reading takes milliseconds; one that fails is skipped (the copy goes on at its current limit).
 const { measureApplicationLatency } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   heartbeatTimeout: '15 seconds',
