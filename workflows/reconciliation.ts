@@ -77,14 +77,17 @@ const HOLD_AT_ONCE = new Set(['SchemaChanged', 'WrongServers', 'MigrationRefused
 /** Patch: a failure retrying cannot heal holds at once too (histories before it held after a few tries). */
 const LASTING_HOLD_AT_ONCE = 'lasting-sync-failures-hold-at-once';
 /**
- * Patch: a drain that caught up (less than a batch) waits a moment before the next, so that a trickle
- * of writes is drained a few times a second instead of an activity for every few entries (histories
- * before it drained again at once: at 200 writes/s, dozens of activities a second, the Temporal server
- * and the worker spending most of a core on them).
+ * Patch: a drain that caught up (it left fewer than CAUGHT_UP_BACKLOG entries behind) waits a moment
+ * before the next, so that a trickle of writes is drained a few times a second instead of an activity
+ * for every few entries (histories before it drained again at once: at 200 writes/s, dozens of
+ * activities a second, the Temporal server and the worker spending most of a core on them). A drain
+ * that left more behind, however many it applied, drains again at once.
  */
 const CATCH_UP_PAUSE = 'reconciliation-catch-up-pause';
 /** How long a drain that caught up waits for entries to gather, in ms (at most idlePollMs). */
 const CATCH_UP_PAUSE_MS = 250;
+/** A drain that leaves fewer entries than this behind has caught up. */
+const CAUGHT_UP_BACKLOG = 50;
 /** Every table of a batch that failed as a whole. */
 export const EVERY_TABLE = '(every table)';
 const FIRST_RETRY_MS = 2_000;
@@ -253,11 +256,14 @@ export async function reconciliationWorkflow(input: ReconciliationInput): Promis
       skip = waiting();
     }
     let drainedEntries = 0;
+    /** What the drain left behind, when it ran. */
+    let leftBehind: number | undefined;
     if (!skip.has(EVERY_TABLE)) {
       try {
         const drained = await drainChangeLog({ ...scope, batchSize, skipTables: [...skip] });
         recovered(EVERY_TABLE);
         drainedEntries = drained.entries;
+        leftBehind = drained.backlog;
         status.entriesApplied += drained.entries;
         count(drained);
         status.changeLogBacklog = drained.backlog;
@@ -297,7 +303,12 @@ export async function reconciliationWorkflow(input: ReconciliationInput): Promis
       const pause = Math.max(0, Math.min(idlePollMs, nextTry - Date.now()));
       const queued = queue.size;
       await condition(() => queue.size > queued || status.stopping !== false || retryNow, pause);
-    } else if (drainedEntries < batchSize && queue.size === 0 && patched(CATCH_UP_PAUSE)) {
+    } else if (
+      leftBehind !== undefined &&
+      leftBehind < CAUGHT_UP_BACKLOG &&
+      queue.size === 0 &&
+      patched(CATCH_UP_PAUSE)
+    ) {
       // Caught up with the writes: let the next entries gather (a stop or a retry request ends the wait).
       await condition(
         () => queue.size > 0 || status.stopping !== false || retryNow,

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { quoteTable } from '../../db/sql';
 import type { TableRef } from '../../model/tables';
+import { withClient } from './databases';
 
 /** Copies every row of `table` from source to target (which must have the table); returns the row count. */
 export async function copyTableBinary(
@@ -41,7 +42,7 @@ export async function copyTableInChunks(
 ): Promise<number> {
   const name = quoteTable(table);
   const span = options.chunkRows * options.keyStep;
-  const maxKey = await withBenchClient(sourceUrl, 'bench chunk plan', async (client) => {
+  const maxKey = await withClient(sourceUrl, async (client) => {
     const found = await client.query<{ max: string | null }>(`SELECT max(id)::text AS max FROM ${name}`);
     return Number(found.rows[0]?.max ?? 0);
   });
@@ -71,18 +72,4 @@ export async function copyTableInChunks(
   };
   await Promise.all(Array.from({ length: options.lanes }, (_, n) => lane(n)));
   return copied;
-}
-
-async function withBenchClient<T>(
-  url: string,
-  name: string,
-  work: (client: pg.Client) => Promise<T>,
-): Promise<T> {
-  const client = new pg.Client({ connectionString: url, application_name: name });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }
