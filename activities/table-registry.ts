@@ -303,7 +303,7 @@ export class TableRegistry implements SyncShapes {
   }
 
   /**
-   * shape(), from a look taken already (quickClaimLookSqlFor, run among other statements). When the
+   * shape(), from a look taken already (claimLookSqlFor(table, true), among other statements). When the
    * quick look cannot be answered from a shape kept here (the first look at this claim, or anything
    * but a match), `lookAgain` takes the full look (on the caller's session, when it holds the table).
    */
