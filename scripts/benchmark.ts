@@ -474,22 +474,21 @@ async function markWhenRowsArrive(
   arrived: () => void,
   signal: AbortSignal,
 ): Promise<void> {
-  const pool = toleratingPool({ connectionString: targetUrl, max: 1 });
   try {
-    while (!signal.aborted) {
-      const found = await pool.query<{ some: boolean }>(
-        `SELECT EXISTS (SELECT 1 FROM ${quoteTable(TABLE)}) AS some`,
-      );
-      if (found.rows[0]?.some === true) {
-        if (!signal.aborted) arrived();
-        return;
+    await withClient(targetUrl, async (client) => {
+      while (!signal.aborted) {
+        const found = await client.query<{ some: boolean }>(
+          `SELECT EXISTS (SELECT 1 FROM ${quoteTable(TABLE)}) AS some`,
+        );
+        if (found.rows[0]?.some === true) {
+          if (!signal.aborted) arrived();
+          return;
+        }
+        await sleep(COPY_START_POLL_MS);
       }
-      await sleep(COPY_START_POLL_MS);
-    }
+    });
   } catch (err) {
     logger.warn(`load: could not tell when the first rows arrived: ${redactSecrets(String(err))}`);
-  } finally {
-    await pool.end();
   }
 }
 

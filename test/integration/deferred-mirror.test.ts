@@ -90,6 +90,18 @@ describe('deferred mirrors', { timeout: 180_000 }, () => {
     (await db.pools[side].query<{ note: string | null }>(`SELECT note FROM ${name} WHERE id = $1`, [id]))
       .rows[0]?.note;
 
+  /** Runs `sql` through the router with its mirror held at the gate: the write must not answer first. */
+  async function writeThatWaitsForItsMirror(sql: string): Promise<void> {
+    gate.close();
+    const reachedBefore = gate.reached;
+    const write = watch(router.query(sql));
+    await waitFor('the mirror to start', () => Promise.resolve(gate.reached === reachedBefore + 1));
+    assert.equal(write.settled(), false);
+    assert.equal(router.pendingMirrorCount, 0);
+    gate.lift();
+    await write.promise;
+  }
+
   it('dual_write: the write answers before its mirror, which holds the write fence until it lands', async () => {
     await moveStage(db.pools.old, migration, [router], 'dual_write');
     gate.close();
@@ -152,14 +164,7 @@ describe('deferred mirrors', { timeout: 180_000 }, () => {
 
   it('live: a write waits for its mirror, so a read on new sees it', async () => {
     await moveStage(db.pools.old, migration, [router], 'live', 100);
-    gate.close();
-    const reachedBefore = gate.reached;
-    const write = watch(router.query(`UPDATE ${name} SET note = 'live' WHERE id = 4`));
-    await waitFor('the mirror to start', () => Promise.resolve(gate.reached === reachedBefore + 1));
-    assert.equal(write.settled(), false);
-    assert.equal(router.pendingMirrorCount, 0);
-    gate.lift();
-    await write.promise;
+    await writeThatWaitsForItsMirror(`UPDATE ${name} SET note = 'live' WHERE id = 4`);
     const read = await router.query<{ note: string }>(`SELECT note FROM ${name} WHERE id = 4`);
     assert.equal(read.rows[0]?.note, 'live', 'the read (on new) sees the write');
     await moveStage(db.pools.old, migration, [router], 'dual_write');
@@ -167,14 +172,7 @@ describe('deferred mirrors', { timeout: 180_000 }, () => {
 
   it('shadow: a write waits for its mirror, so a shadow read compares new after it landed', async () => {
     await moveStage(db.pools.old, migration, [router], 'shadow');
-    gate.close();
-    const reachedBefore = gate.reached;
-    const write = watch(router.query(`UPDATE ${name} SET note = 'shadowed' WHERE id = 9`));
-    await waitFor('the mirror to start', () => Promise.resolve(gate.reached === reachedBefore + 1));
-    assert.equal(write.settled(), false);
-    assert.equal(router.pendingMirrorCount, 0);
-    gate.lift();
-    await write.promise;
+    await writeThatWaitsForItsMirror(`UPDATE ${name} SET note = 'shadowed' WHERE id = 9`);
     assert.equal(await noteOn('new', 9), 'shadowed');
     await moveStage(db.pools.old, migration, [router], 'dual_write');
   });
