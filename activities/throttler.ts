@@ -1,21 +1,25 @@
 // Throttler: is the source hurting? Reads the signals an operator configured (a latency probe,
 // active connections, replica lag) and answers with the first limit crossed, in words, so the
 // backfill can wait and say why. And how is the application doing? Reads the latency the routers
-// published for the application's statements with their last heartbeat, and times the operator's
-// probe query on the source (model/latency-throttle.ts decides what to do with it). The row rate and
-// the operator's throttle are applied by the workflow itself; this activity only looks.
+// published for the application's statements with their last heartbeat, takes the p99 of the
+// operator's probe query, which runs on the source in the background (latency-probes.ts), and counts
+// the application's sessions that ran a statement on the source meanwhile (model/latency-throttle.ts
+// decides what to do with it). The row rate and the operator's throttle are applied by the workflow
+// itself; this activity only looks.
 import type pg from 'pg';
 import type { ConnectionName } from '../model/connections';
 import type { ThrottleSettings } from '../model/throttle-settings';
 import type { ConnectionPools } from '../db/pools';
 import { liveRouters } from '../db/stage-store';
 import {
+  DEFAULT_LATENCY_TARGET,
   latencyQuantile,
   mergeLatencyCounts,
-  PROBE_RUNS,
+  runsQuantile,
   type LatencyReading,
 } from '../model/latency-throttle';
 import type { ServerBinding } from '../model/servers';
+import { LATENCY_PROBES } from './latency-probes';
 
 export interface ApplicationLatencyInput {
   migration: string;
@@ -25,6 +29,8 @@ export interface ApplicationLatencyInput {
   probeQuery: string;
   /** Router readings with fewer statements are left out (null). */
   minSamples: number;
+  /** The seconds the reading covers, in ms (the brake's interval; absent from earlier runs: its default). */
+  windowMs?: number;
 }
 import type { SourceLimit } from './metrics';
 
@@ -56,6 +62,18 @@ async function timedRuns(pool: pg.Pool, sql: string, runs: number): Promise<numb
   }
   return times.sort((a, b) => a - b);
 }
+
+/**
+ * Sessions on the source, other than the migration's own, that ran a statement in the last
+ * `windowMs` or run one now (an idle session's state changed when its last statement ended). A
+ * session whose state the migration's role may not see (another role's, without pg_read_all_stats)
+ * counts as running one: the brake then never takes the application for idle.
+ */
+const APPLICATION_SESSIONS_SQL = `
+  SELECT count(*)::int AS sessions FROM pg_stat_activity
+   WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+     AND coalesce(application_name, '') NOT LIKE 'pg-live-migrate%'
+     AND (state IS DISTINCT FROM 'idle' OR state_change > now() - make_interval(secs => $1::float8 / 1000))`;
 
 export function createThrottler(pools: ConnectionPools) {
   return {
@@ -99,11 +117,23 @@ export function createThrottler(pools: ConnectionPools) {
       const counts = mergeLatencyCounts(routers.map((router) => router.stats!.latency!));
       const samples = counts.reduce((sum, n) => sum + n, 0);
       const p99Ms = latencyQuantile(counts, 0.99);
-      const runs = await timedRuns(pools.get(input.source), input.probeQuery, PROBE_RUNS);
+      const windowMs = input.windowMs ?? DEFAULT_LATENCY_TARGET.intervalMs;
+      const { runs } = await LATENCY_PROBES.window(
+        pools.sessionConfig(input.source, 'latency probe'),
+        input.probeQuery,
+        windowMs,
+      );
+      const sessions = await pools
+        .get(input.source)
+        .query<{ sessions: number }>(APPLICATION_SESSIONS_SQL, [windowMs]);
       return {
         routers:
           p99Ms !== null && samples >= input.minSamples ? { p99Ms, samples, routers: routers.length } : null,
-        probe: { p90Ms: Math.round(runs[Math.ceil(PROBE_RUNS * 0.9) - 1]! * 100) / 100 },
+        probe: {
+          p99Ms: Math.round(runsQuantile(runs, 0.99) * 100) / 100,
+          runs: runs.length,
+          applicationSessions: sessions.rows[0]?.sessions ?? 0,
+        },
       };
     },
   };

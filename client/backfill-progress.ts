@@ -36,7 +36,7 @@ export interface BackfillReport {
     limit: number | null;
     reason: string | null;
     baseline: { routersMs: number | null; probeMs: number };
-    last: { by: 'routers' | 'probe'; ms: number; targetMs: number } | null;
+    last: { by: 'routers' | 'probe'; ms: number; targetMs: number; applicationIdle?: boolean } | null;
     decreases: number;
     increases: number;
   } | null;

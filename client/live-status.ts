@@ -117,8 +117,10 @@ export function tableLines(table: LiveTableProgress | TableProgress, bars = fals
     if (brake !== null) {
       const reading =
         brake.last === null
-          ? `baseline ${brake.baseline.routersMs !== null ? `p99 ${brake.baseline.routersMs} ms through routers, ` : ''}probe p90 ${brake.baseline.probeMs} ms`
-          : `${brake.last.by === 'routers' ? 'application p99' : 'probe p90'} ${brake.last.ms} ms, target ${brake.last.targetMs} ms`;
+          ? `baseline ${brake.baseline.routersMs !== null ? `p99 ${brake.baseline.routersMs} ms through routers, ` : ''}probe ${brake.baseline.probeMs} ms`
+          : brake.last.applicationIdle === true
+            ? `the application ran nothing on the source; probe ${brake.last.ms} ms`
+            : `${brake.last.by === 'routers' ? 'application p99' : 'probe'} ${brake.last.ms} ms, target ${brake.last.targetMs} ms`;
       const moves = `${brake.decreases} down, ${brake.increases} up`;
       lines.push(
         brake.limit !== null && brake.reason !== null

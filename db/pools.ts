@@ -42,12 +42,7 @@ export class ConnectionPools implements NamedPools {
   get(name: ConnectionName): pg.Pool {
     let pool = this.pools.get(name);
     if (pool === undefined) {
-      pool = toleratingPool({
-        connectionString: this.connections[name].connectionString,
-        max: this.poolSize,
-        application_name: `pg-live-migrate ${name}`,
-        options: SESSION_OPTIONS,
-      });
+      pool = toleratingPool({ ...this.sessionConfig(name, name), max: this.poolSize });
       this.pools.set(name, pool);
     }
     return pool;
@@ -55,6 +50,15 @@ export class ConnectionPools implements NamedPools {
 
   display(name: ConnectionName): string {
     return this.connections[name].display;
+  }
+
+  /** How a session of the migration to `name` is opened, named `pg-live-migrate <purpose>` on the server. */
+  sessionConfig(name: ConnectionName, purpose: string): pg.ClientConfig {
+    return {
+      connectionString: this.connections[name].connectionString,
+      application_name: `pg-live-migrate ${purpose}`,
+      options: SESSION_OPTIONS,
+    };
   }
 
   async end(): Promise<void> {

@@ -1,13 +1,18 @@
 // The copy's brake that follows the application (issue 12): before a table's copy starts, the
 // application's latency is measured as its baseline; while it copies, the latency is read again every
 // few seconds and the copy's row limit is set by additive increase, multiplicative decrease (AIMD):
-// halved while the application's p99 is above its target (a ratio of the baseline), raised step by
-// step once it has stayed well below for CALM_READINGS readings in a row (one good reading among bad
-// ones is noise, not room), and lifted once it is back where the trouble began. Two readings: what
+// cut while the application's p99 is above its target (a ratio of the baseline), by as much as it is
+// above (target ÷ reading, from a half to an eighth), raised step by step once it has stayed well
+// below for CALM_READINGS readings in a row (one good reading among bad ones is noise, not room; a
+// step is a tenth of the rate where the trouble began, at most half the limit), and lifted once it
+// is back there. Two readings: what
 // the routers measured for the application's own statements (reads, writes and their mirrors) over
-// their last heartbeat, and a probe query on the source the operator may choose (for applications
-// that write without a router). Each compares with its own baseline. Plain data and pure functions:
-// the backfill workflow keeps the state, an activity takes the readings.
+// their last heartbeat, and, for applications that write without a router, the p99 of a probe query
+// the operator may choose, run on the source in the background over the same seconds. Each compares
+// with its own baseline. The probe feels the copy whether or not the application runs anything, so it
+// only counts while some session of the application ran a statement on the source in those seconds:
+// an idle application lifts the limit, and the copy runs at full speed. Plain data and pure
+// functions: the backfill workflow keeps the state, an activity takes the readings.
 
 /** Upper bounds, in ms, of the latency buckets routers count the application's statements into. */
 export const APP_LATENCY_BUCKETS_MS = [
@@ -58,7 +63,10 @@ export interface LatencyTarget {
   intervalMs: number;
   /** The limit never goes below this many rows/s (default 200): the copy always ends. */
   minRowsPerSecond: number;
-  /** Run on the source and timed when no router reports (default SELECT 1; one SELECT, read only). */
+  /**
+   * Run on the source every few tens of ms and timed, for when no router reports (default SELECT 1;
+   * one SELECT, read only).
+   */
   probeQuery: string;
   /** Router readings with fewer statements than this are not used (default 20). */
   minSamples: number;
@@ -76,13 +84,32 @@ export const DEFAULT_LATENCY_TARGET: LatencyTarget = {
   minSamples: 20,
 };
 
-/** How many times a reading runs the probe query; it goes by the 90th percentile of the runs. */
-export const PROBE_RUNS = 10;
+/** The probe over a reading's window: its p99, its runs, and the application sessions that ran a statement. */
+export interface ProbeReading {
+  p99Ms: number;
+  runs: number;
+  /** Sessions on the source, other than the migration's, that ran a statement in the window. */
+  applicationSessions: number;
+}
 
-/** One reading: the routers' p99 (null when too few statements) and the probe query's p90. */
+/** What readings of earlier versions carried: the p90 of ten runs back to back (their histories replay). */
+interface EarlierProbeReading {
+  p90Ms: number;
+}
+
+/** One reading: the routers' p99 (null when too few statements) and the probe query's. */
 export interface LatencyReading {
   routers: { p99Ms: number; samples: number; routers: number } | null;
-  probe: { p90Ms: number };
+  probe: ProbeReading | EarlierProbeReading;
+}
+
+function probeMs(probe: LatencyReading['probe']): number {
+  return 'p99Ms' in probe ? probe.p99Ms : probe.p90Ms;
+}
+
+/** The `quantile` (0–1) of `runs`, sorted fastest first (the nearest rank). */
+export function runsQuantile(runs: readonly number[], quantile: number): number {
+  return runs[Math.max(0, Math.ceil(runs.length * quantile) - 1)] ?? 0;
 }
 
 export interface LatencyThrottleState {
@@ -92,20 +119,36 @@ export interface LatencyThrottleState {
   limit: number | null;
   /** The rate the copy ran at when the brake last came on: reaching it again lifts the limit. */
   ceiling: number | null;
-  /** The latest reading it went by: which one, its latency and the target it was held to. */
-  last: { by: 'routers' | 'probe'; ms: number; targetMs: number } | null;
+  /**
+   * The latest reading it went by: which one, its latency and the target it was held to;
+   * `applicationIdle` when no session of the application ran a statement (the probe did not count).
+   */
+  last: { by: 'routers' | 'probe'; ms: number; targetMs: number; applicationIdle?: boolean } | null;
   /** Why the limit is what it is, in the operator's words; null before the first decision. */
   reason: string | null;
   decreases: number;
   increases: number;
   /** Readings in a row well below the target since the last change (absent in earlier runs: 0). */
   calm?: number;
+  /**
+   * How far a reading above the target cuts the limit: by the overshoot (target ÷ reading, between
+   * an eighth and a half), or by half (runs that started before: absent).
+   */
+  cut?: 'by-overshoot' | 'half';
 }
 
-export function startLatencyThrottle(target: LatencyTarget, baseline: LatencyReading): LatencyThrottleState {
+/** A reading above the target cuts the limit at least to half, and at most to an eighth. */
+export const MIN_CUT = 0.125;
+
+export function startLatencyThrottle(
+  target: LatencyTarget,
+  baseline: LatencyReading,
+  cut: 'by-overshoot' | 'half' = 'by-overshoot',
+): LatencyThrottleState {
   return {
+    ...(cut === 'by-overshoot' && { cut }),
     target,
-    baseline: { routersMs: baseline.routers?.p99Ms ?? null, probeMs: baseline.probe.p90Ms },
+    baseline: { routersMs: baseline.routers?.p99Ms ?? null, probeMs: probeMs(baseline.probe) },
     limit: null,
     ceiling: null,
     last: null,
@@ -118,27 +161,48 @@ export function startLatencyThrottle(target: LatencyTarget, baseline: LatencyRea
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
 /**
- * The next state after a reading, given the rows/s the copy ran at since the last one. Routers'
- * readings are preferred when there is a router baseline to compare with.
+ * The next state after a reading, given the rows/s the copy runs at (null while it is not known yet:
+ * a first limit waits for it, since it halves from that rate). Routers' readings are preferred when
+ * there is a router baseline to compare with.
  */
 export function nextLatencyThrottle(
   state: LatencyThrottleState,
   reading: LatencyReading,
-  copiedRowsPerSecond: number,
+  copiedRowsPerSecond: number | null,
 ): LatencyThrottleState {
   const { target } = state;
   const byRouters = reading.routers !== null && state.baseline.routersMs !== null;
   const by = byRouters ? 'routers' : 'probe';
-  const ms = byRouters ? reading.routers!.p99Ms : reading.probe.p90Ms;
+  const ms = byRouters ? reading.routers!.p99Ms : probeMs(reading.probe);
   const baselineMs = byRouters ? state.baseline.routersMs! : state.baseline.probeMs;
   const targetMs = round(Math.max(baselineMs * target.ratio, target.floorMs));
+  const { probe } = reading;
+  if (!byRouters && 'applicationSessions' in probe && probe.applicationSessions === 0) {
+    const last = { by: 'probe' as const, ms, targetMs, applicationIdle: true };
+    if (state.limit === null) return { ...state, last, calm: 0 };
+    return {
+      ...state,
+      last,
+      limit: null,
+      ceiling: null,
+      increases: state.increases + 1,
+      calm: 0,
+      reason: `no session of the application ran a statement on the source (probe query p99 ${round(ms)} ms): copy limit lifted`,
+    };
+  }
   const measured = byRouters
     ? `application p99 ${round(ms)} ms (${reading.routers!.samples} statements through ${reading.routers!.routers} routers)`
-    : `probe query p90 ${round(ms)} ms`;
+    : 'p99Ms' in probe
+      ? `probe query p99 ${round(ms)} ms (${probe.runs} runs)`
+      : `probe query p90 ${round(ms)} ms`;
   const next = { ...state, last: { by, ms, targetMs } } satisfies LatencyThrottleState;
   if (ms > targetMs) {
-    const from = state.limit ?? Math.max(Math.round(copiedRowsPerSecond), target.minRowsPerSecond);
-    const limit = Math.max(target.minRowsPerSecond, Math.floor(from / 2));
+    if (state.limit === null && copiedRowsPerSecond === null) return { ...next, calm: 0 };
+    const from = state.limit ?? Math.max(Math.round(copiedRowsPerSecond!), target.minRowsPerSecond);
+    // Far above its target, the copy must give up more than half at once: halving every interval
+    // took four readings (20 s) to bring a copy at 45,000 rows/s to where the application was fine.
+    const cut = state.cut === 'by-overshoot' ? Math.max(MIN_CUT, Math.min(0.5, targetMs / ms)) : 0.5;
+    const limit = Math.max(target.minRowsPerSecond, Math.floor(from * cut));
     return {
       ...next,
       limit,
@@ -151,7 +215,13 @@ export function nextLatencyThrottle(
   if (state.limit === null || ms > targetMs * 0.8) return { ...next, calm: 0 };
   const calm = (state.calm ?? 0) + 1;
   if (calm < CALM_READINGS) return { ...next, calm };
-  const step = Math.max(target.minRowsPerSecond, Math.round((state.ceiling ?? state.limit) / 10));
+  const tenth = Math.round((state.ceiling ?? state.limit) / 10);
+  // Far below the ceiling, a tenth of it is a leap: from 200 rows/s, a step of 2,700 overshot
+  // at once, and the next reading cut the copy back to the floor. There it grows by half at most.
+  const step = Math.max(
+    target.minRowsPerSecond,
+    state.cut === 'by-overshoot' ? Math.min(tenth, Math.round(state.limit / 2)) : tenth,
+  );
   const raised = state.limit + step;
   if (state.ceiling === null || raised >= state.ceiling) {
     return {

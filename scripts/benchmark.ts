@@ -27,7 +27,9 @@
 //     primary key at a fixed rate, from a worker thread) runs on old; prints the load's p50/p99
 //     latency before the backfill (idle), while it starts (capture installs, partitions are planned),
 //     while it copies (from its first committed chunk), and for as long again after the copy (capture
-//     and reconciliation still on, no copy: their cost apart from the copy's), and their ratios. The
+//     and reconciliation still on, no copy: their cost apart from the copy's), and their ratios, with
+//     the p99 of each 5 s of the copy. After a minute of copying the load pauses until the copy is
+//     done: the copy's rate under the load and with the application idle are printed. The
 //     reconciliation workflow runs alongside; once the load stops it drains the change log, and new
 //     must then equal old row for row.
 //
@@ -49,6 +51,8 @@
 //   BENCH_LOAD_RATE              load mode: target writes per second (default 200)
 //   BENCH_LOAD_CLIENTS           load mode: connections writing (default 4)
 //   BENCH_LOAD_BASELINE_SECONDS  load mode: idle window measured before the backfill (default 10)
+//   BENCH_LOAD_PAUSE_AFTER_SECONDS  load mode: seconds of copying before the load pauses (default 60;
+//                                off: it never does)
 // A bad value stops it with one line and exit code 2. A copy that differs from old, or a method that
 // fails, makes it exit 1 (the other methods still run and print). Ctrl-C or SIGTERM stops pgcopydb,
 // the load and the stack, and exits 130. pgcopydb's own output goes to .data/bench-pgcopydb.log.
@@ -105,6 +109,7 @@ import { writeBenchResults } from './benchmark/results';
 import { backfillProgressQuery } from '../workflows/messages';
 import type { LatencyThrottleState } from '../model/latency-throttle';
 import { WriteLoad, type LoadResult } from './benchmark/write-load';
+import { PAUSED_PHASE } from './benchmark/write-load-messages';
 
 const logger = createLogger({ name: 'bench' });
 
@@ -404,11 +409,21 @@ async function runThroughput(bench: Bench, source: SourceDescription): Promise<n
   return outcomes.some((outcome) => outcome.verified === false || outcome.failed !== undefined) ? 1 : 0;
 }
 
-/** The backfill into `targetUrl` while the write load runs on old: idle window first, then the backfill. */
+/** When the copy ran (performance.now() ms), and how far it got when the load paused (if it did). */
+interface CopyTimes {
+  startedAt?: number;
+  paused?: { at: number; rows: number };
+  endedAt?: number;
+}
+
+/**
+ * The backfill into `targetUrl` while the write load runs on old: idle window first, then the
+ * backfill; the load pauses after `pauseAfterSeconds` of copying, and writes again once it is done.
+ */
 async function backfillUnderLoad(
   bench: Bench,
   targetUrl: string,
-): Promise<{ run: BackfillRun; load: LoadResult; brake: LatencyThrottleState | null }> {
+): Promise<{ run: BackfillRun; load: LoadResult; brake: LatencyThrottleState | null; copy: CopyTimes }> {
   const { load: loadOptions } = bench.options;
   // Bundling the workflows takes CPU: done before the idle window, not inside it.
   const worker = await backfillWorker(bench, targetUrl);
@@ -441,15 +456,42 @@ async function backfillUnderLoad(
     let brake: LatencyThrottleState | null = null;
     const workflowId = 'bench-backfill-orders-under-load';
     const copying = new AbortController();
+    const copy: CopyTimes = {};
+    let pauseTimer: NodeJS.Timeout | undefined;
+    // The application goes idle mid-copy: the brake must let the copy run at full speed then.
+    const pauseLoad = async () => {
+      const rows = await withClient(targetUrl, (client) =>
+        client.query<{ rows: string }>(`SELECT count(*) AS rows FROM ${quoteTable(TABLE)}`),
+      );
+      if (copying.signal.aborted) return;
+      load.mark(PAUSED_PHASE);
+      copy.paused = { at: performance.now(), rows: Number(rows.rows[0]?.rows ?? 0) };
+      logger.info(`load: paused after ${loadOptions.pauseAfterSeconds} s of copying, until the copy is done`);
+    };
     const run = await runBackfill(worker, bench.client, workflowId, input, {
       reconcile: true,
       onStart: () => {
         // Capture installs and the partitions are planned before the first row moves: a phase apart.
         load.mark('starting');
-        void markWhenRowsArrive(targetUrl, () => load.mark('backfill'), copying.signal);
+        void markWhenRowsArrive(
+          targetUrl,
+          () => {
+            load.mark('backfill');
+            copy.startedAt = performance.now();
+            if (loadOptions.pauseAfterSeconds !== null) {
+              pauseTimer = setTimeout(
+                () => void pauseLoad().catch((err) => logger.warn(`load: could not pause: ${String(err)}`)),
+                loadOptions.pauseAfterSeconds * 1000,
+              );
+            }
+          },
+          copying.signal,
+        );
       },
       afterCopy: async () => {
         // The copy is done, capture and reconciliation still run: what they cost the load on their own.
+        clearTimeout(pauseTimer);
+        copy.endedAt = performance.now();
         copying.abort();
         load.mark('after');
         await sleep(loadOptions.baselineSeconds * 1000);
@@ -459,7 +501,12 @@ async function backfillUnderLoad(
           (await bench.client.workflow.getHandle(workflowId).query(backfillProgressQuery)).latency ?? null;
       },
     });
-    return { run, load: stoppedLoad ?? (await load.stop()), brake: brake as LatencyThrottleState | null };
+    return {
+      run,
+      load: stoppedLoad ?? (await load.stop()),
+      brake: brake as LatencyThrottleState | null,
+      copy,
+    };
   } catch (err) {
     await load.abort();
     throw err;
@@ -495,7 +542,7 @@ async function markWhenRowsArrive(
 async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<number> {
   const targetUrl = await createFreshDatabase(bench.stack.new.url, 'bench_backfill');
   await withClient(targetUrl, (client) => client.query(sampleTableDdl(TABLE)));
-  const { run, load, brake } = await backfillUnderLoad(bench, targetUrl);
+  const { run, load, brake, copy } = await backfillUnderLoad(bench, targetUrl);
   if (load.lastError !== undefined) logger.warn(`load: last write error: ${load.lastError}`);
   const backfill: MethodOutcome = {
     method: 'backfill',
@@ -515,18 +562,30 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
   const verified = await verifyCopy(bench, 'backfill', targetUrl);
   backfill.verified = verified;
   const history = await backfillHistory(bench);
-  process.stdout.write(`\n${loadReport(source, bench.options.load, load.phases, backfill, history)}\n`);
+  process.stdout.write(
+    `\n${loadReport(source, bench.options.load, load.phases, backfill, history, load.timelines.backfill)}\n`,
+  );
   if (brake !== null) {
     process.stdout.write(
-      `latency brake: baseline probe p90 ${brake.baseline.probeMs} ms; ${brake.decreases} times down, ${brake.increases} up; last: ${brake.reason ?? 'never braked'}\n`,
+      `latency brake: baseline probe p99 ${brake.baseline.probeMs} ms; ${brake.decreases} times down, ${brake.increases} up; last: ${brake.reason ?? 'never braked'}\n`,
     );
   }
+  const rates = copyRates(copy, run.result.rowsCopied);
+  process.stdout.write(
+    `copy rate: ${rates.underLoad === null ? '-' : formatCount(rates.underLoad)} rows/s under the load; ${
+      rates.loadPaused === null
+        ? 'the load did not pause (the copy was done first)'
+        : `${formatCount(rates.loadPaused)} rows/s once it paused (the application idle), after ${bench.options.load.pauseAfterSeconds} s`
+    }\n`,
+  );
   const idle = load.phases.idle;
   const during = load.phases.backfill;
   const written = writeBenchResults('backfill-under-load', {
     source,
     load: bench.options.load,
     phases: load.phases,
+    /** Each phase by TIMELINE_SECONDS windows: `fromSeconds` after its start, `writes`, `p99Ms`. */
+    timelines: load.timelines,
     ratios: {
       p50DuringOverBefore: ratioOf(during?.p50Ms, idle?.p50Ms),
       p99DuringOverBefore: ratioOf(during?.p99Ms, idle?.p99Ms),
@@ -539,11 +598,29 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
       p99AfterOverBefore: ratioOf(load.phases.after?.p99Ms, idle?.p99Ms),
     },
     backfill: { ...backfill, rowsPerSecond: rowsPerSecond(backfill) ?? null },
+    /** The copy's rows/s while the load wrote, and once it paused (null: it did not pause). */
+    copyRowsPerSecond: rates,
     brake,
     history: history ?? null,
   });
   process.stdout.write(`figures: ${written}\n\n`);
   return verified ? 0 : 1;
+}
+
+/** The copy's rate under the load and once it paused, from the times the bench noted. */
+function copyRates(
+  copy: CopyTimes,
+  rowsCopied: number,
+): { underLoad: number | null; loadPaused: number | null } {
+  const { startedAt, paused, endedAt } = copy;
+  if (startedAt === undefined || endedAt === undefined) return { underLoad: null, loadPaused: null };
+  const perSecond = (rows: number, from: number, to: number) =>
+    to > from ? rows / ((to - from) / 1000) : null;
+  if (paused === undefined) return { underLoad: perSecond(rowsCopied, startedAt, endedAt), loadPaused: null };
+  return {
+    underLoad: perSecond(paused.rows, startedAt, paused.at),
+    loadPaused: perSecond(Math.max(0, rowsCopied - paused.rows), paused.at, endedAt),
+  };
 }
 
 /** a / b, or null when either is unknown. */

@@ -102,6 +102,12 @@ const PARENT_REPORT_MS = 15_000;
 /** Runs started before the brake copy without it: their histories replay unchanged. */
 const LATENCY_BRAKE = 'latency-brake';
 /**
+ * Runs started before the brake's second version replay unchanged: it cuts by the overshoot and
+ * takes the copy's rate from its partitions' reports (model/latency-throttle.ts); the first halved,
+ * from rows counted between readings.
+ */
+const LATENCY_BRAKE_2 = 'latency-brake-2';
+/**
  * While the brake is off and the application calm, readings come ever less often, up to this many
  * intervals apart: a reading costs the table workflow's history about ten events, and a copy of a
  * billion rows runs for hours. A reading that is not calm brings the interval back at once.
@@ -157,6 +163,14 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
   let toldParentAt = 0;
   const rowsCopiedNow = () =>
     progress.finished.rowsCopied + [...reported.values()].reduce((n, r) => n + r.rowsCopied, 0);
+  // Each running partition's recent rate, for the brake: rows/s between its last two reports (its
+  // first: since it started); null until it has reported once.
+  const partitionRates = new Map<string, { rows: number; at: number; rowsPerSecond: number | null }>();
+  /** The table's copy rate by its partitions' latest reports; null when none has reported yet. */
+  const reportedRate = (): number | null => {
+    const known = [...partitionRates.values()].filter((rate) => rate.rowsPerSecond !== null);
+    return known.length === 0 ? null : known.reduce((sum, rate) => sum + rate.rowsPerSecond!, 0);
+  };
   const showProgress = () => {
     const rows = rowsCopiedNow();
     const seconds = copyingSince === null ? 0 : (Date.now() - copyingSince) / 1000;
@@ -205,6 +219,15 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
   setHandler(partitionCopiedSignal, (report) => {
     if (!running.has(report.workflowId)) return;
     reported.set(report.workflowId, report);
+    const before = partitionRates.get(report.workflowId);
+    if (before !== undefined) {
+      const seconds = Math.max(0.001, (Date.now() - before.at) / 1000);
+      partitionRates.set(report.workflowId, {
+        rows: report.rowsCopied,
+        at: Date.now(),
+        rowsPerSecond: (report.rowsCopied - before.rows) / seconds,
+      });
+    }
     if (Date.now() - shownAt >= PROGRESS_REPORT_MS && patched('progress-while-copying')) {
       shownAt = Date.now();
       showProgress();
@@ -302,6 +325,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
       source: input.source,
       probeQuery: target!.probeQuery,
       minSamples: target!.minSamples,
+      windowMs: target!.intervalMs,
     });
   const brake = async () => {
     let rows = rowsCopiedNow();
@@ -327,7 +351,11 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
       }
       const seconds = Math.max(0.001, (Date.now() - at) / 1000);
       const copied = rowsCopiedNow();
-      const rate = (copied - rows) / seconds;
+      // Partitions report every few seconds: rows counted between two readings missed what the
+      // partitions copied since their last report (at the first reading, often everything), and a
+      // brake that halved from that rate limited the copy to its floor and lifted the limit at its
+      // first step up. Their own rates between reports are what the copy runs at.
+      const rate = progress.latency!.cut === 'by-overshoot' ? reportedRate() : (copied - rows) / seconds;
       rows = copied;
       at = Date.now();
       const before = progress.latency!.limit;
@@ -337,13 +365,15 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
         tellShares();
       }
       const last = progress.latency.last!;
-      const calm = progress.latency.limit === null && last.ms <= last.targetMs * 0.8;
+      const calm =
+        progress.latency.limit === null && (last.applicationIdle === true || last.ms <= last.targetMs * 0.8);
       intervals = calm ? Math.min(intervals * 2, MAX_INTERVALS_BETWEEN_CALM_READINGS) : 1;
     }
   };
   const startBrake = async () => {
     if (target === null || progress.latency !== undefined || !patched(LATENCY_BRAKE)) return;
-    progress.latency = startLatencyThrottle(target, await measure());
+    const cut = patched(LATENCY_BRAKE_2) ? 'by-overshoot' : 'half';
+    progress.latency = startLatencyThrottle(target, await measure(), cut);
     braking = brake();
   };
 
@@ -382,6 +412,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
         // Listed once it exists, so whoever queries the list can query the partition.
         progress.partitions.push({ workflowId, pass, range, done: false });
         running.set(workflowId, child);
+        partitionRates.set(workflowId, { rows: 0, at: Date.now(), rowsPerSecond: null });
         // A signal that arrived while the child was starting did not reach it: pass it on now.
         if (progress.paused !== startedPaused) {
           void child.signal(progress.paused ? pauseSignal : resumeSignal).catch(() => undefined);
@@ -397,6 +428,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
         const result: BackfillPartitionResult = await child.result();
         running.delete(child.workflowId);
         reported.delete(child.workflowId);
+        partitionRates.delete(child.workflowId);
         partitionsInPass = Math.max(1, partitionsInPass - 1);
         if (rowLimit() !== null && running.size > 0 && patched('row-limit-shared-by-running-partitions')) {
           tellShares();

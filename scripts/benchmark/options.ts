@@ -14,6 +14,11 @@ export interface WriteLoadOptions {
   clients: number;
   /** Length of the idle window measured before the backfill starts. */
   baselineSeconds: number;
+  /**
+   * The load pauses after this many seconds of copying, until the copy is done (null: never): the
+   * copy's rate with the application idle, beside its rate under the load.
+   */
+  pauseAfterSeconds: number | null;
 }
 
 export interface BenchOptions {
@@ -125,6 +130,10 @@ export function readBenchOptions(env: Env = process.env): BenchOptions {
       rate: wholeNumber(env, 'BENCH_LOAD_RATE', 200, 1, 100_000),
       clients: wholeNumber(env, 'BENCH_LOAD_CLIENTS', 4, 1, 256),
       baselineSeconds: wholeNumber(env, 'BENCH_LOAD_BASELINE_SECONDS', 10, 1, 3600),
+      pauseAfterSeconds:
+        env.BENCH_LOAD_PAUSE_AFTER_SECONDS === 'off'
+          ? null
+          : wholeNumber(env, 'BENCH_LOAD_PAUSE_AFTER_SECONDS', 60, 1, 86_400),
     },
   };
 }

@@ -3,7 +3,7 @@
 import type { CopyMethod } from './options';
 import type { CpuSeconds } from './cpu';
 import type { HistoryStats } from './backfill';
-import type { LatencySummary } from './write-load';
+import { TIMELINE_SECONDS, type LatencySummary, type TimelineWindow } from './write-load';
 
 export interface MethodOutcome {
   method: CopyMethod;
@@ -164,6 +164,7 @@ export function loadReport(
   phases: Record<string, LatencySummary>,
   backfill: MethodOutcome,
   history: HistoryStats | undefined,
+  copying: TimelineWindow[] = [],
 ): string {
   const names: Record<string, string> = {
     idle: 'before backfill',
@@ -199,6 +200,7 @@ export function loadReport(
     `during / before: p50 x${ratio(during?.p50Ms, idle?.p50Ms)}, p99 x${ratio(during?.p99Ms, idle?.p99Ms)}`,
     `starting / before: p50 x${ratio(phases.starting?.p50Ms, idle?.p50Ms)}, p99 x${ratio(phases.starting?.p99Ms, idle?.p99Ms)}`,
     `after the copy / before: p50 x${ratio(phases.after?.p50Ms, idle?.p50Ms)}, p99 x${ratio(phases.after?.p99Ms, idle?.p99Ms)} (capture and reconciliation without the copy)`,
+    `during backfill, p99 ms of each ${TIMELINE_SECONDS} s: ${copying.length === 0 ? '-' : copying.map((window) => fixed(window.p99Ms, 1)).join(' ')}`,
     `backfill under load: ${backfill.rows === undefined ? '-' : formatCount(backfill.rows)} rows in ${fixed(backfill.seconds, 1)} s, ${rate === undefined ? '-' : formatCount(rate)} rows/s; after the load stopped and reconciliation drained the change log, new ${backfill.verified === true ? 'equals old row for row' : backfill.verified === false ? 'DIFFERS from old' : 'was not checked'}`,
     describeHistory(history),
   ].join('\n');

@@ -3,33 +3,24 @@
 // latency. Each client is one connection doing single-row autocommit writes by primary key on a
 // fixed schedule (open loop): 70% UPDATE of an existing row, 20% INSERT of a new key, 10% DELETE.
 // A write that starts late because the previous one overran is timed from its scheduled start,
-// so a stall shows in the latency instead of silently lowering the rate.
+// so a stall shows in the latency instead of silently lowering the rate. In the `paused` phase it
+// writes nothing (an idle application).
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { seededRandom } from '../../provision/write-load';
-
-export interface WriteLoadThreadData {
-  url: string;
-  /** Quoted schema-qualified table name. */
-  table: string;
-  /** Seeded keys are `g * keyStep` for g in 1..seededRows. */
-  seededRows: number;
-  keyStep: number;
-  rate: number;
-  clients: number;
-}
-
-export type ToLoadThread = { type: 'phase'; phase: string } | { type: 'stop' };
-export type FromLoadThread =
-  | { type: 'ready' }
-  | { type: 'failed'; message: string }
-  | { type: 'done'; latencies: Record<string, number[]>; errors: Record<string, number>; lastError?: string };
+import {
+  PAUSED_PHASE,
+  type FromLoadThread,
+  type ToLoadThread,
+  type WriteLoadThreadData,
+} from './write-load-messages';
 
 const data = workerData as WriteLoadThreadData;
 const port = parentPort!;
 let phase = 'warmup';
 let stopping = false;
 const latencies: Record<string, number[]> = {};
+const endedAt: Record<string, number[]> = {};
 const errors: Record<string, number> = {};
 let lastError: string | undefined;
 
@@ -62,11 +53,18 @@ async function runClient(connection: pg.Client, client: number): Promise<void> {
     const wait = scheduled - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     if (stopping) break;
+    if (phase === PAUSED_PHASE) {
+      // The application is idle: no write, and none owed once it writes again.
+      scheduled = performance.now() + interval;
+      continue;
+    }
     const started = wait > 0 ? performance.now() : scheduled;
     const current = phase;
     try {
       await connection.query(writeOperation(client, sequence, next));
-      (latencies[current] ??= []).push(performance.now() - started);
+      const ended = performance.now();
+      (latencies[current] ??= []).push(ended - started);
+      (endedAt[current] ??= []).push(performance.timeOrigin + ended);
     } catch (err) {
       errors[current] = (errors[current] ?? 0) + 1;
       lastError = (err as Error).message;
@@ -98,6 +96,7 @@ async function main(): Promise<void> {
   port.postMessage({
     type: 'done',
     latencies,
+    endedAt,
     errors,
     ...(lastError !== undefined && { lastError }),
   } satisfies FromLoadThread);

@@ -1,9 +1,10 @@
 // The concurrent write load of `BENCH_MODE=load`, seen from the main thread: starts the load thread
 // (write-load-thread.ts), labels the phases (idle, backfill, ...) whose latencies are kept apart,
-// and turns the samples into p50/p99 per phase.
+// and turns the samples into p50/p99 per phase, and the p99 of each few seconds of a phase (where in
+// the copy the application's tail comes from).
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { FromLoadThread, ToLoadThread, WriteLoadThreadData } from './write-load-thread';
+import type { FromLoadThread, ToLoadThread, WriteLoadThreadData } from './write-load-messages';
 
 export interface LatencySummary {
   operations: number;
@@ -15,9 +16,37 @@ export interface LatencySummary {
   maxMs: number;
 }
 
+/** The seconds of a phase a timeline entry covers. */
+export const TIMELINE_SECONDS = 5;
+
+/** The writes of one TIMELINE_SECONDS window of a phase, from `fromSeconds` after its start. */
+export interface TimelineWindow {
+  fromSeconds: number;
+  writes: number;
+  p99Ms: number;
+}
+
 export interface LoadResult {
   phases: Record<string, LatencySummary>;
+  timelines: Record<string, TimelineWindow[]>;
   lastError?: string;
+}
+
+/** The p99 of each TIMELINE_SECONDS of a phase that started at `startedAt` (ms since the epoch). */
+function timeline(
+  latencies: readonly number[],
+  endedAt: readonly number[],
+  startedAt: number,
+): TimelineWindow[] {
+  const windows: number[][] = [];
+  latencies.forEach((ms, i) => {
+    const window = Math.max(0, Math.floor((endedAt[i]! - startedAt) / (TIMELINE_SECONDS * 1000)));
+    (windows[window] ??= []).push(ms);
+  });
+  return Array.from(windows, (samples, i) => {
+    const sorted = [...(samples ?? [])].sort((a, b) => a - b);
+    return { fromSeconds: i * TIMELINE_SECONDS, writes: sorted.length, p99Ms: percentile(sorted, 99) };
+  });
 }
 
 /** Nearest-rank percentile of ascending `sorted`. */
@@ -80,13 +109,19 @@ export class WriteLoad {
     });
     this.thread.postMessage({ type: 'stop' } satisfies ToLoadThread);
     try {
-      const { latencies, errors, lastError } = await done;
+      const { latencies, endedAt, errors, lastError } = await done;
       const phases: Record<string, LatencySummary> = {};
+      const timelines: Record<string, TimelineWindow[]> = {};
       this.phaseStarts.forEach(({ phase, at }, i) => {
         const end = this.phaseStarts[i + 1]?.at ?? stoppedAt;
         phases[phase] = summarize(latencies[phase] ?? [], errors[phase] ?? 0, (end - at) / 1000);
+        timelines[phase] = timeline(
+          latencies[phase] ?? [],
+          endedAt[phase] ?? [],
+          performance.timeOrigin + at,
+        );
       });
-      return { phases, ...(lastError !== undefined && { lastError }) };
+      return { phases, timelines, ...(lastError !== undefined && { lastError }) };
     } finally {
       await this.thread.terminate();
     }

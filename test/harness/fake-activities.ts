@@ -168,7 +168,10 @@ const HEALTHY: { [K in Name]: Fake<K> } = {
     replicaLagSeconds: 0,
   }),
   // An application as fast as before the copy: the brake never comes on.
-  measureApplicationLatency: () => ({ routers: null, probe: { p90Ms: 0.5 } }),
+  measureApplicationLatency: () => ({
+    routers: null,
+    probe: { p99Ms: 0.5, runs: 20, applicationSessions: 1 },
+  }),
   installTruncateGuard: notFaked('installTruncateGuard'),
   advanceSequences: notFaked('advanceSequences'),
   listMigrationRouters: notFaked('listMigrationRouters'),

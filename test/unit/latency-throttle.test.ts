@@ -1,6 +1,7 @@
 // The brake that follows the application's latency (model/latency-throttle.ts): the p99 from router
 // latency counts, and AIMD on the copy's row limit (halve above the target, step up well below it,
-// lift once back at the rate where trouble began), each decision with its reason.
+// lift once back at the rate where trouble began, lift when the application runs nothing), each
+// decision with its reason.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
@@ -11,14 +12,18 @@ import {
   latencyQuantile,
   mergeLatencyCounts,
   nextLatencyThrottle,
+  runsQuantile,
   startLatencyThrottle,
   type LatencyReading,
 } from '../../model/latency-throttle';
 
-const probe = (ms: number): LatencyReading => ({ routers: null, probe: { p90Ms: ms } });
+const probe = (ms: number, applicationSessions = 3): LatencyReading => ({
+  routers: null,
+  probe: { p99Ms: ms, runs: 100, applicationSessions },
+});
 const routed = (p99Ms: number, probeMs = 0.3): LatencyReading => ({
   routers: { p99Ms, samples: 500, routers: 2 },
-  probe: { p90Ms: probeMs },
+  probe: { p99Ms: probeMs, runs: 100, applicationSessions: 0 },
 });
 
 describe('latency counts', () => {
@@ -48,23 +53,37 @@ describe('the latency brake (AIMD)', () => {
     const state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4));
     const next = nextLatencyThrottle(state, routed(7.5), 20_000);
     assert.equal(next.limit, null);
-    assert.equal(next.reason, null);
+    assert.equal(next.decreases, 0);
+    assert.equal(next.increases, state.increases);
     assert.deepEqual(next.last, { by: 'routers', ms: 7.5, targetMs: 8 });
   });
 
-  it('halves from the rate the copy ran at when the p99 passes the target, then halves the limit', () => {
+  it('cuts from the rate the copy ran at by the overshoot when the p99 passes the target, then cuts the limit', () => {
     let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4));
+    assert.equal(state.cut, 'by-overshoot');
+    assert.equal(state.ceiling, null);
     state = nextLatencyThrottle(state, routed(20), 12_000);
-    assert.equal(state.limit, 6000);
+    assert.equal(state.limit, 4800, 'target 8 ms ÷ 20 ms: 0.4 of the rate');
     assert.equal(state.ceiling, 12_000);
     assert.equal(
       state.reason,
-      'application p99 20 ms (500 statements through 2 routers) above its target 8 ms (2× baseline 4 ms): copy limited to 6000 rows/s',
+      'application p99 20 ms (500 statements through 2 routers) above its target 8 ms (2× baseline 4 ms): copy limited to 4800 rows/s',
     );
+    state = nextLatencyThrottle(state, routed(10), 4800);
+    assert.equal(state.limit, 2400, 'never less than half');
+    assert.equal(state.ceiling, 12_000);
+    state = nextLatencyThrottle(state, routed(400), 2400);
+    assert.equal(state.limit, 300, 'never more than seven eighths');
+    assert.equal(state.decreases, 3);
+  });
+
+  it('halves in runs that started before the cut by the overshoot', () => {
+    let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4), 'half');
+    assert.equal(state.cut, undefined);
+    state = nextLatencyThrottle(state, routed(400), 12_000);
+    assert.equal(state.limit, 6000);
     state = nextLatencyThrottle(state, routed(10), 6000);
     assert.equal(state.limit, 3000);
-    assert.equal(state.ceiling, 12_000);
-    assert.equal(state.decreases, 2);
   });
 
   it('never limits below the floor rate, so the copy always ends', () => {
@@ -75,7 +94,7 @@ describe('the latency brake (AIMD)', () => {
 
   it('steps up by a tenth of the ceiling after three calm readings in a row, and lifts the limit at the ceiling', () => {
     let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4));
-    state = nextLatencyThrottle(state, routed(20), 10_000);
+    state = nextLatencyThrottle(state, routed(16), 10_000);
     assert.equal(state.limit, 5000);
     // Below the target but not well below: hold.
     assert.equal(nextLatencyThrottle(state, routed(7), 5000).limit, 5000);
@@ -106,9 +125,23 @@ describe('the latency brake (AIMD)', () => {
     assert.match(state.reason ?? '', /within its target 8 ms again: copy limit lifted/);
   });
 
+  it('grows by half at most far below the ceiling, where a tenth of it would leap', () => {
+    let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4));
+    state = nextLatencyThrottle(state, routed(400), 27_000);
+    state = nextLatencyThrottle(state, routed(400), null);
+    state = nextLatencyThrottle(state, routed(400), null);
+    assert.equal(state.limit, 200, 'cut to an eighth three times, down to the floor');
+    const limits: Array<number | null> = [];
+    for (let i = 0; i < 18; i++) {
+      state = nextLatencyThrottle(state, routed(4), null);
+      if (state.calm === 0) limits.push(state.limit);
+    }
+    assert.deepEqual(limits, [400, 600, 900, 1350, 2025, 3038]);
+  });
+
   it('does not rise on one calm reading among bad ones', () => {
     let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4));
-    state = nextLatencyThrottle(state, routed(20), 10_000);
+    state = nextLatencyThrottle(state, routed(16), 10_000);
     for (const ms of [4, 4, 7, 4, 4, 7, 4]) state = nextLatencyThrottle(state, routed(ms), 5000);
     assert.equal(state.limit, 5000, 'never three calm readings in a row');
     assert.equal(state.increases, 0);
@@ -121,10 +154,66 @@ describe('the latency brake (AIMD)', () => {
     state = nextLatencyThrottle(state, probe(3), 5000);
     assert.equal(state.limit, 2500);
     assert.deepEqual(state.last, { by: 'probe', ms: 3, targetMs: 2 });
-    assert.match(state.reason ?? '', /^probe query p90 3 ms above its target 2 ms \(2× baseline 0.4 ms\)/);
+    assert.match(
+      state.reason ?? '',
+      /^probe query p99 3 ms \(100 runs\) above its target 2 ms \(2× baseline 0.4 ms\)/,
+    );
     // Routers that appear later have no baseline: still the probe.
-    state = nextLatencyThrottle(state, routed(100, 0.3), 2500);
+    state = nextLatencyThrottle(state, { ...routed(100), probe: probe(0.3).probe }, 2500);
     assert.equal(state.last?.by, 'probe');
+  });
+
+  it('lifts the limit at once when no session of the application ran anything, and does not brake then', () => {
+    let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, probe(0.4));
+    state = nextLatencyThrottle(state, probe(4), 8000);
+    assert.equal(state.limit, 4000);
+    state = nextLatencyThrottle(state, probe(9, 0), 4000);
+    assert.equal(state.limit, null, 'the probe feels the copy, but no application waits');
+    assert.equal(state.increases, 1);
+    assert.deepEqual(state.last, { by: 'probe', ms: 9, targetMs: 2, applicationIdle: true });
+    assert.match(
+      state.reason ?? '',
+      /^no session of the application ran a statement on the source .*: copy limit lifted$/,
+    );
+    const idle = nextLatencyThrottle(state, probe(30, 0), 20_000);
+    assert.equal(idle.limit, null);
+    assert.equal(idle.decreases, 1);
+    // The application back: the probe counts again.
+    assert.equal(nextLatencyThrottle(idle, probe(4), 20_000).limit, 10_000);
+    // Routers that report go first, idle probe or not.
+    const routedState = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4));
+    assert.equal(nextLatencyThrottle(routedState, routed(16), 10_000).limit, 5000);
+  });
+
+  it('replays readings of earlier versions (the probe p90 of ten runs)', () => {
+    const earlier = (ms: number): LatencyReading => ({ routers: null, probe: { p90Ms: ms } });
+    let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, earlier(0.4));
+    assert.equal(state.baseline.probeMs, 0.4);
+    state = nextLatencyThrottle(state, earlier(3), 5000);
+    assert.equal(state.limit, 2500);
+    assert.match(state.reason ?? '', /^probe query p90 3 ms above its target 2 ms/);
+  });
+
+  it('takes a quantile of sorted runs by the nearest rank', () => {
+    const runs = Array.from({ length: 100 }, (_, i) => i + 1);
+    assert.equal(runsQuantile(runs, 0.99), 99);
+    assert.equal(runsQuantile(runs.slice(0, 20), 0.99), 20);
+    assert.equal(runsQuantile([5], 0.99), 5);
+    assert.equal(runsQuantile([], 0.99), 0);
+  });
+
+  it('waits for the copy rate before a first limit, since it cuts from it', () => {
+    let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4));
+    state = nextLatencyThrottle(state, routed(16), null);
+    assert.equal(state.limit, null, 'no rate to cut from yet');
+    assert.equal(state.decreases, 0);
+    assert.deepEqual(state.last, { by: 'routers', ms: 16, targetMs: 8 });
+    state = nextLatencyThrottle(state, routed(16), 12_000);
+    assert.equal(state.limit, 6000);
+    // Once limited, a cut needs no rate.
+    state = nextLatencyThrottle(state, routed(16), null);
+    assert.equal(state.limit, 3000);
+    assert.equal(state.ceiling, 12_000);
   });
 
   it('keeps to the lower of the operator limit and the brake', () => {

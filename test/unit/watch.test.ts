@@ -31,7 +31,8 @@ const copying: LiveTableProgress = {
     throttled: { rate: 3 },
     brake: {
       limit: 400,
-      reason: 'probe query p90 9 ms above its target 2 ms (2× baseline 0.4 ms): copy limited to 400 rows/s',
+      reason:
+        'probe query p99 9 ms (100 runs) above its target 2 ms (2× baseline 0.4 ms): copy limited to 400 rows/s',
       baseline: { routersMs: null, probeMs: 0.4 },
       last: { by: 'probe', ms: 9, targetMs: 2 },
       decreases: 1,
@@ -76,7 +77,7 @@ describe('watching a migration', () => {
       '  public.orders: [#####...............] 250 of ~1000 rows (25%), 100 rows/s, ETA 1 min 15 s; copying',
       '    chunks 5 done, 2 in flight; partitions 0 done, 2 running',
       '    throttle: waiting: row rate limit 50 rows/s (row limit 100 rows/s)',
-      '    latency brake: probe query p90 9 ms above its target 2 ms (2× baseline 0.4 ms): copy limited to 400 rows/s (1 down, 0 up)',
+      '    latency brake: probe query p99 9 ms (100 runs) above its target 2 ms (2× baseline 0.4 ms): copy limited to 400 rows/s (1 down, 0 up)',
       '    not verified yet',
     ]);
     assert.equal(bar(null, 4), '[....]');
