@@ -20,8 +20,11 @@ export const MIN_RUNS = 40;
 const IDLE_STOP_MS = 120_000;
 /** Runs older than this are dropped, in ms: no window is longer. */
 const KEPT_MS = 600_000;
-/** How long the first reading waits for its runs before it gives up with the last error, in ms. */
-const FIRST_READING_WAIT_MS = 15_000;
+/**
+ * How long the first reading waits for its runs, in ms (under the activity's heartbeat timeout); one
+ * whose probe failed before it ever ran gives up at once with the error.
+ */
+const FIRST_READING_WAIT_MS = 10_000;
 
 export interface ProbeWindow {
   /** The window's runs, in ms, slowest last. */
@@ -71,6 +74,9 @@ class RunningProbe {
       if (running > PROBE_EVERY_MS) inWindow.push(running);
       if (inWindow.length >= MIN_RUNS || (inWindow.length > 0 && this.runs.length >= MIN_RUNS)) {
         return { runs: inWindow.sort((a, b) => a - b) };
+      }
+      if (this.lastError !== undefined && this.runs.length === 0) {
+        throw new Error(`the probe query failed: ${this.lastError}`);
       }
       if (Date.now() >= giveUpAt) {
         throw new Error(

@@ -40,6 +40,8 @@ export interface BackfillReport {
     decreases: number;
     increases: number;
   } | null;
+  /** Why the copy runs without the brake though it is on (its baseline could not be read); else null. */
+  brakeUnread: string | null;
   partitionsDone: number;
   partitionsRunning: number;
   /** The partitions copying now (and, when asked for, those that finished). */
@@ -105,6 +107,7 @@ export async function readBackfillProgress(
             decreases: table.latency.decreases,
             increases: table.latency.increases,
           },
+    brakeUnread: table.latencyUnread ?? null,
     partitionsDone: table.partitions.filter((p) => p.done).length,
     partitionsRunning: running.length,
     partitions: [...finished, ...running],

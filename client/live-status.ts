@@ -114,6 +114,8 @@ export function tableLines(table: LiveTableProgress | TableProgress, bars = fals
       `    throttle: ${backfill.waitingFor.length > 0 ? `waiting: ${backfill.waitingFor.join('; ')}` : 'not waiting'} (${limit})`,
     );
     const brake = backfill.brake;
+    if (brake === null && backfill.brakeUnread !== null)
+      lines.push(`    latency brake: ${backfill.brakeUnread}`);
     if (brake !== null) {
       const reading =
         brake.last === null

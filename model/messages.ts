@@ -98,6 +98,8 @@ export interface BackfillProgress {
   finished: { rowsCopied: number; chunksDone: number };
   /** The brake that follows the application's latency, once it has its baseline; absent when off. */
   latency?: LatencyThrottleState;
+  /** Why the brake has no baseline (its reading failed): the copy runs without it. */
+  latencyUnread?: string;
 }
 /** Keys that differ between the sides (a failed mirror write, a verifier finding): sync them. */
 export interface DiscrepancyBatch {

@@ -7,6 +7,7 @@
 // measured once before the copy starts, then every few seconds; the copy keeps to the lower of its
 // limit and the operator's.
 import {
+  ActivityFailure,
   ParentClosePolicy,
   condition,
   getExternalWorkflowHandle,
@@ -107,6 +108,8 @@ const LATENCY_BRAKE = 'latency-brake';
  * from rows counted between readings.
  */
 const LATENCY_BRAKE_2 = 'latency-brake-2';
+/** Runs started before a baseline that could not be read left the copy without the brake failed with it. */
+const LATENCY_BASELINE_UNREAD = 'latency-baseline-unread';
 /**
  * While the brake is off and the application calm, readings come ever less often, up to this many
  * intervals apart: a reading costs the table workflow's history about ten events, and a copy of a
@@ -373,7 +376,20 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
   const startBrake = async () => {
     if (target === null || progress.latency !== undefined || !patched(LATENCY_BRAKE)) return;
     const cut = patched(LATENCY_BRAKE_2) ? 'by-overshoot' : 'half';
-    progress.latency = startLatencyThrottle(target, await measure(), cut);
+    let baseline;
+    try {
+      baseline = await measure();
+    } catch (err) {
+      // A probe query that cannot run (a table it names is missing, a grant) must not fail the copy:
+      // it runs without the brake, and says so; the next pass tries again.
+      if (!patched(LATENCY_BASELINE_UNREAD)) throw err;
+      const cause = err instanceof ActivityFailure && err.cause !== undefined ? err.cause : err;
+      progress.latencyUnread = `could not read the application's latency before the copy (${(cause as Error).message}): copying without the latency brake`;
+      log.warn('copy brake', { reason: progress.latencyUnread });
+      return;
+    }
+    delete progress.latencyUnread;
+    progress.latency = startLatencyThrottle(target, baseline, cut);
     braking = brake();
   };
 

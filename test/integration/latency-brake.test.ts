@@ -16,7 +16,7 @@ import { backfillProgressQuery } from '../../workflows/messages';
 import { readBackfillProgress } from '../../client/backfill-progress';
 import { tableLines } from '../../client/live-status';
 import { drainUntilEmpty } from '../harness/activity';
-import { backfillInput } from '../harness/backfill';
+import { backfillInput, runBackfill } from '../harness/backfill';
 import { withMigrationActivities } from '../harness/router';
 import { waitFor } from '../harness/wait';
 import { databasePools, temporalClient } from '../harness/servers';
@@ -225,5 +225,29 @@ describe('the latency brake', () => {
     } finally {
       await copy.finish();
     }
+  });
+
+  it('copies without the brake, and says why, when its probe query cannot run', async () => {
+    const suffix = randomUUID().slice(0, 8);
+    const table = { schema: 'public', table: `unbraked_${suffix}` };
+    const rows = 5000;
+    await pools.old.query(sampleTableDdl(table));
+    await pools.new.query(sampleTableDdl(table));
+    await seedSampleRows(pools.old, table, rows);
+    const { result, progress } = await runBackfill(table, 500, {
+      migration: `test-brake-${suffix}`,
+      throttle: { latencyTarget: { probeQuery: `SELECT 1 FROM public.gone_${suffix}` } },
+    });
+    assert.equal(result.rowsCopied, rows);
+    assert.equal(progress.latency, undefined);
+    assert.match(
+      progress.latencyUnread ?? '',
+      new RegExp(
+        `^could not read the application's latency before the copy \\(the probe query failed: relation "public.gone_${suffix}" does not exist\\): copying without the latency brake$`,
+      ),
+    );
+    console.log(`  ${progress.latencyUnread}`);
+    const comparison = await compareTables(pools.old, pools.new, table, ['id']);
+    assert.deepEqual(comparison.differences, []);
   });
 });

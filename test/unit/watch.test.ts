@@ -38,6 +38,7 @@ const copying: LiveTableProgress = {
       decreases: 1,
       increases: 0,
     },
+    brakeUnread: null,
     partitionsDone: 0,
     partitionsRunning: 2,
     partitions: [],
@@ -80,6 +81,15 @@ describe('watching a migration', () => {
       '    latency brake: probe query p99 9 ms (100 runs) above its target 2 ms (2× baseline 0.4 ms): copy limited to 400 rows/s (1 down, 0 up)',
       '    not verified yet',
     ]);
+    // A brake whose baseline could not be read says so, and why.
+    const unread =
+      'could not read the application latency before the copy (the probe query failed: relation "gone" does not exist): copying without the latency brake';
+    assert.ok(
+      tableLines(
+        { ...copying, backfill: { ...copying.backfill!, brake: null, brakeUnread: unread } },
+        false,
+      ).includes(`    latency brake: ${unread}`),
+    );
     assert.equal(bar(null, 4), '[....]');
     assert.equal(bar(100, 4), '[####]');
   });
