@@ -228,7 +228,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
       partitionRates.set(report.workflowId, {
         rows: report.rowsCopied,
         at: Date.now(),
-        rowsPerSecond: (report.rowsCopied - before.rows) / seconds,
+        rowsPerSecond: Math.max(0, report.rowsCopied - before.rows) / seconds,
       });
     }
     if (Date.now() - shownAt >= PROGRESS_REPORT_MS && patched('progress-while-copying')) {
