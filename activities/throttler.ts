@@ -63,6 +63,9 @@ async function timedRuns(pool: pg.Pool, sql: string, runs: number): Promise<numb
   return times.sort((a, b) => a - b);
 }
 
+/** A session of pg_stat_activity that is the application's: a client, not one of the migration's. */
+const APPLICATION_SESSION = `backend_type = 'client backend' AND coalesce(application_name, '') NOT LIKE 'pg-live-migrate%'`;
+
 /**
  * Sessions on the source, other than the migration's own, that ran a statement in the last
  * `windowMs` or run one now (an idle session's state changed when its last statement ended). A
@@ -71,8 +74,7 @@ async function timedRuns(pool: pg.Pool, sql: string, runs: number): Promise<numb
  */
 const APPLICATION_SESSIONS_SQL = `
   SELECT count(*)::int AS sessions FROM pg_stat_activity
-   WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-     AND coalesce(application_name, '') NOT LIKE 'pg-live-migrate%'
+   WHERE ${APPLICATION_SESSION} AND pid <> pg_backend_pid()
      AND (state IS DISTINCT FROM 'idle' OR state_change > now() - make_interval(secs => $1::float8 / 1000))`;
 
 export function createThrottler(pools: ConnectionPools) {
@@ -86,8 +88,7 @@ export function createThrottler(pools: ConnectionPools) {
       const probeLatencyMs = Math.round((latencies[Math.floor(PROBES / 2)] ?? 0) * 10) / 10;
       const status = await pool.query<{ active: number; lag: number }>(
         `SELECT (SELECT count(*)::int FROM pg_stat_activity
-                  WHERE state = 'active' AND backend_type = 'client backend'
-                    AND application_name NOT LIKE 'pg-live-migrate%') AS active,
+                  WHERE state = 'active' AND ${APPLICATION_SESSION}) AS active,
                 (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication) AS lag`,
       );
       const activeConnections = status.rows[0]?.active ?? 0;
