@@ -12,7 +12,8 @@
 //           through a plain pg.Pool on the side the stage reads or writes;
 //   router: the same statements through the router.
 // Stages: off, dual_write (read and write; writes also spaced: one operation per turn, so each
-// write's mirror is done before the next), shadow (sample 5%), live at 50% (reads), and dual_write
+// write's mirror is done before the next), shadow (sample 5%), live at 50% (reads, and writes, which
+// wait for their mirrors), and dual_write
 // with new stopped (writes). It prints p50 and p99 of each and the ratios router/direct, with the
 // goals: off at most 1.05x, a dual write at most 1.5x at p50, with new down at most 1.2x at p99.
 //
@@ -37,6 +38,7 @@ import { wholeNumber } from './benchmark/options';
 import { percentile } from './benchmark/write-load';
 import { formatTable } from './benchmark/report';
 import { writeBenchResults } from './benchmark/results';
+import { sampleCpu, type CpuProcesses, type CpuSeconds } from './benchmark/cpu';
 
 const log = createLogger({ name: 'bench-router' });
 const TABLE: TableRef = { schema: 'public', table: 'orders' };
@@ -86,6 +88,26 @@ async function measure(
     values.sort((a, b) => a - b);
     return { p50: percentile(values, 50), p99: percentile(values, 99) };
   });
+}
+
+/** CPU per write, in ms, of each server and of this process (the router's share), writes one at a time. */
+async function cpuPerWrite(
+  runner: Runner,
+  processes: CpuProcesses,
+  writes: number,
+  rows: number,
+): Promise<Omit<CpuSeconds, 'temporal'> | undefined> {
+  const before = sampleCpu(processes);
+  let n = 5;
+  for (let i = 0; i < writes; i++) {
+    n = (n * 48271) % 2147483647;
+    await runner.query(`UPDATE ${NAME} SET note = $1 WHERE id = $2`, [`cpu ${n}`, 1 + (n % rows)]);
+  }
+  await runner.mirrorsSettled?.();
+  const after = sampleCpu(processes);
+  if (before === undefined || after === undefined) return undefined;
+  const per = (key: keyof CpuSeconds) => ((after[key] - before[key]) * 1000) / writes;
+  return { oldPostgres: per('oldPostgres'), newPostgres: per('newPostgres'), worker: per('worker') };
 }
 
 interface Row {
@@ -181,6 +203,19 @@ async function main(): Promise<number> {
     await run('shadow (5%)', 'read', 'old', '');
     await follow('live', 50);
     await run('live 50%', 'read', 'old', '');
+    // From shadow on a write answers once its mirror landed on new: the write and its mirror, in a row.
+    await run('live 50%', 'write', 'old', '');
+    // What each write costs each process in CPU: the plain pool's, and the router's with its mirror.
+    const processes: CpuProcesses = {
+      oldPostmaster: oldCluster.postmasterPid,
+      newPostmaster: newCluster.postmasterPid,
+      temporal: 0,
+    };
+    const cpuWrites = Math.min(ops, 2000);
+    const cpu = {
+      direct: await cpuPerWrite(direct.old, processes, cpuWrites, rows),
+      router: await cpuPerWrite(router, processes, cpuWrites, rows),
+    };
     await follow('dual_write');
     await newCluster.stop();
     await run('dual_write, new down', 'write', 'old', 'p99 at most 1.2x');
@@ -216,7 +251,12 @@ async function main(): Promise<number> {
       `\nrouter latency, ${ops} operations each, one at a time, PostgreSQL 15 both sides (fsync on), ${rows} rows\n${table}\n` +
         `mirrors: ${mirrored} mirrored, ${skipped} skipped while new was down (circuit open); ` +
         `shadow reads compared: ${(await router.metrics.count('shadow', 'match')) + (await router.metrics.count('shadow', 'mismatch'))}\n` +
-        'The "live 50%" direct figure is old; half of the router\'s reads there ran on new.\n',
+        'The "live 50%" direct figure is old; half of the router\'s reads there ran on new.\n' +
+        (cpu.direct === undefined || cpu.router === undefined
+          ? ''
+          : `CPU per write in live, ${cpuWrites} writes one at a time (ms; old / new / this process): ` +
+            `direct ${cpu.direct.oldPostgres.toFixed(3)} / ${cpu.direct.newPostgres.toFixed(3)} / ${cpu.direct.worker.toFixed(3)}, ` +
+            `router with its mirror ${cpu.router.oldPostgres.toFixed(3)} / ${cpu.router.newPostgres.toFixed(3)} / ${cpu.router.worker.toFixed(3)}\n`),
     );
     const written = writeBenchResults('router', {
       operations: ops,
@@ -227,6 +267,7 @@ async function main(): Promise<number> {
         ratioP99: row.router.p99 / row.direct.p99,
       })),
       mirrors: { mirrored, skippedWhileNewDown: skipped },
+      cpuMsPerLiveWrite: cpu,
     });
     process.stdout.write(`figures: ${written}\n`);
     return 0;

@@ -2,6 +2,8 @@
 // reconciliation repairs, a real Temporal server and worker:
 // - hazard 3: many concurrent writes of the same few rows through several routers reach new in the
 //   order old applied them; new equals old once their mirrors settle, with no reconciliation running;
+//   and a mirror held back until reconciliation brought a later write of its row never brings the
+//   earlier one back;
 // - hazard 4: an application process killed after its commit on old and before the mirror: the row
 //   still reaches new, through the change log and reconciliation;
 // - new stopped during dual_write: every request succeeds, the circuit opens, discrepancies go to
@@ -12,6 +14,9 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createActivities } from '../../activities';
+import { resolveConnections } from '../../config/connections';
+import { ConnectionPools } from '../../db/pools';
 import { quoteTable } from '../../db/sql';
 import { compareTables } from '../../db/verifier';
 import { dataDir } from '../../provision/project-paths';
@@ -30,7 +35,8 @@ import {
   startRouter,
   testMigration,
 } from '../harness/router';
-import { installQuietRuntime } from '../harness/servers';
+import { drainUntilEmpty } from '../harness/activity';
+import { installQuietRuntime, testSite } from '../harness/servers';
 import { waitFor } from '../harness/wait';
 
 installQuietRuntime();
@@ -127,6 +133,57 @@ describe('router hazards', () => {
       );
     } finally {
       await Promise.all(routers.map((router) => router.end()));
+      await db.end();
+    }
+  });
+
+  it('hazard 3: a mirror held until reconciliation synced a later write of its row leaves new with the later write', async () => {
+    const db = await freshDatabases('router_h3_sync');
+    const pools = new ConnectionPools(resolveConnections(testSite('unused'), db.env));
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let router: MigrationRouter | undefined;
+    try {
+      const migration = testMigration('hazard3sync');
+      const table = await routedTable(db.pools.old, db.pools.new, 'overtaken', 5, migration, db.env);
+      const name = quoteTable(table);
+      const activities = createActivities({ pools });
+      const servers = await activities.bindServers({ migration });
+      ({ router } = await startRouter('hazard3sync', {
+        migration,
+        old: { connectionString: db.urls.old, max: 4 },
+        new: { connectionString: db.urls.new, max: 4 },
+        mirrorTimeoutMs: 30_000,
+        // Every mirror waits after the authoritative commit, with the keys it wrote, until released.
+        testHooks: { afterAuthoritativeCommit: () => held },
+      }));
+      await moveStage(db.pools.old, migration, [router], 'dual_write');
+      // In dual_write the write answers before its mirror, which now waits.
+      await router.query(`UPDATE ${name} SET note = 'routed' WHERE id IN (1, 2)`);
+      // A writer that bypasses the router changes one of the rows again, and reconciliation brings
+      // that later write to new (reading old), while the routed write's mirror still waits.
+      await db.pools.old.query(`UPDATE ${name} SET note = 'outside' WHERE id = 1`);
+      await drainUntilEmpty(activities, { migration, servers, from: 'old', to: 'new' });
+      const synced = await db.pools.new.query<{ id: string; note: string }>(
+        `SELECT id::text, note FROM ${name} WHERE id IN (1, 2) ORDER BY id`,
+      );
+      assert.deepEqual(
+        synced.rows.map((row) => [row.id, row.note]),
+        [
+          ['1', 'outside'],
+          ['2', 'routed'],
+        ],
+      );
+      // The held mirror goes on now, after a later write of one of its rows reached new: it must not
+      // bring back 'routed' on 1.
+      release();
+      await router.mirrorsSettled();
+      await assertTablesEqual(db.pools.old, db.pools.new, table, 'after the held mirror');
+      assert.equal(await router.metrics.count('mirrors', 'mirrored'), 1);
+    } finally {
+      release();
+      await router?.end();
+      await pools.end();
       await db.end();
     }
   });
