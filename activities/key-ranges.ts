@@ -103,14 +103,16 @@ export function createKeyRanges(pools: ConnectionPools, registry: TableRegistry)
     }): Promise<string[][]> => {
       const shape = await registry.shape(input.connection, input.migration, input.table);
       const keyOrder = quoteList(shape.primaryKey);
+      // Only the bounds' keys are turned into text: the walk passes every key of `count` chunks, on
+      // the application's database.
       const found = await pools.get(input.connection).query<{ key: string[] }>(
-        `SELECT key FROM (
-           SELECT ${keyTextArray(shape.primaryKey)} AS key, row_number() OVER (ORDER BY ${keyOrder}) AS n
+        `SELECT ${keyTextArray(shape.primaryKey, 'numbered')} AS key FROM (
+           SELECT ${keyOrder}, row_number() OVER (ORDER BY ${keyOrder}) AS live_migrate_n
              FROM (SELECT ${keyOrder} FROM ${quoteTable(input.table)}
                     WHERE ${keyRangeWhere(shape, input.range, input.predicate)}
                     ORDER BY ${keyOrder} LIMIT $1) AS walked
          ) AS numbered
-         WHERE n % $2 = 0 ORDER BY n`,
+         WHERE live_migrate_n % $2 = 0 ORDER BY live_migrate_n`,
         [input.chunkSize * input.count, input.chunkSize],
       );
       Context.current().heartbeat();

@@ -108,7 +108,8 @@ import {
 import { writeBenchResults } from './benchmark/results';
 import { backfillProgressQuery } from '../workflows/messages';
 import type { LatencyThrottleState } from '../model/latency-throttle';
-import { WriteLoad, type LoadResult } from './benchmark/write-load';
+import { TIMELINE_SECONDS, WriteLoad, type LoadResult } from './benchmark/write-load';
+import { CopyWatch, describeWindows, type WatchWindow } from './benchmark/copy-watch';
 import { PAUSED_PHASE } from './benchmark/write-load-messages';
 
 const logger = createLogger({ name: 'bench' });
@@ -423,7 +424,13 @@ interface CopyTimes {
 async function backfillUnderLoad(
   bench: Bench,
   targetUrl: string,
-): Promise<{ run: BackfillRun; load: LoadResult; brake: LatencyThrottleState | null; copy: CopyTimes }> {
+): Promise<{
+  run: BackfillRun;
+  load: LoadResult;
+  brake: LatencyThrottleState | null;
+  copy: CopyTimes;
+  watched: WatchWindow[];
+}> {
   const { load: loadOptions } = bench.options;
   // Bundling the workflows takes CPU: done before the idle window, not inside it.
   const worker = await backfillWorker(bench, targetUrl);
@@ -444,6 +451,7 @@ async function backfillUnderLoad(
   });
   const endLoad = () => void load.abort();
   bench.signal.addEventListener('abort', endLoad, { once: true });
+  let watch: CopyWatch | undefined;
   try {
     logger.info(
       `load: ${loadOptions.rate} writes/s over ${loadOptions.clients} connections on old; measuring ${loadOptions.baselineSeconds} s before the backfill`,
@@ -455,6 +463,11 @@ async function backfillUnderLoad(
     let stoppedLoad: LoadResult | undefined;
     let brake: LatencyThrottleState | null = null;
     const workflowId = 'bench-backfill-orders-under-load';
+    // Each second of the copy: the brake's limit, and what autovacuum and the checkpointer do.
+    watch = new CopyWatch(
+      { old: bench.stack.old.url, new: targetUrl },
+      async () => (await bench.client.workflow.getHandle(workflowId).query(backfillProgressQuery)).latency,
+    );
     const copying = new AbortController();
     const copy: CopyTimes = {};
     let pauseTimer: NodeJS.Timeout | undefined;
@@ -473,6 +486,7 @@ async function backfillUnderLoad(
       onStart: () => {
         // Capture installs and the partitions are planned before the first row moves: a phase apart.
         load.mark('starting');
+        watch?.start();
         void markWhenRowsArrive(
           targetUrl,
           () => {
@@ -493,6 +507,7 @@ async function backfillUnderLoad(
         clearTimeout(pauseTimer);
         copy.endedAt = performance.now();
         copying.abort();
+        await watch?.stop();
         load.mark('after');
         await sleep(loadOptions.baselineSeconds * 1000);
         stoppedLoad = await load.stop();
@@ -506,11 +521,16 @@ async function backfillUnderLoad(
       load: stoppedLoad ?? (await load.stop()),
       brake: brake as LatencyThrottleState | null,
       copy,
+      watched:
+        watch === undefined || copy.startedAt === undefined
+          ? []
+          : watch.windows(copy.startedAt, copy.paused?.at ?? copy.endedAt ?? performance.now()),
     };
   } catch (err) {
     await load.abort();
     throw err;
   } finally {
+    await watch?.stop();
     bench.signal.removeEventListener('abort', endLoad);
   }
 }
@@ -542,7 +562,7 @@ async function markWhenRowsArrive(
 async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<number> {
   const targetUrl = await createFreshDatabase(bench.stack.new.url, 'bench_backfill');
   await withClient(targetUrl, (client) => client.query(sampleTableDdl(TABLE)));
-  const { run, load, brake, copy } = await backfillUnderLoad(bench, targetUrl);
+  const { run, load, brake, copy, watched } = await backfillUnderLoad(bench, targetUrl);
   if (load.lastError !== undefined) logger.warn(`load: last write error: ${load.lastError}`);
   const backfill: MethodOutcome = {
     method: 'backfill',
@@ -570,6 +590,9 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
       `latency brake: baseline probe p99 ${brake.baseline.probeMs} ms; ${brake.decreases} times down, ${brake.increases} up; last: ${brake.reason ?? 'never braked'}\n`,
     );
   }
+  process.stdout.write(
+    `while the load wrote, by ${TIMELINE_SECONDS} s of the copy: the load's p99, the brake's limit (rows/s) and readings, checkpoints and autovacuum:\n${describeWindows(load.timelines.backfill ?? [], watched).join('\n')}\n`,
+  );
   const rates = copyRates(copy, run.result.rowsCopied);
   process.stdout.write(
     `copy rate: ${rates.underLoad === null ? '-' : formatCount(rates.underLoad)} rows/s under the load; ${
@@ -586,6 +609,8 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
     phases: load.phases,
     /** Each phase by TIMELINE_SECONDS windows: `fromSeconds` after its start, `writes`, `p99Ms`. */
     timelines: load.timelines,
+    /** The copy under the load by TIMELINE_SECONDS windows: the brake's limits and readings, checkpoints, autovacuum. */
+    copyWatch: watched,
     ratios: {
       p50DuringOverBefore: ratioOf(during?.p50Ms, idle?.p50Ms),
       p99DuringOverBefore: ratioOf(during?.p99Ms, idle?.p99Ms),

@@ -80,6 +80,21 @@ export interface BackfillPartitionResult {
 /** Chunk bounds fetched per walk of the key index, as a multiple of the chunks in flight. */
 const LOOKAHEAD_PER_SLOT = 8;
 
+/**
+ * Runs started before began with whole batches (and a walk of the key index ahead of them as long
+ * as for whole batches), and first told their table workflow how far they got after
+ * PROGRESS_REPORT_MS. Since, a fresh partition's batches start at one chunk and double up to
+ * chunksPerActivity, its walk ahead grows with them, and it reports after its first batch: the
+ * latency brake learns the copy's rate at once, and its first cut is not stuck behind whole batches
+ * already in flight.
+ */
+const SMALL_FIRST_BATCHES = 'small-first-batches';
+/**
+ * Runs started before dispatched a batch whose walk of the key index a pause overtook (the walk is
+ * an activity). Since, that batch waits for the resume: nothing new starts once a pause arrived.
+ */
+const NO_DISPATCH_AFTER_PAUSE = 'no-dispatch-after-pause';
+
 const { findChunkBounds } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '15 seconds',
@@ -148,7 +163,10 @@ export async function backfillPartitionWorkflow(
   let dispatchedTo = walkedTo;
   const inFlight = new Set<Promise<void>>();
   let failure: Error | undefined;
-  /** Chunk batches that failed for good, copied again first once the operator resumes. */
+  /**
+   * Chunk batches that failed for good, copied again first once the operator resumes; and a batch
+   * whose walk a pause overtook, which waits for the resume.
+   */
   const retry: KeyRange[][] = [];
 
   async function nextChunks(size: number): Promise<KeyRange[]> {
@@ -169,7 +187,9 @@ export async function backfillPartitionWorkflow(
 
   async function nextChunk(): Promise<KeyRange | null> {
     if (pending.length === 0 && !walkedToEnd) {
-      const count = input.chunksInFlight * input.chunksPerActivity * LOOKAHEAD_PER_SLOT;
+      // While batches grow, so does the walk ahead of them: a fresh partition does not walk its
+      // whole range on the application's database in its first second.
+      const count = input.chunksInFlight * (growingBatch ?? input.chunksPerActivity) * LOOKAHEAD_PER_SLOT;
       const bounds = await findChunkBounds({
         migration: input.migration,
         servers: input.servers,
@@ -198,14 +218,22 @@ export async function backfillPartitionWorkflow(
     return chunk;
   }
 
+  /** The next batch's chunks while batches still grow (a fresh partition's first ones); then undefined. */
+  let growingBatch = input.resume === undefined && patched(SMALL_FIRST_BATCHES) ? 1 : undefined;
+  let reportedOnce = growingBatch === undefined;
   let reportedAt = Date.now();
   function record(result: CopyChunksResult): void {
     progress.rowsCopied += result.rowsCopied;
     progress.rowsRead += result.rowsRead;
     progress.chunksDone += result.chunks;
     progress.updatedAt = Date.now();
-    // Rows copied for the Web UI and the table while copying: every few seconds, never every chunk.
-    if (Date.now() - reportedAt >= PROGRESS_REPORT_MS && patched('progress-while-copying')) {
+    // Rows copied for the Web UI and the table while copying: after the first batch, then every few
+    // seconds, never every chunk.
+    if (
+      (!reportedOnce || Date.now() - reportedAt >= PROGRESS_REPORT_MS) &&
+      patched('progress-while-copying')
+    ) {
+      reportedOnce = true;
       reportedAt = Date.now();
       upsertSearchAttributes([{ key: MIGRATION_ROWS_COPIED, value: progress.rowsCopied }]);
       const parent = info.parent?.workflowId;
@@ -267,7 +295,8 @@ export async function backfillPartitionWorkflow(
     }
     await condition(() => !progress.paused);
     // Under a row limit a batch is about a second of it (a smaller burst); a failed batch goes again whole.
-    const size = retry[0]?.length ?? gate.chunksPerBatch(input.chunkSize, input.chunksPerActivity);
+    const whole = gate.chunksPerBatch(input.chunkSize, input.chunksPerActivity);
+    const size = retry[0]?.length ?? (growingBatch === undefined ? whole : Math.min(whole, growingBatch));
     const taken = input.chunkSize * size;
     await gate.beforeChunk(taken, () => progress.paused);
     if (progress.paused) continue;
@@ -282,7 +311,15 @@ export async function backfillPartitionWorkflow(
       if (await settled()) break;
       continue;
     }
+    if (progress.paused && patched(NO_DISPATCH_AFTER_PAUSE)) {
+      // The pause came while the key index was walked: these chunks wait, and go first on resume.
+      retry.unshift(ranges);
+      continue;
+    }
     progress.chunksDispatched += ranges.length;
+    if (growingBatch !== undefined) {
+      growingBatch = growingBatch * 2 >= input.chunksPerActivity ? undefined : growingBatch * 2;
+    }
     const batch = ranges;
     const batchStarted = Date.now();
     const copying = copyChunks({

@@ -111,6 +111,15 @@ const LATENCY_BRAKE_2 = 'latency-brake-2';
 /** Runs started before a baseline that could not be read left the copy without the brake failed with it. */
 const LATENCY_BASELINE_UNREAD = 'latency-baseline-unread';
 /**
+ * Runs started before took their first reading one interval into the copy. The copy hurts most in
+ * its first seconds, before any cut: the brake now reads first after FIRST_READING_MS (over that
+ * window), and each partition starts with small batches that grow (backfill-partition.ts), so a cut
+ * reaches the copy in a few seconds rather than after every batch already in flight.
+ */
+const BRAKE_READS_SOONER = 'brake-reads-sooner';
+/** When the brake first reads the application's latency after the copy starts, in ms (at most an interval). */
+const FIRST_READING_MS = 1000;
+/**
  * While the brake is off and the application calm, readings come ever less often, up to this many
  * intervals apart: a reading costs the table workflow's history about ten events, and a copy of a
  * billion rows runs for hours. A reading that is not calm brings the interval back at once.
@@ -321,20 +330,25 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
   // copying (none while paused); a change of its limit goes to every partition at once.
   let copying = true;
   let braking: Promise<void> = Promise.resolve();
-  const measure = () =>
+  const measure = (windowMs = target!.intervalMs) =>
     measureApplicationLatency({
       migration: input.migration,
       servers,
       source: input.source,
       probeQuery: target!.probeQuery,
       minSamples: target!.minSamples,
-      windowMs: target!.intervalMs,
+      windowMs,
     });
   const brake = async () => {
     let rows = rowsCopiedNow();
     let at = Date.now();
     let intervals = 1;
-    while (!(await condition(() => !copying, target!.intervalMs * intervals))) {
+    // The first wait (and the first reading's window), when sooner than an interval.
+    let firstMs = patched(BRAKE_READS_SOONER) ? Math.min(FIRST_READING_MS, target!.intervalMs) : undefined;
+    for (;;) {
+      const windowMs = firstMs;
+      firstMs = undefined;
+      if (await condition(() => !copying, windowMs ?? target!.intervalMs * intervals)) break;
       if (progress.paused || brakeOff) continue;
       if (workflowInfo().historyLength > BRAKE_HISTORY_LIMIT) {
         log.warn('the latency brake stops reading: the table workflow history is long', {
@@ -345,7 +359,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
       }
       let reading;
       try {
-        reading = await measure();
+        reading = await measure(windowMs);
       } catch (err) {
         log.warn('could not read the application latency; the copy keeps its limit', {
           error: (err as Error).message,

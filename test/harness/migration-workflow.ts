@@ -351,9 +351,9 @@ async function endBackfills(migration: MigrationUnderTest): Promise<void> {
  * its workflow is never released, so every later soak of the file would pass in real time. A
  * migration that does not end on cancellation within ten seconds is terminated after all.
  */
-async function endCleanly(handle: WorkflowStartHandle): Promise<void> {
+async function endCleanly(handle: WorkflowStartHandle): Promise<boolean> {
   const { status } = await handle.describe();
-  if (status.name !== 'RUNNING') return;
+  if (status.name !== 'RUNNING') return false;
   await handle.cancel().catch(() => undefined);
   const ended = await Promise.race([
     handle.result().then(
@@ -364,19 +364,22 @@ async function endCleanly(handle: WorkflowStartHandle): Promise<void> {
   ]);
   if (!ended)
     await handle.terminate('the test is over and it did not end on cancellation').catch(() => undefined);
+  return !ended;
 }
 
 /**
  * Ends every migration the test started that still runs, after saving the histories of all their
  * runs when WORKFLOW_TEST_HISTORIES names a folder (each test names its migration apart, so the
- * files do not collide). Call from afterEach.
+ * files do not collide). Call from afterEach. True when one had to be terminated: time skipping may
+ * then stay locked for good (see endCleanly).
  */
-export async function endMigrations(): Promise<void> {
+export async function endMigrations(): Promise<boolean> {
   const folder = process.env.WORKFLOW_TEST_HISTORIES;
+  let terminated = false;
   for (const migration of started.splice(0)) {
     const handle = migration.handle;
     await endBackfills(migration);
-    await endCleanly(handle);
+    if (await endCleanly(handle)) terminated = true;
     if (folder === undefined || folder === '') continue;
     mkdirSync(folder, { recursive: true });
     let runId: string | undefined = handle.firstExecutionRunId;
@@ -390,4 +393,5 @@ export async function endMigrations(): Promise<void> {
       runId = last?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
     }
   }
+  return terminated;
 }

@@ -3,12 +3,16 @@
 // on demand (an "application" table says so), standing for an application the copy hurts: the brake
 // halves the copy's limit with its reason in the backfill's status and current details, the
 // partitions wait for the row limit, and once the application is fast again the limit rises and is
-// lifted. The probe runs in the background and counts only while the application runs statements on
-// old: once its writer stops, the limit is lifted though the probe is still slow. A writer on old
-// keeps writing through the copy (in the second test, until it stops), and new equals old at the end.
+// lifted; each partition started with batches of one chunk, then two, then four, so that a first cut
+// is not stuck behind whole batches already in flight. The probe runs in the background and counts
+// only while the application runs statements on old: once its writer stops, the limit is lifted
+// though the probe is still slow. A writer on old keeps writing through the copy (in the second
+// test, until it stops), and new equals old at the end.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
+import type { Client } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { compareTables } from '../../db/verifier';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { backfillTableWorkflow } from '../../workflows';
@@ -21,6 +25,19 @@ import { withMigrationActivities } from '../harness/router';
 import { waitFor } from '../harness/wait';
 import { databasePools, temporalClient } from '../harness/servers';
 import { startWorkerProcess, type WorkerProcess } from '../harness/worker-process';
+
+/** The chunks of each copyChunks activity a partition workflow scheduled, in order. */
+async function batchSizes(client: Client, workflowId: string): Promise<number[]> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  return (history.events ?? []).flatMap((event) => {
+    const scheduled = event.activityTaskScheduledEventAttributes;
+    if (scheduled?.activityType?.name !== 'copyChunks') return [];
+    const [input] = (scheduled.input?.payloads ?? []).map((payload) =>
+      defaultPayloadConverter.fromPayload<{ ranges: unknown[] }>(payload),
+    );
+    return [input?.ranges.length ?? 0];
+  });
+}
 
 describe('the latency brake', () => {
   const pools = databasePools();
@@ -177,6 +194,17 @@ describe('the latency brake', () => {
         lines.join('\n'),
       );
       console.log(`  ${lines.find((line) => line.includes('latency brake'))!.trim()}`);
+
+      // Each partition started with small batches that grew, so a first cut was not stuck behind
+      // whole batches already in flight.
+      for (const partition of (await copy.progress()).partitions) {
+        const sizes = await batchSizes(copy.client, partition.workflowId);
+        assert.deepEqual(
+          sizes.slice(0, 3),
+          [1, 2, 4],
+          `${partition.workflowId}: batches of ${sizes.join(', ')}`,
+        );
+      }
 
       await copy.slow(false);
       const lifted = await waitFor(
