@@ -114,7 +114,17 @@ export class RouterMetrics {
   }
 
   /** Runs `work` and records its duration, and its failure, against the side. */
-  time<T>(side: ConnectionName, kind: WorkKind, work: () => Promise<T>): Promise<T> {
+  /**
+   * Times `work` on `side`. What the application waits for also goes into the latency window the
+   * copy's brake reads: every read and write, and a mirror when the write waited for it
+   * (`applicationWaits`; a mirror that follows off the request's path, or a shadow read, does not).
+   */
+  time<T>(
+    side: ConnectionName,
+    kind: WorkKind,
+    work: () => Promise<T>,
+    applicationWaits = kind !== 'shadow',
+  ): Promise<T> {
     const started = process.hrtime.bigint();
     // Label children are looked up once per side and kind: this runs for every statement.
     const id = `${side}:${kind}`;
@@ -128,7 +138,7 @@ export class RouterMetrics {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       duration.observe(seconds);
       if (failed) errors.inc();
-      if (kind !== 'shadow') countLatency(this.latencyWindow, seconds * 1000);
+      if (applicationWaits) countLatency(this.latencyWindow, seconds * 1000);
       if (kind !== 'read') return;
       if (side === 'old') {
         this.stats.readsOld++;

@@ -67,8 +67,16 @@ class MirrorTimeout extends Error {}
 export class Mirror {
   constructor(private readonly deps: MirrorDeps) {}
 
-  /** Mirrors what was written; never throws, never waits longer than the timeout per table. */
-  async mirror(from: ConnectionName, to: ConnectionName, written: WrittenKeys): Promise<void> {
+  /**
+   * Mirrors what was written; never throws, never waits longer than the timeout per table.
+   * `applicationWaits`: the write waits for it (its time is then the application's, for the brake).
+   */
+  async mirror(
+    from: ConnectionName,
+    to: ConnectionName,
+    written: WrittenKeys,
+    applicationWaits: boolean,
+  ): Promise<void> {
     const { breaker, metrics, logger } = this.deps;
     if (written.overflow) {
       metrics.mirror('too_many_keys');
@@ -84,8 +92,11 @@ export class Mirror {
         try {
           await this.withinTimeout(
             metrics
-              .time(to, 'mirror', () =>
-                this.deps.mirrorKeys({ migration: this.deps.migration, from, to, table, keys }),
+              .time(
+                to,
+                'mirror',
+                () => this.deps.mirrorKeys({ migration: this.deps.migration, from, to, table, keys }),
+                applicationWaits,
               )
               // Committed (even past the timeout): the entries of these keys are done with.
               .then(() => this.deps.applied(from, entries)),

@@ -160,10 +160,11 @@ export class StatementRunner {
       return result;
     }
     // Outside a transaction now (an autocommit write, or the COMMIT of one): mirror what committed.
-    // The request for the keys is queued on the session at once, before any later statement of it.
-    const mirrored = this.mirrorCommitted(client, session === undefined, side, plan.mirrorTo);
     // Shadow reads compare new right after the application's read: there the write waits too.
-    if (this.parts.awaitMirrors || plan.reads !== side || plan.shadow || !pending.hasRoom) await mirrored;
+    const waits = this.parts.awaitMirrors || plan.reads !== side || plan.shadow || !pending.hasRoom;
+    // The request for the keys is queued on the session at once, before any later statement of it.
+    const mirrored = this.mirrorCommitted(client, session === undefined, side, plan.mirrorTo, waits);
+    if (waits) await mirrored;
     else pending.track(mirrored, fence.hold());
     return result;
   }
@@ -177,12 +178,13 @@ export class StatementRunner {
     pooled: boolean,
     from: ConnectionName,
     to: ConnectionName,
+    applicationWaits: boolean,
   ): Promise<void> {
     const written = await this.takeWritten(client);
     if (pooled) client.release();
     if (written.overflow || written.tables.length > 0) {
       await this.parts.testHooks?.afterAuthoritativeCommit?.(written);
-      await this.parts.mirror.mirror(from, to, written);
+      await this.parts.mirror.mirror(from, to, written, applicationWaits);
     }
   }
 

@@ -337,6 +337,37 @@ describe('router: a drop-in for pg.Pool', () => {
     assert.equal((await rowOn('new', 1))?.note, 'after the bulk write');
   });
 
+  it('the latency the brake reads counts a mirror only when the write waited for it', async () => {
+    // A second router of the migration whose window only this test empties (no heartbeat comes).
+    const { router: counted } = await startRouter('pool', {
+      migration,
+      stageWatcher: { pollMs: 100, heartbeatMs: 600_000 },
+    });
+    try {
+      const samples = () => (counted.metrics.publishStats().latency ?? []).reduce((sum, n) => sum + n, 0);
+      const writeFive = async (tag: string) => {
+        for (let i = 0; i < 5; i++) {
+          await counted.query(`UPDATE ${name} SET note = $1 WHERE id = 12`, [`${tag} ${i}`]);
+        }
+        await counted.mirrorsSettled();
+      };
+      await moveStage(pools.old, migration, [router, counted], 'dual_write');
+      samples();
+      await writeFive('dual_write');
+      // In dual_write the mirrors follow off the request's path: what the application waited for is
+      // its five writes.
+      assert.equal(samples(), 5);
+      await moveStage(pools.old, migration, [router, counted], 'live', 100);
+      samples();
+      await writeFive('live');
+      // In live each write waits for its mirror, so a read on new sees it: both count.
+      assert.equal(samples(), 10);
+      assert.equal((await rowOn('new', 12))?.note, 'live 4');
+    } finally {
+      await counted.end();
+    }
+  });
+
   it('routers publish their gate figures (shadow mismatch rate, reads per side, errors on new) and latency', async () => {
     const migrationPools = new ConnectionPools(resolveConnections(testSite('unused'), process.env));
     const activities = createActivities({ pools: migrationPools });
