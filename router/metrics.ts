@@ -113,11 +113,11 @@ export class RouterMetrics {
     return { ...this.stats, latency };
   }
 
-  /** Runs `work` and records its duration, and its failure, against the side. */
   /**
-   * Times `work` on `side`. What the application waits for also goes into the latency window the
-   * copy's brake reads: every read and write, and a mirror when the write waited for it
-   * (`applicationWaits`; a mirror that follows off the request's path, or a shadow read, does not).
+   * Runs `work` and records its duration, and its failure, against the side. What the application
+   * waits for also goes into the latency window the copy's brake reads: every read and write, and a
+   * mirror when the write waited for it (`applicationWaits`; a mirror that follows off the request's
+   * path, or a shadow read, does not).
    */
   time<T>(
     side: ConnectionName,
