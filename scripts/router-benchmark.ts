@@ -38,7 +38,7 @@ import { wholeNumber } from './benchmark/options';
 import { percentile } from './benchmark/write-load';
 import { formatTable } from './benchmark/report';
 import { writeBenchResults } from './benchmark/results';
-import { sampleCpu, type CpuProcesses, type CpuSeconds } from './benchmark/cpu';
+import { cpuPerMillionRows, sampleCpu, type CpuProcesses, type CpuSeconds } from './benchmark/cpu';
 
 const log = createLogger({ name: 'bench-router' });
 const TABLE: TableRef = { schema: 'public', table: 'orders' };
@@ -90,7 +90,10 @@ async function measure(
   });
 }
 
-/** CPU per write, in ms, of each server and of this process (the router's share), writes one at a time. */
+/**
+ * CPU per write, in ms, of each server and of this process (the router's share): `writes` writes
+ * one at a time in one block, as measure() runs them.
+ */
 async function cpuPerWrite(
   runner: Runner,
   processes: CpuProcesses,
@@ -98,16 +101,15 @@ async function cpuPerWrite(
   rows: number,
 ): Promise<Omit<CpuSeconds, 'temporal'> | undefined> {
   const before = sampleCpu(processes);
-  let n = 5;
-  for (let i = 0; i < writes; i++) {
-    n = (n * 48271) % 2147483647;
-    await runner.query(`UPDATE ${NAME} SET note = $1 WHERE id = $2`, [`cpu ${n}`, 1 + (n % rows)]);
-  }
-  await runner.mirrorsSettled?.();
-  const after = sampleCpu(processes);
-  if (before === undefined || after === undefined) return undefined;
-  const per = (key: keyof CpuSeconds) => ((after[key] - before[key]) * 1000) / writes;
-  return { oldPostgres: per('oldPostgres'), newPostgres: per('newPostgres'), worker: per('worker') };
+  await measure([runner], 'write', writes, rows, 5, writes);
+  // Seconds per million writes are microseconds per write.
+  const perMillion = cpuPerMillionRows(before, sampleCpu(processes), writes);
+  if (perMillion === undefined) return undefined;
+  return {
+    oldPostgres: perMillion.oldPostgres / 1000,
+    newPostgres: perMillion.newPostgres / 1000,
+    worker: perMillion.worker / 1000,
+  };
 }
 
 interface Row {

@@ -14,9 +14,6 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createActivities } from '../../activities';
-import { resolveConnections } from '../../config/connections';
-import { ConnectionPools } from '../../db/pools';
 import { quoteTable } from '../../db/sql';
 import { compareTables } from '../../db/verifier';
 import { dataDir } from '../../provision/project-paths';
@@ -34,9 +31,10 @@ import {
   startReconciliation,
   startRouter,
   testMigration,
+  withMigrationActivities,
 } from '../harness/router';
 import { drainUntilEmpty } from '../harness/activity';
-import { installQuietRuntime, testSite } from '../harness/servers';
+import { installQuietRuntime } from '../harness/servers';
 import { waitFor } from '../harness/wait';
 
 installQuietRuntime();
@@ -139,7 +137,6 @@ describe('router hazards', () => {
 
   it('hazard 3: a mirror held until reconciliation synced a later write of its row leaves new with the later write', async () => {
     const db = await freshDatabases('router_h3_sync');
-    const pools = new ConnectionPools(resolveConnections(testSite('unused'), db.env));
     let release: () => void = () => undefined;
     const held = new Promise<void>((resolve) => (release = resolve));
     let router: MigrationRouter | undefined;
@@ -147,8 +144,6 @@ describe('router hazards', () => {
       const migration = testMigration('hazard3sync');
       const table = await routedTable(db.pools.old, db.pools.new, 'overtaken', 5, migration, db.env);
       const name = quoteTable(table);
-      const activities = createActivities({ pools });
-      const servers = await activities.bindServers({ migration });
       ({ router } = await startRouter('hazard3sync', {
         migration,
         old: { connectionString: db.urls.old, max: 4 },
@@ -163,7 +158,10 @@ describe('router hazards', () => {
       // A writer that bypasses the router changes one of the rows again, and reconciliation brings
       // that later write to new (reading old), while the routed write's mirror still waits.
       await db.pools.old.query(`UPDATE ${name} SET note = 'outside' WHERE id = 1`);
-      await drainUntilEmpty(activities, { migration, servers, from: 'old', to: 'new' });
+      await withMigrationActivities(db.env, async (activities) => {
+        const servers = await activities.bindServers({ migration });
+        await drainUntilEmpty(activities, { migration, servers, from: 'old', to: 'new' });
+      });
       const synced = await db.pools.new.query<{ id: string; note: string }>(
         `SELECT id::text, note FROM ${name} WHERE id IN (1, 2) ORDER BY id`,
       );
@@ -183,7 +181,6 @@ describe('router hazards', () => {
     } finally {
       release();
       await router?.end();
-      await pools.end();
       await db.end();
     }
   });
