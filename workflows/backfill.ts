@@ -117,6 +117,12 @@ const LATENCY_BASELINE_UNREAD = 'latency-baseline-unread';
  * reaches the copy in a few seconds rather than after every batch already in flight.
  */
 const BRAKE_READS_SOONER = 'brake-reads-sooner';
+/**
+ * Runs started before took the rate a first cut starts from as the partitions reported it, which over
+ * a first small batch can exceed the operator's row limit: a cut from 4,164 rows/s under a limit of
+ * 4,000 left the copy at 2,082, not half. The copy cannot keep to more than the operator's limit.
+ */
+const BRAKE_CUTS_WITHIN_ROW_LIMIT = 'brake-cuts-within-row-limit';
 /** When the brake first reads the application's latency after the copy starts, in ms (at most an interval). */
 const FIRST_READING_MS = 1000;
 /**
@@ -372,7 +378,15 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
       // partitions copied since their last report (at the first reading, often everything), and a
       // brake that halved from that rate limited the copy to its floor and lifted the limit at its
       // first step up. Their own rates between reports are what the copy runs at.
-      const rate = progress.latency!.cut === 'by-overshoot' ? reportedRate() : (copied - rows) / seconds;
+      const measuredRate =
+        progress.latency!.cut === 'by-overshoot' ? reportedRate() : (copied - rows) / seconds;
+      const rate =
+        measuredRate !== null &&
+        progress.maxRowsPerSecond !== null &&
+        measuredRate > progress.maxRowsPerSecond &&
+        patched(BRAKE_CUTS_WITHIN_ROW_LIMIT)
+          ? progress.maxRowsPerSecond
+          : measuredRate;
       rows = copied;
       at = Date.now();
       const before = progress.latency!.limit;
