@@ -467,6 +467,7 @@ async function backfillUnderLoad(
     watch = new CopyWatch(
       { old: bench.stack.old.url, new: targetUrl },
       async () => (await bench.client.workflow.getHandle(workflowId).query(backfillProgressQuery)).latency,
+      () => cpuNow(bench),
     );
     const copying = new AbortController();
     const copy: CopyTimes = {};
@@ -591,7 +592,7 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
     );
   }
   process.stdout.write(
-    `while the load wrote, by ${TIMELINE_SECONDS} s of the copy: the load's p99, the brake's limit (rows/s) and readings, checkpoints and autovacuum:\n${describeWindows(load.timelines.backfill ?? [], watched).join('\n')}\n`,
+    `while the load wrote, by ${TIMELINE_SECONDS} s of the copy: the load's p99, the cores each process kept busy, the brake's limit (rows/s) and readings, checkpoints, autovacuum and sessions opened:\n${describeWindows(load.timelines.backfill ?? [], watched).join('\n')}\n`,
   );
   const rates = copyRates(copy, run.result.rowsCopied);
   process.stdout.write(

@@ -1,9 +1,13 @@
 // What the copy and the two servers were doing each second of a backfill under load, so that the
 // load's tail in a few seconds of the copy can be laid beside its likely causes: the latency brake's
 // limit and last reading (the backfill workflow's progress query), and on each server the
-// autovacuum workers at work and whether the checkpointer is writing a checkpoint.
+// autovacuum workers at work, whether the checkpointer is writing a checkpoint, how many sessions
+// were opened (a new session forks a backend on the application's server), and the CPU each process
+// used (old's and new's PostgreSQL, this process with the worker and the load's thread, the Temporal
+// server): on a machine they share, what the application waits for.
 import pg from 'pg';
 import type { LatencyThrottleState } from '../../model/latency-throttle';
+import type { CpuSeconds } from './cpu';
 import { TIMELINE_SECONDS } from './write-load';
 
 const WATCH_EVERY_MS = 1000;
@@ -12,6 +16,8 @@ const WATCH_EVERY_MS = 1000;
 interface ServerMoment {
   autovacuum: string[];
   checkpointing: boolean;
+  /** Sessions opened on the server since it started (pg_stat_database, PostgreSQL 14 and later). */
+  sessions: number | null;
 }
 
 interface Moment {
@@ -20,6 +26,7 @@ interface Moment {
   probeMs: number | undefined;
   old: ServerMoment | undefined;
   new: ServerMoment | undefined;
+  cpu: CpuSeconds | undefined;
 }
 
 /** What was going on in one TIMELINE_SECONDS window of the copy. */
@@ -33,6 +40,10 @@ export interface WatchWindow {
   autovacuum: { old: string[]; new: string[] };
   /** Whether a checkpoint was being written at some moment of the window, by server. */
   checkpoint: { old: boolean; new: boolean };
+  /** Sessions opened on each server since the moment before the window's first (null: not known). */
+  sessionsOpened: { old: number | null; new: number | null };
+  /** Cores each process kept busy over the window, on average (null: /proc cannot tell). */
+  cpuCores: CpuSeconds | null;
 }
 
 async function serverMoment(pool: pg.Pool): Promise<ServerMoment | undefined> {
@@ -41,7 +52,12 @@ async function serverMoment(pool: pg.Pool): Promise<ServerMoment | undefined> {
       `SELECT backend_type, wait_event, query FROM pg_stat_activity
         WHERE backend_type IN ('autovacuum worker', 'checkpointer')`,
     );
+    const sessions = await pool
+      .query<{ sessions: string }>('SELECT sum(sessions) AS sessions FROM pg_stat_database')
+      .then((result) => Number(result.rows[0]?.sessions ?? Number.NaN))
+      .catch(() => Number.NaN);
     return {
+      sessions: Number.isFinite(sessions) ? sessions : null,
       autovacuum: rows
         .filter((row) => row.backend_type === 'autovacuum worker' && row.query !== '')
         .map((row) => row.query.replace(/^autovacuum:\s*/, '')),
@@ -65,6 +81,7 @@ export class CopyWatch {
   constructor(
     urls: { old: string; new: string },
     private readonly brake: () => Promise<LatencyThrottleState | undefined>,
+    private readonly cpu: () => CpuSeconds | undefined,
   ) {
     // Named as the migration's own sessions are: the brake must not count the watch as the
     // application (it lifts its limit when no other session ran a statement).
@@ -104,6 +121,7 @@ export class CopyWatch {
       probeMs: brake?.last?.ms,
       old,
       new: target,
+      cpu: this.cpu(),
     });
   }
 
@@ -123,12 +141,23 @@ export class CopyWatch {
       readingsMs: [],
       autovacuum: { old: [], new: [] },
       checkpoint: { old: false, new: false },
+      sessionsOpened: { old: null, new: null },
+      cpuCores: null,
     });
     const windows: WatchWindow[] = [];
+    // Each window's CPU: from the last moment before it to its last moment, over that time.
+    const cpuSpans: Array<{ from: Moment; to: Moment }> = [];
+    let before: Moment | undefined;
     for (const moment of this.moments) {
+      const previous = before;
+      before = moment;
       if (moment.atMs < startedAt || moment.atMs > endedAt) continue;
       const index = Math.floor((moment.atMs - startedAt) / (TIMELINE_SECONDS * 1000));
       const window = (windows[index] ??= empty(index));
+      if (previous?.cpu !== undefined && moment.cpu !== undefined) {
+        const span = (cpuSpans[index] ??= { from: previous, to: moment });
+        span.to = moment;
+      }
       if (moment.limit !== undefined && window.limits.at(-1) !== moment.limit)
         window.limits.push(moment.limit);
       if (moment.probeMs !== undefined && window.readingsMs.at(-1) !== moment.probeMs) {
@@ -141,8 +170,25 @@ export class CopyWatch {
           if (!window.autovacuum[side].includes(target)) window.autovacuum[side].push(target);
         }
         window.checkpoint[side] ||= seen.checkpointing;
+        const earlier = previous?.[side]?.sessions;
+        if (seen.sessions !== null && earlier !== undefined && earlier !== null) {
+          window.sessionsOpened[side] = (window.sessionsOpened[side] ?? 0) + seen.sessions - earlier;
+        }
       }
     }
+    cpuSpans.forEach((span, index) => {
+      const seconds = (span.to.atMs - span.from.atMs) / 1000;
+      const window = windows[index];
+      if (window === undefined || seconds <= 0) return;
+      const cores = (name: keyof CpuSeconds) =>
+        Math.round(((span.to.cpu![name] - span.from.cpu![name]) / seconds) * 100) / 100;
+      window.cpuCores = {
+        oldPostgres: cores('oldPostgres'),
+        newPostgres: cores('newPostgres'),
+        worker: cores('worker'),
+        temporal: cores('temporal'),
+      };
+    });
     return Array.from(windows, (window, index) => window ?? empty(index));
   }
 }
@@ -164,8 +210,14 @@ export function describeWindows(
         : (['old', 'new'] as const).flatMap((side) => [
             ...(seen.checkpoint[side] ? [`${side}: checkpoint`] : []),
             ...seen.autovacuum[side].map((target) => `${side}: autovacuum ${target}`),
+            // The watch's own sessions are open for the whole copy: any counted here are others'.
+            ...(seen.sessionsOpened[side] ? [`${side}: ${seen.sessionsOpened[side]} sessions opened`] : []),
           ]);
-    return `  ${String(window.fromSeconds).padStart(4)} s  p99 ${window.p99Ms.toFixed(1).padStart(6)} ms  limit ${limits}${
+    const cpu =
+      seen?.cpuCores == null
+        ? ''
+        : `  cores: old ${seen.cpuCores.oldPostgres.toFixed(2)}, new ${seen.cpuCores.newPostgres.toFixed(2)}, worker+load ${seen.cpuCores.worker.toFixed(2)}, temporal ${seen.cpuCores.temporal.toFixed(2)}`;
+    return `  ${String(window.fromSeconds).padStart(4)} s  p99 ${window.p99Ms.toFixed(1).padStart(6)} ms${cpu}  limit ${limits}${
       seen !== undefined && seen.readingsMs.length > 0
         ? `  readings ${seen.readingsMs.map((ms) => ms.toFixed(1)).join(', ')} ms`
         : ''
