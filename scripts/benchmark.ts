@@ -81,7 +81,7 @@ import {
   type HistoryStats,
 } from './benchmark/backfill';
 import { copyTableBinary, copyTableInChunks } from './benchmark/copy-pipe';
-import { cpuPerMillionRows, sampleCpu, type CpuSeconds } from './benchmark/cpu';
+import { coresBusy, cpuPerMillionRows, describeCores, sampleCpu, type CpuSeconds } from './benchmark/cpu';
 import {
   checkpoint,
   createFreshDatabase,
@@ -430,6 +430,7 @@ async function backfillUnderLoad(
   brake: LatencyThrottleState | null;
   copy: CopyTimes;
   watched: WatchWindow[];
+  cores: PhaseCores;
 }> {
   const { load: loadOptions } = bench.options;
   // Bundling the workflows takes CPU: done before the idle window, not inside it.
@@ -452,13 +453,16 @@ async function backfillUnderLoad(
   const endLoad = () => void load.abort();
   bench.signal.addEventListener('abort', endLoad, { once: true });
   let watch: CopyWatch | undefined;
+  const cores: PhaseCores = { before: null, after: null };
   try {
     logger.info(
       `load: ${loadOptions.rate} writes/s over ${loadOptions.clients} connections on old; measuring ${loadOptions.baselineSeconds} s before the backfill`,
     );
     await sleep(LOAD_WARMUP_MS);
     load.mark('idle');
+    const before = cpuMark(bench);
     await sleep(loadOptions.baselineSeconds * 1000);
+    cores.before = coresSince(bench, before);
     logger.info(`backfill: starting backfillTableWorkflow under load (${backfillTuning(bench.options)})`);
     let stoppedLoad: LoadResult | undefined;
     let brake: LatencyThrottleState | null = null;
@@ -510,7 +514,9 @@ async function backfillUnderLoad(
         copying.abort();
         await watch?.stop();
         load.mark('after');
+        const after = cpuMark(bench);
         await sleep(loadOptions.baselineSeconds * 1000);
+        cores.after = coresSince(bench, after);
         stoppedLoad = await load.stop();
         // What the latency brake decided over the copy (absent when it was off), while the worker runs.
         brake =
@@ -526,6 +532,7 @@ async function backfillUnderLoad(
         watch === undefined || copy.startedAt === undefined
           ? []
           : watch.windows(copy.startedAt, copy.paused?.at ?? copy.endedAt ?? performance.now()),
+      cores,
     };
   } catch (err) {
     await load.abort();
@@ -534,6 +541,20 @@ async function backfillUnderLoad(
     await watch?.stop();
     bench.signal.removeEventListener('abort', endLoad);
   }
+}
+
+/** The cores each process kept busy before the backfill (the load alone) and after the copy (the load, capture and reconciliation). */
+interface PhaseCores {
+  before: CpuSeconds | null;
+  after: CpuSeconds | null;
+}
+
+function cpuMark(bench: Bench): { cpu: CpuSeconds | undefined; at: number } {
+  return { cpu: cpuNow(bench), at: performance.now() };
+}
+
+function coresSince(bench: Bench, mark: { cpu: CpuSeconds | undefined; at: number }): CpuSeconds | null {
+  return coresBusy(mark.cpu, cpuNow(bench), (performance.now() - mark.at) / 1000) ?? null;
 }
 
 /** Calls `arrived` once the table on `targetUrl` holds a row (the first chunk committed), unless aborted first. */
@@ -563,7 +584,7 @@ async function markWhenRowsArrive(
 async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<number> {
   const targetUrl = await createFreshDatabase(bench.stack.new.url, 'bench_backfill');
   await withClient(targetUrl, (client) => client.query(sampleTableDdl(TABLE)));
-  const { run, load, brake, copy, watched } = await backfillUnderLoad(bench, targetUrl);
+  const { run, load, brake, copy, watched, cores } = await backfillUnderLoad(bench, targetUrl);
   if (load.lastError !== undefined) logger.warn(`load: last write error: ${load.lastError}`);
   const backfill: MethodOutcome = {
     method: 'backfill',
@@ -594,6 +615,9 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
   process.stdout.write(
     `while the load wrote, by ${TIMELINE_SECONDS} s of the copy: the load's p99, the cores each process kept busy, the brake's limit (rows/s) and readings, checkpoints, autovacuum and sessions opened:\n${describeWindows(load.timelines.backfill ?? [], watched).join('\n')}\n`,
   );
+  process.stdout.write(
+    `cores busy: before the backfill (the load alone) ${cores.before === null ? '-' : describeCores(cores.before)}; after the copy (the load, capture and reconciliation) ${cores.after === null ? '-' : describeCores(cores.after)}\n`,
+  );
   const rates = copyRates(copy, run.result.rowsCopied);
   process.stdout.write(
     `copy rate: ${rates.underLoad === null ? '-' : formatCount(rates.underLoad)} rows/s under the load; ${
@@ -612,6 +636,8 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
     timelines: load.timelines,
     /** The copy under the load by TIMELINE_SECONDS windows: the brake's limits and readings, checkpoints, autovacuum. */
     copyWatch: watched,
+    /** The cores each process kept busy before the backfill and after the copy (the copy's are in copyWatch). */
+    cpuCoresByPhase: cores,
     ratios: {
       p50DuringOverBefore: ratioOf(during?.p50Ms, idle?.p50Ms),
       p99DuringOverBefore: ratioOf(during?.p99Ms, idle?.p99Ms),

@@ -7,7 +7,7 @@
 // server): on a machine they share, what the application waits for.
 import pg from 'pg';
 import type { LatencyThrottleState } from '../../model/latency-throttle';
-import type { CpuSeconds } from './cpu';
+import { coresBusy, describeCores, type CpuSeconds } from './cpu';
 import { TIMELINE_SECONDS } from './write-load';
 
 const WATCH_EVERY_MS = 1000;
@@ -177,17 +177,9 @@ export class CopyWatch {
       }
     }
     cpuSpans.forEach((span, index) => {
-      const seconds = (span.to.atMs - span.from.atMs) / 1000;
       const window = windows[index];
-      if (window === undefined || seconds <= 0) return;
-      const cores = (name: keyof CpuSeconds) =>
-        Math.round(((span.to.cpu![name] - span.from.cpu![name]) / seconds) * 100) / 100;
-      window.cpuCores = {
-        oldPostgres: cores('oldPostgres'),
-        newPostgres: cores('newPostgres'),
-        worker: cores('worker'),
-        temporal: cores('temporal'),
-      };
+      if (window === undefined) return;
+      window.cpuCores = coresBusy(span.from.cpu, span.to.cpu, (span.to.atMs - span.from.atMs) / 1000) ?? null;
     });
     return Array.from(windows, (window, index) => window ?? empty(index));
   }
@@ -213,10 +205,7 @@ export function describeWindows(
             // The watch's own sessions are open for the whole copy: any counted here are others'.
             ...(seen.sessionsOpened[side] ? [`${side}: ${seen.sessionsOpened[side]} sessions opened`] : []),
           ]);
-    const cpu =
-      seen?.cpuCores == null
-        ? ''
-        : `  cores: old ${seen.cpuCores.oldPostgres.toFixed(2)}, new ${seen.cpuCores.newPostgres.toFixed(2)}, worker+load ${seen.cpuCores.worker.toFixed(2)}, temporal ${seen.cpuCores.temporal.toFixed(2)}`;
+    const cpu = seen?.cpuCores == null ? '' : `  cores: ${describeCores(seen.cpuCores)}`;
     return `  ${String(window.fromSeconds).padStart(4)} s  p99 ${window.p99Ms.toFixed(1).padStart(6)} ms${cpu}  limit ${limits}${
       seen !== undefined && seen.readingsMs.length > 0
         ? `  readings ${seen.readingsMs.map((ms) => ms.toFixed(1)).join(', ')} ms`

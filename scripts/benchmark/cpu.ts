@@ -88,18 +88,46 @@ export function sampleCpu(processes: CpuProcesses): CpuSeconds | undefined {
   };
 }
 
-/** CPU seconds per million rows between two samples. */
-export function cpuPerMillionRows(
+/** CPU seconds between two samples per `units` (rows, seconds), rounded to `digits` decimals or not. */
+function cpuPer(
   before: CpuSeconds | undefined,
   after: CpuSeconds | undefined,
-  rows: number,
+  units: number,
+  digits?: number,
 ): CpuSeconds | undefined {
-  if (before === undefined || after === undefined || rows <= 0) return undefined;
-  const per = (key: keyof CpuSeconds) => ((after[key] - before[key]) * 1_000_000) / rows;
+  if (before === undefined || after === undefined || units <= 0) return undefined;
+  const scale = digits === undefined ? undefined : 10 ** digits;
+  const per = (key: keyof CpuSeconds) => {
+    const value = (after[key] - before[key]) / units;
+    return scale === undefined ? value : Math.round(value * scale) / scale;
+  };
   return {
     oldPostgres: per('oldPostgres'),
     newPostgres: per('newPostgres'),
     worker: per('worker'),
     temporal: per('temporal'),
   };
+}
+
+/** CPU seconds per million rows between two samples. */
+export function cpuPerMillionRows(
+  before: CpuSeconds | undefined,
+  after: CpuSeconds | undefined,
+  rows: number,
+): CpuSeconds | undefined {
+  return cpuPer(before, after, rows / 1_000_000);
+}
+
+/** The cores each process kept busy on average between two samples `seconds` apart, to 0.01. */
+export function coresBusy(
+  before: CpuSeconds | undefined,
+  after: CpuSeconds | undefined,
+  seconds: number,
+): CpuSeconds | undefined {
+  return cpuPer(before, after, seconds, 2);
+}
+
+/** A line of cores busy by process, as the load bench prints it. */
+export function describeCores(cores: CpuSeconds): string {
+  return `old ${cores.oldPostgres.toFixed(2)}, new ${cores.newPostgres.toFixed(2)}, worker+load ${cores.worker.toFixed(2)}, temporal ${cores.temporal.toFixed(2)}`;
 }
