@@ -145,8 +145,8 @@ export class CopyWatch {
       cpuCores: null,
     });
     const windows: WatchWindow[] = [];
-    // Each window's CPU: from the last moment before it to its last moment, over that time.
-    const cpuSpans: Array<{ from: Moment; to: Moment }> = [];
+    // Each window's counters (CPU, sessions) change from the last moment before it to its last moment.
+    const spans: Array<{ from: Moment; to: Moment }> = [];
     let before: Moment | undefined;
     for (const moment of this.moments) {
       const previous = before;
@@ -154,10 +154,7 @@ export class CopyWatch {
       if (moment.atMs < startedAt || moment.atMs > endedAt) continue;
       const index = Math.floor((moment.atMs - startedAt) / (TIMELINE_SECONDS * 1000));
       const window = (windows[index] ??= empty(index));
-      if (previous?.cpu !== undefined && moment.cpu !== undefined) {
-        const span = (cpuSpans[index] ??= { from: previous, to: moment });
-        span.to = moment;
-      }
+      if (previous !== undefined) (spans[index] ??= { from: previous, to: moment }).to = moment;
       if (moment.limit !== undefined && window.limits.at(-1) !== moment.limit)
         window.limits.push(moment.limit);
       if (moment.probeMs !== undefined && window.readingsMs.at(-1) !== moment.probeMs) {
@@ -170,16 +167,15 @@ export class CopyWatch {
           if (!window.autovacuum[side].includes(target)) window.autovacuum[side].push(target);
         }
         window.checkpoint[side] ||= seen.checkpointing;
-        const earlier = previous?.[side]?.sessions;
-        if (seen.sessions !== null && earlier !== undefined && earlier !== null) {
-          window.sessionsOpened[side] = (window.sessionsOpened[side] ?? 0) + seen.sessions - earlier;
-        }
       }
     }
-    cpuSpans.forEach((span, index) => {
-      const window = windows[index];
-      if (window === undefined) return;
-      window.cpuCores = coresBusy(span.from.cpu, span.to.cpu, (span.to.atMs - span.from.atMs) / 1000) ?? null;
+    spans.forEach(({ from, to }, index) => {
+      const window = windows[index]!;
+      window.cpuCores = coresBusy(from.cpu, to.cpu, (to.atMs - from.atMs) / 1000) ?? null;
+      for (const side of ['old', 'new'] as const) {
+        const [earlier, later] = [from[side]?.sessions, to[side]?.sessions];
+        if (earlier != null && later != null) window.sessionsOpened[side] = later - earlier;
+      }
     });
     return Array.from(windows, (window, index) => window ?? empty(index));
   }

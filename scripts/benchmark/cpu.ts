@@ -88,19 +88,14 @@ export function sampleCpu(processes: CpuProcesses): CpuSeconds | undefined {
   };
 }
 
-/** CPU seconds between two samples per `units` (rows, seconds), rounded to `digits` decimals or not. */
+/** CPU seconds between two samples per `units` (rows, seconds). */
 function cpuPer(
   before: CpuSeconds | undefined,
   after: CpuSeconds | undefined,
   units: number,
-  digits?: number,
 ): CpuSeconds | undefined {
   if (before === undefined || after === undefined || units <= 0) return undefined;
-  const scale = digits === undefined ? undefined : 10 ** digits;
-  const per = (key: keyof CpuSeconds) => {
-    const value = (after[key] - before[key]) / units;
-    return scale === undefined ? value : Math.round(value * scale) / scale;
-  };
+  const per = (key: keyof CpuSeconds) => (after[key] - before[key]) / units;
   return {
     oldPostgres: per('oldPostgres'),
     newPostgres: per('newPostgres'),
@@ -118,13 +113,13 @@ export function cpuPerMillionRows(
   return cpuPer(before, after, rows / 1_000_000);
 }
 
-/** The cores each process kept busy on average between two samples `seconds` apart, to 0.01. */
+/** The cores each process kept busy on average between two samples `seconds` apart. */
 export function coresBusy(
   before: CpuSeconds | undefined,
   after: CpuSeconds | undefined,
   seconds: number,
 ): CpuSeconds | undefined {
-  return cpuPer(before, after, seconds, 2);
+  return cpuPer(before, after, seconds);
 }
 
 /** A line of cores busy by process, as the load bench prints it. */
