@@ -53,6 +53,9 @@
 //   BENCH_LOAD_BASELINE_SECONDS  load mode: idle window measured before the backfill (default 10)
 //   BENCH_LOAD_PAUSE_AFTER_SECONDS  load mode: seconds of copying before the load pauses (default 60;
 //                                off: it never does)
+//   BENCH_OLD_APART              load mode: on pins old's PostgreSQL and the load's thread to one CPU
+//                                and everything else to the others, as a deployment whose database has
+//                                a machine of its own (Linux, taskset, 2 CPUs or more; default off)
 // A bad value stops it with one line and exit code 2. A copy that differs from old, or a method that
 // fails, makes it exit 1 (the other methods still run and print). Ctrl-C or SIGTERM stops pgcopydb,
 // the load and the stack, and exits 130. pgcopydb's own output goes to .data/bench-pgcopydb.log.
@@ -82,6 +85,7 @@ import {
 } from './benchmark/backfill';
 import { copyTableBinary, copyTableInChunks } from './benchmark/copy-pipe';
 import { coresBusy, cpuPerMillionRows, describeCores, sampleCpu, type CpuSeconds } from './benchmark/cpu';
+import { checkCpuPlacementPossible, placeOldApart, type CpuPlacement } from './benchmark/cpu-placement';
 import {
   checkpoint,
   createFreshDatabase,
@@ -431,6 +435,7 @@ async function backfillUnderLoad(
   copy: CopyTimes;
   watched: WatchWindow[];
   cores: PhaseCores;
+  placement: CpuPlacement | null;
 }> {
   const { load: loadOptions } = bench.options;
   // Bundling the workflows takes CPU: done before the idle window, not inside it.
@@ -455,6 +460,12 @@ async function backfillUnderLoad(
   let watch: CopyWatch | undefined;
   const cores: PhaseCores = { before: null, after: null };
   try {
+    const placement = loadOptions.oldApart ? placeOldApartOrFail(bench, load) : null;
+    if (placement !== null) {
+      logger.info(
+        `CPUs: old's PostgreSQL and the load on ${placement.old.join(',')}; new, Temporal and the worker on ${placement.rest.join(',')}`,
+      );
+    }
     logger.info(
       `load: ${loadOptions.rate} writes/s over ${loadOptions.clients} connections on old; measuring ${loadOptions.baselineSeconds} s before the backfill`,
     );
@@ -533,6 +544,7 @@ async function backfillUnderLoad(
           ? []
           : watch.windows(copy.startedAt, copy.paused?.at ?? copy.endedAt ?? performance.now()),
       cores,
+      placement,
     };
   } catch (err) {
     await load.abort();
@@ -541,6 +553,26 @@ async function backfillUnderLoad(
     await watch?.stop();
     bench.signal.removeEventListener('abort', endLoad);
   }
+}
+
+/** BENCH_OLD_APART: old and the load on a CPU of their own (cpu-placement.ts). */
+function placeOldApartOrFail(bench: Bench, load: WriteLoad): CpuPlacement {
+  const { old, new: target, temporal } = bench.stack;
+  if (
+    old.postmasterPid === undefined ||
+    target.postmasterPid === undefined ||
+    load.osThreadId === undefined
+  ) {
+    throw new OperatorError(
+      "BENCH_OLD_APART: this system does not tell the servers' or the load thread's process ids",
+    );
+  }
+  return placeOldApart({
+    oldPostmaster: old.postmasterPid,
+    newPostmaster: target.postmasterPid,
+    temporal: temporal.pid,
+    loadThread: load.osThreadId,
+  });
 }
 
 /** The cores each process kept busy before the backfill (the load alone) and after the copy (the load, capture and reconciliation). */
@@ -584,7 +616,7 @@ async function markWhenRowsArrive(
 async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<number> {
   const targetUrl = await createFreshDatabase(bench.stack.new.url, 'bench_backfill');
   await withClient(targetUrl, (client) => client.query(sampleTableDdl(TABLE)));
-  const { run, load, brake, copy, watched, cores } = await backfillUnderLoad(bench, targetUrl);
+  const { run, load, brake, copy, watched, cores, placement } = await backfillUnderLoad(bench, targetUrl);
   if (load.lastError !== undefined) logger.warn(`load: last write error: ${load.lastError}`);
   const backfill: MethodOutcome = {
     method: 'backfill',
@@ -638,6 +670,8 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
     copyWatch: watched,
     /** The cores each process kept busy before the backfill and after the copy (the copy's are in copyWatch). */
     cpuCoresByPhase: cores,
+    /** BENCH_OLD_APART: the CPUs of old and the load, and of the rest (null: all shared). */
+    cpuPlacement: placement,
     ratios: {
       p50DuringOverBefore: ratioOf(during?.p50Ms, idle?.p50Ms),
       p99DuringOverBefore: ratioOf(during?.p99Ms, idle?.p99Ms),
@@ -723,6 +757,7 @@ async function main(options: BenchOptions): Promise<number> {
       signal: interruption.signal,
     };
     const source = await seedSource(bench);
+    if (options.load.oldApart) checkCpuPlacementPossible();
     return options.mode === 'load' ? await runUnderLoad(bench, source) : await runThroughput(bench, source);
   } finally {
     await stopStack();

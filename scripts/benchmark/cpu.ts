@@ -61,18 +61,28 @@ function allProcesses(): Map<number, ProcStat> {
   return stats;
 }
 
-/** Ticks of `root` and all its live descendants (each with what its reaped children used). */
-function treeTicks(stats: Map<number, ProcStat>, root: number | undefined): number {
-  if (root === undefined || !stats.has(root)) return 0;
+/** `root` and all its live descendants (none when `root` is not alive). */
+function treeOf(stats: Map<number, ProcStat>, root: number | undefined): number[] {
+  if (root === undefined || !stats.has(root)) return [];
   const children = new Map<number, number[]>();
   for (const [pid, stat] of stats) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), pid]);
-  let ticks = 0;
+  const tree: number[] = [];
   const queue = [root];
   for (let pid = queue.pop(); pid !== undefined; pid = queue.pop()) {
-    ticks += stats.get(pid)?.ticks ?? 0;
+    tree.push(pid);
     queue.push(...(children.get(pid) ?? []));
   }
-  return ticks;
+  return tree;
+}
+
+/** Ticks of `root` and all its live descendants (each with what its reaped children used). */
+function treeTicks(stats: Map<number, ProcStat>, root: number | undefined): number {
+  return treeOf(stats, root).reduce((ticks, pid) => ticks + (stats.get(pid)?.ticks ?? 0), 0);
+}
+
+/** The live processes of `root`'s tree (Linux; none elsewhere). */
+export function processTree(root: number | undefined): number[] {
+  return process.platform === 'linux' ? treeOf(allProcesses(), root) : [];
 }
 
 /** CPU seconds used so far by each process; undefined where /proc cannot tell (not Linux). */

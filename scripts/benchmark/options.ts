@@ -19,6 +19,11 @@ export interface WriteLoadOptions {
    * copy's rate with the application idle, beside its rate under the load.
    */
   pauseAfterSeconds: number | null;
+  /**
+   * Old's PostgreSQL and the load's thread on one CPU of their own, everything else on the others
+   * (cpu-placement.ts): the copy's cost to the application apart from the worker's and Temporal's.
+   */
+  oldApart: boolean;
 }
 
 export interface BenchOptions {
@@ -106,6 +111,10 @@ function latencyRatio(env: Env, mode: BenchMode): number | null | 'default' {
 
 export function readBenchOptions(env: Env = process.env): BenchOptions {
   const mode = oneOf(env, 'BENCH_MODE', BENCH_MODES, 'throughput');
+  const oldApart = oneOf(env, 'BENCH_OLD_APART', ['on', 'off'], 'off') === 'on';
+  if (oldApart && mode !== 'load') {
+    throw new OperatorError('BENCH_OLD_APART is on; it applies to BENCH_MODE=load only');
+  }
   const partitions = optionalWholeNumber(env, 'BENCH_PARTITIONS', 1, 1024);
   const chunksInFlight = optionalWholeNumber(env, 'BENCH_CHUNKS_IN_FLIGHT', 1, 1024);
   const chunksPerActivity = optionalWholeNumber(env, 'BENCH_CHUNKS_PER_ACTIVITY', 1, 64);
@@ -134,6 +143,7 @@ export function readBenchOptions(env: Env = process.env): BenchOptions {
         env.BENCH_LOAD_PAUSE_AFTER_SECONDS === 'off'
           ? null
           : wholeNumber(env, 'BENCH_LOAD_PAUSE_AFTER_SECONDS', 60, 1, 86_400),
+      oldApart,
     },
   };
 }

@@ -17,7 +17,8 @@ export interface WriteLoadThreadData {
 
 export type ToLoadThread = { type: 'phase'; phase: string } | { type: 'stop' };
 export type FromLoadThread =
-  | { type: 'ready' }
+  /** `osThreadId`: the thread's id in the OS (Linux), to pin it to a CPU. */
+  | { type: 'ready'; osThreadId?: number }
   | { type: 'failed'; message: string }
   | {
       type: 'done';

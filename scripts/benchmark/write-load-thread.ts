@@ -5,6 +5,7 @@
 // A write that starts late because the previous one overran is timed from its scheduled start,
 // so a stall shows in the latency instead of silently lowering the rate. In the `paused` phase it
 // writes nothing (an idle application).
+import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { seededRandom } from '../../provision/write-load';
@@ -73,6 +74,16 @@ async function runClient(connection: pg.Client, client: number): Promise<void> {
   }
 }
 
+/** This thread's id in the OS ("<pid>/task/<tid>"), where /proc tells it. */
+function osThread(): { osThreadId?: number } {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').at(-1));
+    return Number.isInteger(tid) ? { osThreadId: tid } : {};
+  } catch {
+    return {};
+  }
+}
+
 async function main(): Promise<void> {
   const connections = Array.from(
     { length: data.clients },
@@ -90,7 +101,7 @@ async function main(): Promise<void> {
     if (message.type === 'phase') phase = message.phase;
     else stopping = true;
   });
-  port.postMessage({ type: 'ready' } satisfies FromLoadThread);
+  port.postMessage({ type: 'ready', ...osThread() } satisfies FromLoadThread);
   await Promise.all(running);
   await Promise.allSettled(connections.map((connection) => connection.end()));
   port.postMessage({

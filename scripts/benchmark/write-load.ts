@@ -73,23 +73,27 @@ export class WriteLoad {
     { phase: 'warmup', at: performance.now() },
   ];
 
-  private constructor(private readonly thread: Worker) {}
+  private constructor(
+    private readonly thread: Worker,
+    /** The load thread's id in the OS (Linux), to pin it to a CPU. */
+    readonly osThreadId: number | undefined,
+  ) {}
 
   /** Starts the load and resolves once every client is connected and writing. */
   static async start(data: WriteLoadThreadData): Promise<WriteLoad> {
     const thread = new Worker(path.join(__dirname, 'write-load-thread.js'), { workerData: data });
-    await new Promise<void>((resolve, reject) => {
+    const osThreadId = await new Promise<number | undefined>((resolve, reject) => {
       thread.once('error', reject);
       thread.once('message', (message: FromLoadThread) => {
         thread.removeListener('error', reject);
-        if (message.type === 'ready') resolve();
+        if (message.type === 'ready') resolve(message.osThreadId);
         else
           reject(
             new Error(`the write load did not start: ${message.type === 'failed' ? message.message : ''}`),
           );
       });
     });
-    return new WriteLoad(thread);
+    return new WriteLoad(thread, osThreadId);
   }
 
   /** Writes from now on count toward `phase`. */
