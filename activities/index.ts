@@ -29,7 +29,7 @@ import type { ServerBinding } from '../model/servers';
 import type { SyncKeysInput } from '../db/sync';
 import { createSyncer, type DrainChangeLogInput } from './syncer';
 import { TableRegistry } from './table-registry';
-import { createThrottler } from './throttler';
+import { createSourceLooks, createThrottler } from './throttler';
 
 /** For tests: pauses at the points where a crash or a race does harm. */
 export interface ActivityHooks {
@@ -170,7 +170,7 @@ function buildUnobserved(
   return {
     ...createPreparation(pools, registry, identities, guards),
     ...createKeyRanges(pools, registry),
-    ...createCopier(pools, registry, copierHooks),
+    ...createCopier(pools, registry, createSourceLooks(pools), copierHooks),
     ...capture,
     syncKeys: (input: SyncKeysInput & Bound) => syncer.syncKeys(input),
     drainChangeLog: (input: DrainChangeLogInput & Bound) => syncer.drainChangeLog(input),

@@ -105,7 +105,11 @@ function currentWorkflowId(): string | undefined {
 /** The activities whose work is counted, as the worker's metrics see them (methods: any input that has these fields). */
 export interface ObservedActivities {
   findChunkBounds(input: { migration: string; table: TableRef }): Promise<unknown>;
-  copyChunks(input: { migration: string; table: TableRef }): Promise<unknown>;
+  copyChunks(input: {
+    migration: string;
+    table: TableRef;
+    source: ConnectionName;
+  }): Promise<{ source?: SourceHealthFigures }>;
   checkSourceHealth(input: { connection: ConnectionName }): Promise<SourceHealthFigures>;
   drainChangeLog(input: DrainScope): Promise<DrainFigures>;
   verifyRange(input: { migration: string; table: TableRef }): Promise<VerificationCounts>;
@@ -126,9 +130,12 @@ export function observeActivities<T extends ObservedActivities>(
       labels.remember({ migration: input.migration, table: tableLabel(input.table) });
       return activities.findChunkBounds(input);
     },
-    copyChunks: (input) => {
+    copyChunks: async (input) => {
       labels.remember({ migration: input.migration, table: tableLabel(input.table) });
-      return activities.copyChunks(input);
+      const copied = await activities.copyChunks(input);
+      // The batch looked at the source's health first (the backfill's throttle).
+      if (copied.source !== undefined) metrics.sourceChecked(labels.current(), input.source, copied.source);
+      return copied;
     },
     checkSourceHealth: async (input) => {
       const health = await activities.checkSourceHealth(input);

@@ -77,37 +77,74 @@ const APPLICATION_SESSIONS_SQL = `
    WHERE ${APPLICATION_SESSION} AND pid <> pg_backend_pid()
      AND (state IS DISTINCT FROM 'idle' OR state_change > now() - make_interval(secs => $1::float8 / 1000))`;
 
+/** Looks at the source's health: its probe latency, active application sessions and replica lag. */
+async function lookAtSource(pool: pg.Pool, limits: SourceHealthLimits): Promise<SourceHealth> {
+  const latencies = await timedRuns(pool, 'SELECT 1', PROBES);
+  const probeLatencyMs = Math.round((latencies[Math.floor(PROBES / 2)] ?? 0) * 10) / 10;
+  const status = await pool.query<{ active: number; lag: number }>(
+    `SELECT (SELECT count(*)::int FROM pg_stat_activity
+              WHERE state = 'active' AND ${APPLICATION_SESSION}) AS active,
+            (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication) AS lag`,
+  );
+  const activeConnections = status.rows[0]?.active ?? 0;
+  const replicaLagSeconds = status.rows[0]?.lag ?? 0;
+  const { maxProbeLatencyMs, maxActiveConnections, maxReplicaLagSeconds } = limits;
+  let reason: string | null = null;
+  let limit: SourceLimit | null = null;
+  if (maxProbeLatencyMs != null && probeLatencyMs > maxProbeLatencyMs) {
+    reason = `source latency probe ${probeLatencyMs} ms > ${maxProbeLatencyMs} ms`;
+    limit = 'probe_latency';
+  } else if (maxActiveConnections != null && activeConnections > maxActiveConnections) {
+    reason = `source has ${activeConnections} active connections > ${maxActiveConnections}`;
+    limit = 'active_connections';
+  } else if (maxReplicaLagSeconds != null && replicaLagSeconds > maxReplicaLagSeconds) {
+    reason = `replica lag ${replicaLagSeconds.toFixed(1)} s > ${maxReplicaLagSeconds} s`;
+    limit = 'replica_lag';
+  }
+  return { reason, limit, probeLatencyMs, activeConnections, replicaLagSeconds };
+}
+
+/** What a batch looks at the source with: the limits, and how old a look may be to serve it. */
+export interface SourceLook extends SourceHealthLimits {
+  /** A look of the same limits that started less than this many ms ago serves (checkIntervalMs). */
+  maxAgeMs: number;
+}
+
+/**
+ * Looks at a source's health for the copy's batches (copier.ts): a look with the same limits that
+ * started less than `maxAgeMs` ago serves every batch that asks, so the partitions copying side by
+ * side look at the application's database once per interval between them, as one did before.
+ */
+export function createSourceLooks(pools: ConnectionPools) {
+  const recent = new Map<string, { at: number; look: Promise<SourceHealth> }>();
+  return (connection: ConnectionName, { maxAgeMs, ...limits }: SourceLook): Promise<SourceHealth> => {
+    const key = JSON.stringify([
+      connection,
+      limits.maxProbeLatencyMs,
+      limits.maxActiveConnections,
+      limits.maxReplicaLagSeconds,
+    ]);
+    const shared = recent.get(key);
+    if (shared !== undefined && Date.now() - shared.at < maxAgeMs) return shared.look;
+    const look = lookAtSource(pools.get(connection), limits);
+    recent.set(key, { at: Date.now(), look });
+    // A failed look is not shared: the next batch looks again.
+    look.catch(() => {
+      if (recent.get(key)?.look === look) recent.delete(key);
+    });
+    return look;
+  };
+}
+
+export type SourceLooks = ReturnType<typeof createSourceLooks>;
+
 export function createThrottler(pools: ConnectionPools) {
   return {
-    checkSourceHealth: async (input: {
+    /** The source's health, looked at now (the verification's gate, and backfills started before copyChunks looked itself). */
+    checkSourceHealth: (input: {
       connection: ConnectionName;
       limits: SourceHealthLimits;
-    }): Promise<SourceHealth> => {
-      const pool = pools.get(input.connection);
-      const latencies = await timedRuns(pool, 'SELECT 1', PROBES);
-      const probeLatencyMs = Math.round((latencies[Math.floor(PROBES / 2)] ?? 0) * 10) / 10;
-      const status = await pool.query<{ active: number; lag: number }>(
-        `SELECT (SELECT count(*)::int FROM pg_stat_activity
-                  WHERE state = 'active' AND ${APPLICATION_SESSION}) AS active,
-                (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication) AS lag`,
-      );
-      const activeConnections = status.rows[0]?.active ?? 0;
-      const replicaLagSeconds = status.rows[0]?.lag ?? 0;
-      const { maxProbeLatencyMs, maxActiveConnections, maxReplicaLagSeconds } = input.limits;
-      let reason: string | null = null;
-      let limit: SourceLimit | null = null;
-      if (maxProbeLatencyMs != null && probeLatencyMs > maxProbeLatencyMs) {
-        reason = `source latency probe ${probeLatencyMs} ms > ${maxProbeLatencyMs} ms`;
-        limit = 'probe_latency';
-      } else if (maxActiveConnections != null && activeConnections > maxActiveConnections) {
-        reason = `source has ${activeConnections} active connections > ${maxActiveConnections}`;
-        limit = 'active_connections';
-      } else if (maxReplicaLagSeconds != null && replicaLagSeconds > maxReplicaLagSeconds) {
-        reason = `replica lag ${replicaLagSeconds.toFixed(1)} s > ${maxReplicaLagSeconds} s`;
-        limit = 'replica_lag';
-      }
-      return { reason, limit, probeLatencyMs, activeConnections, replicaLagSeconds };
-    },
+    }): Promise<SourceHealth> => lookAtSource(pools.get(input.connection), input.limits),
 
     /** The application's latency now: the routers' last heartbeat windows, and the probe query's. */
     measureApplicationLatency: async (input: ApplicationLatencyInput): Promise<LatencyReading> => {

@@ -94,6 +94,13 @@ const SMALL_FIRST_BATCHES = 'small-first-batches';
  * an activity). Since, that batch waits for the resume: nothing new starts once a pause arrived.
  */
 const NO_DISPATCH_AFTER_PAUSE = 'no-dispatch-after-pause';
+/**
+ * Runs started before looked at the source's health with an activity of its own (checkSourceHealth)
+ * before a batch, about once a second. Since, the batch's copyChunks looks first and copies nothing
+ * while the source hurts: one activity fewer per batch, which under a row limit (batches of a chunk
+ * or two) was half of the copy's activities.
+ */
+const LOOK_IN_BATCH = 'source-look-in-batch';
 
 const { findChunkBounds } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
@@ -132,6 +139,7 @@ export async function backfillPartitionWorkflow(
     runs: (input.resume?.runs ?? 0) + 1,
   };
   const gate = new ThrottleGate(input.source, input.throttle, input.maxRowsPerSecond, progress.throttled);
+  if (patched(LOOK_IN_BATCH)) gate.lookInBatches();
   setHandler(partitionProgressQuery, () => ({
     ...progress,
     waitingFor:
@@ -322,6 +330,7 @@ export async function backfillPartitionWorkflow(
     }
     const batch = ranges;
     const batchStarted = Date.now();
+    const lookAtSource = gate.batchLook();
     const copying = copyChunks({
       migration: input.migration,
       servers: input.servers,
@@ -330,8 +339,18 @@ export async function backfillPartitionWorkflow(
       table: input.table,
       ranges: batch,
       ...(input.predicate !== undefined && { predicate: input.predicate }),
+      ...(lookAtSource !== undefined && { lookAtSource }),
     }).then(
       (result) => {
+        const hurting = result.source?.reason ?? null;
+        gate.looked(hurting);
+        if (hurting !== null) {
+          // The source hurts: the batch copied nothing and goes again first, once the gate lets it.
+          gate.afterBatch(taken, 0);
+          retry.unshift(batch);
+          progress.chunksDispatched -= batch.length;
+          return;
+        }
         gate.afterBatch(taken, result.rowsRead);
         gate.batchTook(Date.now() - batchStarted);
         record(result);

@@ -1,12 +1,14 @@
 // The backfill's brake, in workflow code (deterministic: workflow time and durable timers). Before
-// each batch of chunks: wait while the source is hurting (the throttler activity says why), then
-// while the row limit's token bucket (model/token-bucket.ts) is in debt. The bucket holds at most one
+// each batch of chunks: wait while the source is hurting (the throttler activity says why; or, for a
+// gate whose batches look at the source themselves, the batch that last looked), then while the row
+// limit's token bucket (model/token-bucket.ts) is in debt. The bucket holds at most one
 // second's worth of rows, so a stall (an outage, a restart, a pause) earns no burst afterwards.
 // With a nice ratio (gh-ost's), it also rests that fraction of each batch's time before the next.
 // Every wait is recorded with its reason.
 import { condition, log, patched, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ConnectionName } from '../model/connections';
+import type { SourceLook } from '../activities/throttler';
 import { DEFAULT_THROTTLE, type ThrottleSettings } from '../model/throttle-settings';
 import {
   bucketCapacity,
@@ -53,6 +55,11 @@ export class ThrottleGate {
   private niceRatio: number;
   /** Rest owed by the batches finished since the last one started, in ms. */
   private restOwedMs = 0;
+  /** Whether the batches' own activity looks at the source (lookInBatches), not checkSourceHealth. */
+  private batchesLook = false;
+  /** A batch found the source hurting: no batch starts before this (workflow time, ms). */
+  private hurtingUntil = Number.NEGATIVE_INFINITY;
+  private hurtingReason = '';
 
   constructor(
     private readonly source: ConnectionName,
@@ -108,6 +115,30 @@ export class ThrottleGate {
     return chunksPerBatch(this.rowsPerSecond, chunkSize, chunksPerActivity);
   }
 
+  /**
+   * From now on each batch's activity looks at the source's health itself (copyChunks'
+   * `lookAtSource`, with the limits of batchLook; a look younger than checkIntervalMs serves every
+   * batch of the worker), one activity fewer per batch: tell looked what it found.
+   */
+  lookInBatches(): void {
+    this.batchesLook = true;
+  }
+
+  /** The limits a batch looks at the source with, when batches look themselves (lookInBatches). */
+  batchLook(): SourceLook | undefined {
+    if (!this.batchesLook) return undefined;
+    const { maxProbeLatencyMs, maxActiveConnections, maxReplicaLagSeconds, checkIntervalMs } = this.settings;
+    return { maxProbeLatencyMs, maxActiveConnections, maxReplicaLagSeconds, maxAgeMs: checkIntervalMs };
+  }
+
+  /** What a batch's look found: calm (null), or the reason the source hurts (no batch starts for backoffMs). */
+  looked(reason: string | null): void {
+    if (reason === null || !this.batchesLook) return;
+    this.hurtingUntil = Date.now() + this.settings.backoffMs;
+    this.hurtingReason = reason;
+    this.record('source', reason);
+  }
+
   /** Waits until a batch of about `rows` rows may start. `stopWaiting` ends the wait early (pause). */
   async beforeChunk(rows: number, stopWaiting: () => boolean): Promise<void> {
     if (this.restOwedMs > 0 && patched(NICE_RATIO)) {
@@ -118,9 +149,13 @@ export class ThrottleGate {
       await condition(() => stopWaiting() || this.niceRatio === 0, rest);
       if (stopWaiting()) return;
     }
+    if (this.batchesLook && Date.now() < this.hurtingUntil) {
+      this.waitingFor = this.hurtingReason;
+      await condition(stopWaiting, this.hurtingUntil - Date.now());
+    }
     for (;;) {
       if (stopWaiting()) return;
-      if (Date.now() - this.lastCheck >= this.settings.checkIntervalMs) {
+      if (!this.batchesLook && Date.now() - this.lastCheck >= this.settings.checkIntervalMs) {
         const health = await checkSourceHealth({ connection: this.source, limits: this.settings });
         this.lastCheck = health.reason === null ? Date.now() : Number.NEGATIVE_INFINITY;
         if (health.reason !== null) {

@@ -1,9 +1,11 @@
 // Operating a running backfill: pause and resume (no new chunk starts once paused; chunks in flight
 // finish), the operator's row rate throttle, a throttle from the source's health with its reason,
-// progress with rate and ETA, and hot rows copied before the rest.
+// progress with rate and ETA, and hot rows copied before the rest. A busy source holds every batch,
+// looked at by the copy's own activity, and the copy finishes exact once it calms down.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import type { CopyChunkInput } from '../../activities/copier';
 import type { TableRef } from '../../model/tables';
 import { compareTables } from '../../db/verifier';
@@ -13,7 +15,7 @@ import { backfillTableWorkflow } from '../../workflows';
 import { pauseSignal, resumeSignal, throttleSignal } from '../../workflows/messages';
 import { backfillInput, startRunningWorker } from '../harness/backfill';
 import { waitFor } from '../harness/wait';
-import { databasePools, installQuietRuntime } from '../harness/servers';
+import { databasePools, installQuietRuntime, servers } from '../harness/servers';
 
 installQuietRuntime();
 
@@ -137,6 +139,79 @@ describe('controlling a running backfill', () => {
       assert.equal(waiting.chunksDone, 0);
     } finally {
       await handle.terminate('test done');
+    }
+  });
+
+  it('holds every batch while an application session is busy on old, then copies every row once, looking from the copy activity itself', async () => {
+    const table = await seeded('busy', 3000);
+    const blocker = `public.busy_blocker_${suffix}`;
+    await pools.old.query(`CREATE TABLE ${blocker} (id int)`);
+    // The application's session waits on a lock the test holds: active on old until it lets go.
+    const holder = await pools.old.connect();
+    const application = new pg.Client({
+      connectionString: servers.oldUrl,
+      application_name: 'the application',
+    });
+    await application.connect();
+    let released = false;
+    const release = async () => {
+      if (released) return;
+      released = true;
+      await holder.query('COMMIT');
+      holder.release();
+    };
+    try {
+      await holder.query(`BEGIN; LOCK TABLE ${blocker} IN ACCESS EXCLUSIVE MODE`);
+      const waiting = application.query(`SELECT count(*) FROM ${blocker}`);
+      // Awaited once the test lets go; a failure before that ends the session under it.
+      waiting.catch(() => undefined);
+      await waitFor(
+        'the application session to wait on old',
+        async () =>
+          (
+            await pools.old.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'the application' AND state = 'active'`,
+            )
+          ).rows[0]?.n ?? 0,
+        (n) => n === 1,
+      );
+      const handle = await testWorker.client.workflow.start(backfillTableWorkflow, {
+        taskQueue: testWorker.taskQueue,
+        workflowId: `backfill-busy-${suffix}`,
+        args: [
+          backfillInput(table, 100, {
+            partitions: 2,
+            throttle: { maxActiveConnections: 0, checkIntervalMs: 200, backoffMs: 200 },
+          }),
+        ],
+      });
+      const progress = () => readBackfillProgress(testWorker.client, handle.workflowId);
+      const held = await waitFor(
+        'both partitions held by the busy source',
+        progress,
+        (p) => p.partitions.length === 2 && p.partitions.every((part) => (part.throttled.source ?? 0) >= 2),
+      );
+      assert.equal(held.chunksDone, 0, 'no chunk copied while the source is busy');
+      assert.ok(held.waitingFor.some((reason) => /^source has \d+ active connections > 0$/.test(reason)));
+
+      await release();
+      await waiting;
+      const result = await handle.result();
+      assert.equal(result.rowsCopied, 3000);
+      const comparison = await compareTables(pools.old, pools.new, table, ['id']);
+      assert.deepEqual(comparison.differences, []);
+      // The batches looked at old themselves: no activity of its own for the look.
+      for (const partition of held.partitions) {
+        const history = await testWorker.client.workflow.getHandle(partition.workflowId).fetchHistory();
+        const scheduled = (history.events ?? []).map(
+          (event) => event.activityTaskScheduledEventAttributes?.activityType?.name,
+        );
+        assert.ok(scheduled.includes('copyChunks'), partition.workflowId);
+        assert.ok(!scheduled.includes('checkSourceHealth'), partition.workflowId);
+      }
+    } finally {
+      await release();
+      await application.end();
     }
   });
 
