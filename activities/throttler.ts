@@ -112,8 +112,9 @@ export interface SourceLook extends SourceHealthLimits {
 
 /**
  * Looks at a source's health for the copy's batches (copier.ts): a look with the same limits that
- * started less than `maxAgeMs` ago serves every batch that asks, so the partitions copying side by
- * side look at the application's database once per interval between them, as one did before.
+ * started less than `maxAgeMs` ago serves every batch that asks (one that found the source hurting,
+ * only while it runs), so the partitions copying side by side look at the application's database
+ * once per interval between them, as each one did before.
  */
 export function createSourceLooks(pools: ConnectionPools) {
   const recent = new Map<string, { at: number; look: Promise<SourceHealth> }>();
@@ -128,10 +129,12 @@ export function createSourceLooks(pools: ConnectionPools) {
     if (shared !== undefined && Date.now() - shared.at < maxAgeMs) return shared.look;
     const look = lookAtSource(pools.get(connection), limits);
     recent.set(key, { at: Date.now(), look });
-    // A failed look is not shared: the next batch looks again.
-    look.catch(() => {
+    // A failed look, and one that found the source hurting, serve only the batches that asked while
+    // it ran: a batch that waited out its backoff looks again.
+    const forget = () => {
       if (recent.get(key)?.look === look) recent.delete(key);
-    });
+    };
+    look.then((health) => health.reason !== null && forget(), forget);
     return look;
   };
 }
