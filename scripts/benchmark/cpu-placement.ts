@@ -65,14 +65,14 @@ export function placeOldApart(processes: {
   return placement;
 }
 
-/** The CPUs this process may run on (its affinity), lowest first. */
+/**
+ * The CPUs this process may run on (its affinity), lowest first; at least two, as
+ * checkCpuPlacementPossible made sure (availableParallelism follows the affinity).
+ */
 function usableCpus(): number[] {
   const result = spawnSync('taskset', ['-c', '-p', String(process.pid)], { encoding: 'utf8' });
   const cpus = cpusOfAffinity(result.stdout ?? '');
   if (cpus === undefined) throw new Error(`taskset could not read this process's CPUs: ${result.stderr}`);
-  if (cpus.length < 2) {
-    throw new OperatorError(`BENCH_OLD_APART needs at least 2 CPUs; this process may use ${cpus.join(',')}`);
-  }
   return cpus;
 }
 
