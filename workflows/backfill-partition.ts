@@ -112,6 +112,10 @@ const { copyChunks } = proxyActivities<Activities>({
   // Every activity heartbeats at least every 2 s (withHeartbeats); a dead worker's chunks are retried this soon.
   heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+  // Through the task queue, to whichever worker has a free slot: an eagerly dispatched batch runs on
+  // the worker that ran the partition's workflow task, which stays the same while it is cached
+  // there, so a partition's whole copy stayed on one worker however many shared the task queue.
+  allowEagerDispatch: false,
 });
 
 export async function backfillPartitionWorkflow(

@@ -72,6 +72,8 @@ const { verifyRange } = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+  // To whichever worker has a free slot, not the one caching this workflow (see copyChunks).
+  allowEagerDispatch: false,
 });
 
 function emptyReport(table: TableRef, startedAt: number): VerificationReport {

@@ -1,10 +1,11 @@
 // Several workers share one migration (issue 13, item 8): three worker processes poll one task queue
 // while two application processes write through their routers; each worker copies chunks of the
-// backfill (counted from its own log); one is SIGKILLed mid-backfill, and the one running the write
-// switch's own activity (moveWriteAuthority, caught waiting for a lock the test holds on old's table
-// while every router's writes wait at the fence) is SIGKILLed inside it. The switch's next attempt
-// runs on another worker and moves authority; new equals old row by row, and every write the load
-// was told succeeded is on both sides exactly once (hazard 8 with a crash in its middle).
+// backfill (counted from its own log), and a partition's batches are not tied to one worker. One is
+// SIGKILLed mid-backfill, and the one running the write switch's own activity (moveWriteAuthority,
+// caught waiting for a lock the test holds on old's table while every router's writes wait at the
+// fence) is SIGKILLed inside it. The switch's next attempt runs on another worker and moves
+// authority; new equals old row by row, and every write the load was told succeeded is on both sides
+// exactly once (hazard 8 with a crash in its middle).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -52,10 +53,21 @@ describe('three workers on one task queue', () => {
     await db.end();
   });
 
-  /** Chunk activities a worker process finished, from its own log. */
-  const copiedBy = (worker: WorkerProcess) =>
-    worker.lines.filter((line) => line.activityType === 'copyChunks' && line.msg === 'Activity completed')
-      .length;
+  /** The chunk activities a worker process finished, from its own log. */
+  const batchesOf = (worker: WorkerProcess) =>
+    worker.lines.filter((line) => line.activityType === 'copyChunks' && line.msg === 'Activity completed');
+  const copiedBy = (worker: WorkerProcess) => batchesOf(worker).length;
+  /** How many of the workers copied batches of each partition (by its workflow id). */
+  const workersPerPartition = (workers: WorkerProcess[]) => {
+    const seen = new Map<string, Set<number>>();
+    workers.forEach((worker, index) => {
+      for (const line of batchesOf(worker)) {
+        const partition = String(line.workflowId);
+        seen.set(partition, (seen.get(partition) ?? new Set()).add(index));
+      }
+    });
+    return new Map([...seen].map(([partition, by]) => [partition, by.size]));
+  };
 
   it('each copies chunks; one killed mid-backfill and one inside the write switch; new equals old', async () => {
     const taskQueue = `scale-out-${db.urls.old.split('_').pop()}`;
@@ -112,6 +124,14 @@ describe('three workers on one task queue', () => {
       const status = await control.status();
       assert.equal(status.tables[0]?.backfillDone, false, 'still backfilling when the first worker dies');
       console.log(`  chunks copied by each worker before the kill: ${first.map(copiedBy).join(', ')}`);
+      // A partition's batches go to whichever worker is free, not only the one its workflow runs on
+      // (dispatched eagerly, each partition's copy stayed on one worker, and with two partitions on
+      // one worker the third copied nothing).
+      const spread = workersPerPartition(first);
+      assert.ok(
+        [...spread.values()].some((workers) => workers > 1),
+        `some partition copied by more than one worker: ${JSON.stringify([...spread])}`,
+      );
       await first[0]!.kill('SIGKILL');
       start();
 
