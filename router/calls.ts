@@ -26,7 +26,13 @@ export interface Call {
 /** Reads the arguments of `query`; a submittable (a cursor, a stream) is returned as it is. */
 export function parseCall(args: unknown[]): Call | pg.Submittable {
   const [first, second, third] = args;
-  const callback = [second, third].find((arg): arg is QueryCallback => typeof arg === 'function');
+  // Runs for every statement: no array or closure made to find the callback.
+  const callback =
+    typeof second === 'function'
+      ? (second as QueryCallback)
+      : typeof third === 'function'
+        ? (third as QueryCallback)
+        : undefined;
   const values = Array.isArray(second) ? (second as unknown[]) : undefined;
   if (typeof first === 'string') return { config: { text: first, values }, callback };
   if (first !== null && typeof first === 'object') {
@@ -68,10 +74,11 @@ export class RouteScope {
   /** Splits a call's config into what pg runs and how to route it; the call's own context wins. */
   resolve(config: RouterQueryConfig): RoutedStatement {
     const scoped = this.storage.getStore();
-    const { routingKey, intent, ...pgConfig } =
-      scoped === undefined && !('routingKey' in config) && !('intent' in config)
-        ? config
-        : { ...scoped, ...config };
+    // Most statements come with no context: pg gets their config as it is, not a copy.
+    if (scoped === undefined && !('routingKey' in config) && !('intent' in config)) {
+      return { config, routingKey: undefined, intent: undefined };
+    }
+    const { routingKey, intent, ...pgConfig } = { ...scoped, ...config };
     return { config: pgConfig, routingKey, intent };
   }
 }
