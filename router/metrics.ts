@@ -205,8 +205,9 @@ export class RouterMetrics {
     }
   }
 
-  mirror(result: MirrorResult): void {
-    this.mirrors.inc({ result });
+  /** The outcome of the mirror of `writes` writes (one mirror may carry several). */
+  mirror(result: MirrorResult, writes = 1): void {
+    this.mirrors.inc({ result }, writes);
   }
 
   shadow(result: ShadowResult): void {

@@ -3,7 +3,8 @@
 // the authoritative side under the mirror locks, so two racing writes of a row cannot land out of
 // order (hazard 3). Once reads go to new (`shadow`, `live`) the application waits for it, so a read on new
 // sees its own write, but never longer than the timeout (before then it runs off the request's
-// path: pending-mirrors.ts), and never fails because of it: a failed, slow or skipped mirror queues
+// path: pending-mirrors.ts, and the mirrors of one table that come while one runs go together in the
+// next), and never fails because of it: a failed, slow or skipped mirror queues
 // its keys as discrepancies and the user's request succeeds. If the process dies before the mirror,
 // the change log entry that capture wrote in the same transaction brings the keys (hazard 4); once
 // a mirror committed, it has those entries deleted (forget.ts), so reconciliation does not sync the
@@ -64,12 +65,38 @@ export interface MirrorDeps {
 
 class MirrorTimeout extends Error {}
 
+/**
+ * At most this many keys go in one batch of mirrors no write waits for (a mirror of up to 64 keys
+ * reads them as one VALUES list: db/sync.ts).
+ */
+export const MIRROR_BATCH_KEYS = 64;
+
+/** Keys of one table to mirror together, from how many writes. */
+interface MirrorKeys {
+  keys: string[][];
+  entries: string[];
+  writes: number;
+}
+
+/** The next batch of a table: its keys, and the promise of its end that its writes wait for. */
+interface MirrorBatch extends MirrorKeys {
+  done: Promise<void>;
+  start: () => void;
+}
+
 export class Mirror {
+  /** Per direction and table: whether a batch of mirrors no write waits for is running, and the next one. */
+  private readonly batches = new Map<string, { running: boolean; next: MirrorBatch | undefined }>();
+
   constructor(private readonly deps: MirrorDeps) {}
 
   /**
    * Mirrors what was written; never throws, never waits longer than the timeout per table.
    * `applicationWaits`: the write waits for it (its time is then the application's, for the brake).
+   * A mirror no write waits for that comes while another of its table runs goes with the others that
+   * came meanwhile, in one mirror after it (batches of up to MIRROR_BATCH_KEYS keys): under a
+   * steady load of writes, a few statements per batch instead of per write. Each key is still
+   * locked on the other side before it is read (hazard 3), as in a mirror of a multi-row write.
    */
   async mirror(
     from: ConnectionName,
@@ -77,44 +104,103 @@ export class Mirror {
     written: WrittenKeys,
     applicationWaits: boolean,
   ): Promise<void> {
-    const { breaker, metrics, logger } = this.deps;
+    const { metrics, logger } = this.deps;
     if (written.overflow) {
       metrics.mirror('too_many_keys');
       logger.debug('a write touched too many rows to mirror one by one; reconciliation brings them');
     }
     await Promise.all(
-      written.tables.map(async ({ table, keys, entries }) => {
-        if (!breaker.allow()) {
-          metrics.mirror('circuit_open');
-          this.deps.queue.add(table, keys);
-          return;
-        }
-        try {
-          await this.withinTimeout(
-            metrics
-              .time(
-                to,
-                'mirror',
-                () => this.deps.mirrorKeys({ migration: this.deps.migration, from, to, table, keys }),
-                applicationWaits,
-              )
-              // Committed (even past the timeout): the entries of these keys are done with.
-              .then(() => this.deps.applied(from, entries)),
-          );
-          breaker.success();
-          metrics.mirror('mirrored');
-        } catch (err) {
-          breaker.failure();
-          const timedOut = err instanceof MirrorTimeout;
-          metrics.mirror(timedOut ? 'timed_out' : 'failed');
-          logger.warn(
-            { table: `${table.schema}.${table.table}`, keys: keys.length, err: timedOut ? undefined : err },
-            `mirror to ${to} ${timedOut ? `took longer than ${this.deps.timeoutMs} ms` : 'failed'}; the keys are queued for reconciliation`,
-          );
-          this.deps.queue.add(table, keys);
-        }
-      }),
+      written.tables.map(({ table, keys, entries }) =>
+        applicationWaits
+          ? this.mirrorTable(from, to, table, { keys, entries, writes: 1 }, true)
+          : this.batched(from, to, table, { keys, entries, writes: 1 }),
+      ),
     );
+  }
+
+  /** Runs the keys now if no batch of the table runs, else adds them to its next batch. */
+  private batched(
+    from: ConnectionName,
+    to: ConnectionName,
+    table: TableRef,
+    written: MirrorKeys,
+  ): Promise<void> {
+    const id = JSON.stringify([from, to, table.schema, table.table]);
+    const state = this.batches.get(id) ?? { running: false, next: undefined };
+    this.batches.set(id, state);
+    const run = (batch: MirrorKeys): Promise<void> => {
+      state.running = true;
+      return this.mirrorTable(from, to, table, batch, false).finally(() => {
+        const next = state.next;
+        state.next = undefined;
+        if (next !== undefined) next.start();
+        else state.running = false;
+      });
+    };
+    if (!state.running) return run(written);
+    const next = state.next;
+    if (next === undefined) {
+      let start: () => void = () => undefined;
+      const started = new Promise<void>((resolve) => (start = resolve));
+      const batch: MirrorBatch = {
+        keys: [...written.keys],
+        entries: [...written.entries],
+        writes: written.writes,
+        done: Promise.resolve(),
+        start,
+      };
+      batch.done = started.then(() => run(batch));
+      state.next = batch;
+      return batch.done;
+    }
+    if (next.keys.length + written.keys.length > MIRROR_BATCH_KEYS) {
+      // The next batch is full: these keys go on their own, beside the running batch.
+      return this.mirrorTable(from, to, table, written, false);
+    }
+    next.keys.push(...written.keys);
+    next.entries.push(...written.entries);
+    next.writes += written.writes;
+    return next.done;
+  }
+
+  /** Mirrors keys of one table; never throws, never waits longer than the timeout. */
+  private async mirrorTable(
+    from: ConnectionName,
+    to: ConnectionName,
+    table: TableRef,
+    { keys, entries, writes }: MirrorKeys,
+    applicationWaits: boolean,
+  ): Promise<void> {
+    const { breaker, metrics, logger } = this.deps;
+    if (!breaker.allow()) {
+      metrics.mirror('circuit_open', writes);
+      this.deps.queue.add(table, keys);
+      return;
+    }
+    try {
+      await this.withinTimeout(
+        metrics
+          .time(
+            to,
+            'mirror',
+            () => this.deps.mirrorKeys({ migration: this.deps.migration, from, to, table, keys }),
+            applicationWaits,
+          )
+          // Committed (even past the timeout): the entries of these keys are done with.
+          .then(() => this.deps.applied(from, entries)),
+      );
+      breaker.success();
+      metrics.mirror('mirrored', writes);
+    } catch (err) {
+      breaker.failure();
+      const timedOut = err instanceof MirrorTimeout;
+      metrics.mirror(timedOut ? 'timed_out' : 'failed', writes);
+      logger.warn(
+        { table: `${table.schema}.${table.table}`, keys: keys.length, err: timedOut ? undefined : err },
+        `mirror to ${to} ${timedOut ? `took longer than ${this.deps.timeoutMs} ms` : 'failed'}; the keys are queued for reconciliation`,
+      );
+      this.deps.queue.add(table, keys);
+    }
   }
 
   private withinTimeout<T>(work: Promise<T>): Promise<T> {

@@ -113,6 +113,18 @@ async function cpuPerWrite(
   };
 }
 
+/** Writes the router mirrored, and the syncs on new that carried them (a batch carries several). */
+async function mirrorCounts(router: MigrationRouter): Promise<{ writes: number; syncs: number }> {
+  const histogram = await router.metrics.registry.getSingleMetric('live_migrate_router_query_seconds')?.get();
+  const syncs = histogram?.values.find(
+    (value) =>
+      (value as { metricName?: string }).metricName?.endsWith('_count') === true &&
+      value.labels.side === 'new' &&
+      value.labels.kind === 'mirror',
+  );
+  return { writes: await router.metrics.count('mirrors', 'mirrored'), syncs: syncs?.value ?? 0 };
+}
+
 interface Row {
   stage: string;
   operation: Operation;
@@ -214,7 +226,14 @@ async function main(): Promise<number> {
     await run('off', 'write', 'old', 'at most 1.05x', undefined, onRouterSessions);
     await follow('dual_write');
     await run('dual_write', 'read', 'old', '');
+    // How many mirrors carried those writes (those that came while one ran went in one batch).
+    const mirroredBefore = await mirrorCounts(router);
     await run('dual_write', 'write', 'old', 'p50 at most 1.5x');
+    const mirroredAfter = await mirrorCounts(router);
+    const dualWriteMirrors = {
+      writes: mirroredAfter.writes - mirroredBefore.writes,
+      syncs: mirroredAfter.syncs - mirroredBefore.syncs,
+    };
     // The same writes one by one, each one's mirror done before the next operation: what a write
     // costs when its mirror does not share this machine's two cores with the writes that follow.
     await run('dual_write, spaced', 'write', 'old', '', 1);
@@ -270,6 +289,7 @@ async function main(): Promise<number> {
       `\nrouter latency, ${ops} operations each, one at a time, PostgreSQL 15 both sides (fsync on), ${rows} rows\n${table}\n` +
         `mirrors: ${mirrored} mirrored, ${skipped} skipped while new was down (circuit open); ` +
         `shadow reads compared: ${(await router.metrics.count('shadow', 'match')) + (await router.metrics.count('shadow', 'mismatch'))}\n` +
+        `dual_write writes: ${dualWriteMirrors.writes} mirrored in ${dualWriteMirrors.syncs} syncs on new\n` +
         'The "live 50%" direct figure is old; half of the router\'s reads there ran on new.\n' +
         (cpu.direct === undefined || cpu.router === undefined
           ? ''
@@ -285,7 +305,7 @@ async function main(): Promise<number> {
         ratioP50: row.router.p50 / row.direct.p50,
         ratioP99: row.router.p99 / row.direct.p99,
       })),
-      mirrors: { mirrored, skippedWhileNewDown: skipped },
+      mirrors: { mirrored, skippedWhileNewDown: skipped, dualWrite: dualWriteMirrors },
       cpuMsPerLiveWrite: cpu,
     });
     process.stdout.write(`figures: ${written}\n`);

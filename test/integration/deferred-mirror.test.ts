@@ -201,6 +201,59 @@ describe('deferred mirrors', { timeout: 180_000 }, () => {
     }
   });
 
+  it('dual_write: writes whose mirrors come while one runs go in one batch after it, the later value last', async () => {
+    // A router of its own whose mirror syncs wait, after reading old, at a gate the test opens.
+    const held = new MirrorGate();
+    let committed = 0;
+    const { router: batcher } = await startRouter('deferred', {
+      migration,
+      old: { connectionString: db.urls.old, max: 6 },
+      new: { connectionString: db.urls.new, max: 6 },
+      mirrorTimeoutMs: 30_000,
+      testHooks: {
+        afterMirrorRead: held.hook,
+        // Right before a write's mirror starts (its keys read from its session).
+        afterAuthoritativeCommit: () => Promise.resolve(void committed++),
+      },
+    });
+    try {
+      await moveStage(db.pools.old, migration, [batcher], 'dual_write');
+      held.close();
+      const syncsBefore = held.reached;
+      await batcher.query(`UPDATE ${name} SET note = 'first' WHERE id = 15`);
+      await waitFor('the first mirror to read old', () => Promise.resolve(held.reached === syncsBefore + 1));
+      // While it waits (holding key 15's lock on new, with 'first' read): the same key again and
+      // two others. Each write answers at once; their mirrors wait for the running one.
+      await batcher.query(`UPDATE ${name} SET note = 'second' WHERE id = 15`);
+      await batcher.query(`UPDATE ${name} SET note = 'batched' WHERE id = 16`);
+      await batcher.query(`DELETE FROM ${name} WHERE id = 17`);
+      assert.equal(batcher.pendingMirrorCount, 4);
+      await waitFor('the three later mirrors to start', () => Promise.resolve(committed === 4));
+      assert.equal(held.reached, syncsBefore + 1, 'no other sync while the first runs');
+      held.lift();
+      await batcher.mirrorsSettled();
+      // The first sync, then one batch of the three writes: with a deleted key it is tried under
+      // the keys' locks, then again under the table's lock. One by one they took five.
+      assert.equal(held.reached - syncsBefore, 3, 'the three later writes mirrored in one batch');
+      assert.equal(await noteOn('new', 15), 'second', 'the later value landed last');
+      assert.equal(await noteOn('new', 16), 'batched');
+      assert.equal(await noteOn('new', 17), undefined, 'the delete landed');
+      assert.equal(await batcher.metrics.count('mirrors', 'mirrored'), 4, 'counted per write');
+      await waitFor('the batch to forget its change log entries', async () => {
+        const { rows: left } = await db.pools.old.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM ${HELPER_SCHEMA}.change_log
+            WHERE table_name = $1 AND key->>0 IN ('15', '16', '17')`,
+          [table.table],
+        );
+        return left[0]!.n === 0;
+      });
+      await assertTablesEqual(db.pools.old, db.pools.new, table, 'after the batch');
+    } finally {
+      held.lift();
+      await batcher.end();
+    }
+  });
+
   it('racing routers with deferred mirrors and a bypassing writer: every difference keeps its change log entry, and the routers’ writes land in order', async () => {
     const racers: MigrationRouter[] = [];
     for (let i = 0; i < 2; i++) {
