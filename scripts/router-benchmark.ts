@@ -208,7 +208,7 @@ async function main(): Promise<number> {
     };
     // In `off` the direct figure is pg on the router's own sessions of old (checked out of its pool
     // as pg.Pool.query does): what the router adds to a statement, apart from which server process
-    // serves it. Two sessions on this 2-core machine differ by up to 60 µs at p50 (which core each
+    // serves it. Two sessions on this 2-core machine differed by 50–75 µs at p50 (which core each
     // backend shares with whom), more than the router adds. From dual_write on, those sessions
     // have the capture note their keys, so the direct figure there is a pool of its own.
     const onRouterSessions: Runner = {
