@@ -19,3 +19,10 @@ export async function waitFor<T>(
 export function waitUntil(what: string, check: () => boolean, attempts = 1200): Promise<boolean> {
   return waitFor(what, () => Promise.resolve(check()), Boolean, attempts);
 }
+
+/** Tracks whether a promise has settled, without waiting for it. */
+export function watch<T>(work: Promise<T>): { promise: Promise<T>; settled: () => boolean } {
+  let done = false;
+  const promise = work.finally(() => (done = true));
+  return { promise, settled: () => done };
+}

@@ -25,7 +25,7 @@ import {
   startRouter,
   testMigration,
 } from '../harness/router';
-import { waitFor } from '../harness/wait';
+import { waitFor, watch } from '../harness/wait';
 
 /** A gate the router's mirrors wait at (after the authoritative commit), opened by the test. */
 class MirrorGate {
@@ -47,13 +47,6 @@ class MirrorGate {
     this.reached++;
     await this.open;
   };
-}
-
-/** Tracks whether a promise has settled, without waiting for it. */
-function watch<T>(work: Promise<T>): { promise: Promise<T>; settled: () => boolean } {
-  let done = false;
-  const promise = work.finally(() => (done = true));
-  return { promise, settled: () => done };
 }
 
 // Bounded: a failure must not leave the file waiting on a held mirror until the runner's timeout.

@@ -13,6 +13,7 @@ import { CircuitBreaker } from '../../router/circuit-breaker';
 import type { DiscrepancyQueue } from '../../router/discrepancy-queue';
 import { MIRROR_BATCH_KEYS, Mirror, type WrittenKeys } from '../../router/mirror';
 import { RouterMetrics } from '../../router/metrics';
+import { watch } from '../harness/wait';
 
 const ORDERS: TableRef = { schema: 'public', table: 'orders' };
 const USERS: TableRef = { schema: 'public', table: 'users' };
@@ -54,13 +55,6 @@ function written(table: TableRef, ...ids: number[]): WrittenKeys {
     tables: [{ table, keys: ids.map((id) => [String(id)]), entries: ids.map((id) => `e${id}`) }],
     overflow: false,
   };
-}
-
-/** Tracks whether a promise has settled, without waiting for it. */
-function watch(work: Promise<void>): { promise: Promise<void>; settled: () => boolean } {
-  let done = false;
-  const promise = work.finally(() => (done = true));
-  return { promise, settled: () => done };
 }
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
