@@ -15,6 +15,17 @@ export const HELPER_SCHEMA = 'live_migrate';
 /** A session with this setting 'on' has the keys it writes noted in WRITTEN_SETTING. */
 export const COLLECT_SETTING = 'live_migrate.collect';
 export const WRITTEN_SETTING = 'live_migrate.written';
+/**
+ * A collecting session with this setting 'on' is sent the keys instead, one INFO message of
+ * WRITTEN_NOTICE_CODE per key with the statement's own response (no request after the write).
+ */
+export const NOTIFY_SETTING = 'live_migrate.notify';
+/** The SQLSTATE of a noted key's INFO message. */
+export const WRITTEN_NOTICE_CODE = 'LM001';
+/** How many keys one transaction is sent; the next message is '*' (too many), then none. */
+export const WRITTEN_NOTICE_LIMIT = 256;
+/** Keys sent so far in the transaction (a transaction-local setting, so it starts again at 0). */
+const NOTICED_SETTING = 'live_migrate.noticed';
 const WRITTEN_LIMIT = 8192;
 
 /**
@@ -33,17 +44,31 @@ function addColumn(table: string, column: string, type: string): string {
 
 /** note_written with the given arguments; `entry` is appended to the noted line when given. */
 function noteWrittenSql(args: string, entry: string): string {
+  const line = `jsonb_build_array(table_schema, table_name,
+           (SELECT jsonb_agg(part) FROM jsonb_array_elements_text(key) AS part)${entry})::text`;
   return `CREATE OR REPLACE FUNCTION ${HELPER_SCHEMA}.note_written(${args})
      RETURNS void LANGUAGE plpgsql AS $note$
      DECLARE
-       written text := coalesce(current_setting('${WRITTEN_SETTING}', true), '');
+       written text;
+       noticed integer;
      BEGIN
+       IF current_setting('${NOTIFY_SETTING}', true) = 'on' THEN
+         noticed := coalesce(nullif(current_setting('${NOTICED_SETTING}', true), ''), '0')::integer;
+         IF noticed > ${WRITTEN_NOTICE_LIMIT} THEN RETURN; END IF;
+         PERFORM set_config('${NOTICED_SETTING}', (noticed + 1)::text, true);
+         IF noticed = ${WRITTEN_NOTICE_LIMIT} THEN
+           RAISE INFO USING MESSAGE = '*', ERRCODE = '${WRITTEN_NOTICE_CODE}';
+         ELSE
+           RAISE INFO USING MESSAGE = ${line}, ERRCODE = '${WRITTEN_NOTICE_CODE}';
+         END IF;
+         RETURN;
+       END IF;
+       written := coalesce(current_setting('${WRITTEN_SETTING}', true), '');
        IF written = '*' THEN RETURN; END IF;
        IF length(written) > ${WRITTEN_LIMIT} THEN
          written := '*';
        ELSE
-         written := written || jsonb_build_array(table_schema, table_name,
-           (SELECT jsonb_agg(part) FROM jsonb_array_elements_text(key) AS part)${entry})::text || E'\\n';
+         written := written || ${line} || E'\\n';
        END IF;
        PERFORM set_config('${WRITTEN_SETTING}', written, false);
      END
@@ -199,13 +224,22 @@ const HELPER_DDL = [
        RETURN NEW;
      END
      $refuse$`,
-  // Called by the capture trigger for a session that asked (a router's, with live_migrate.collect on):
-  // appends [schema, table, key as text, change log entry id] to the session's live_migrate.written
-  // setting. A session setting changed in a transaction that rolls back is restored, so the list
-  // holds committed writes only. The router reads and clears it after each write, mirrors exactly
-  // those keys, and then forgets exactly those entries (forget_mirrored). Past WRITTEN_LIMIT
-  // characters the list becomes '*' (too many to mirror one by one: the change log drain brings
-  // them). The three-argument form (no entry id) is what capture installed by an earlier version
+  // Called by the capture trigger for a session that asked (a router's, with live_migrate.collect on)
+  // to be told the keys it writes, as [schema, table, key as text, change log entry id]. The router
+  // mirrors exactly those keys, and then forgets exactly those entries (forget_mirrored).
+  // - With live_migrate.notify on (routers since the notices), each key goes to the client at once
+  //   as an INFO message (always sent to the client whatever client_min_messages says, and not
+  //   logged by default), so the router learns them with the write's own response. A transaction
+  //   that rolls back has sent them too: the router drops what a ROLLBACK ends. Past
+  //   WRITTEN_NOTICE_LIMIT keys in one transaction it sends '*' and then nothing (too many to mirror
+  //   one by one: the change log drain brings them).
+  // - Otherwise (routers before the notices) the key is appended to the session's
+  //   live_migrate.written setting. A session setting changed in a transaction that rolls back is
+  //   restored, so the list holds committed writes only. The router reads and clears it after each
+  //   write. Past WRITTEN_LIMIT characters the list becomes '*'.
+  // A router that asks for notices from a database whose note_written predates them finds its keys
+  // in the setting instead (statements.ts asks for it after a write that changed rows and was sent
+  // no key). The three-argument form (no entry id) is what capture installed by an earlier version
   // calls: its keys are mirrored and their entries left to the drain.
   noteWrittenSql('table_schema text, table_name text, key jsonb', ''),
   noteWrittenSql('table_schema text, table_name text, key jsonb, entry bigint', ', entry::text'),

@@ -55,6 +55,7 @@ export class RouterMetrics {
   private readonly duration: Histogram<'side' | 'kind'>;
   private readonly errors: Counter<'side' | 'kind'>;
   private readonly mirrors: Counter<'result'>;
+  private readonly keysLearned: Counter<'how'>;
   private readonly shadowReads: Counter<'result'>;
   private readonly circuitOpen: Gauge;
   private readonly stageVersion: Gauge<'stage'>;
@@ -90,6 +91,12 @@ export class RouterMetrics {
       name: 'live_migrate_router_mirrors_total',
       help: 'Mirrors of committed writes to the other side, by outcome; all but mirrored are queued as discrepancies.',
       labelNames: ['result'],
+      registers,
+    });
+    this.keysLearned = new Counter({
+      name: 'live_migrate_router_written_keys_total',
+      help: 'How the router learned the keys its writes committed: notice (sent with the write itself) or asked (one request after the write: helpers on the authoritative side older than the notices, or a write of a table no migration captures).',
+      labelNames: ['how'],
       registers,
     });
     this.shadowReads = new Counter({
@@ -210,6 +217,11 @@ export class RouterMetrics {
     this.mirrors.inc({ result }, writes);
   }
 
+  /** Writes whose keys came by notice, or were asked for after the write. */
+  writtenKeys(how: 'notice' | 'asked'): void {
+    this.keysLearned.inc({ how });
+  }
+
   shadow(result: ShadowResult): void {
     this.shadowReads.inc({ result });
     if (result === 'match' || result === 'mismatch' || result === 'settled') this.stats.shadowCompared++;
@@ -239,11 +251,15 @@ export class RouterMetrics {
   longestFenceWaitSeconds = 0;
 
   /** One counter's value by label, for tests and gates inside the process. */
-  async count(name: 'mirrors' | 'shadow' | 'discrepancies', result: string): Promise<number> {
-    const metric = { mirrors: this.mirrors, shadow: this.shadowReads, discrepancies: this.discrepancyKeys }[
-      name
-    ];
+  async count(name: 'mirrors' | 'shadow' | 'discrepancies' | 'writtenKeys', result: string): Promise<number> {
+    const metric = {
+      mirrors: this.mirrors,
+      shadow: this.shadowReads,
+      discrepancies: this.discrepancyKeys,
+      writtenKeys: this.keysLearned,
+    }[name];
     const { values } = await metric.get();
-    return values.find((value) => value.labels.result === result)?.value ?? 0;
+    const label = (labels: Partial<Record<string, string | number>>) => labels.result ?? labels.how;
+    return values.find((value) => label(value.labels) === result)?.value ?? 0;
   }
 }

@@ -36,8 +36,13 @@ export const NOTHING_WRITTEN: WrittenKeys = { tables: [], overflow: false };
 export function parseWrittenKeys(text: string | null): WrittenKeys {
   if (text === null || text === '') return NOTHING_WRITTEN;
   if (text === '*') return { tables: [], overflow: true };
+  return writtenKeysOf(text.split('\n'));
+}
+
+/** The keys of noted lines (each as in parseWrittenKeys; empty lines are skipped), by table. */
+export function writtenKeysOf(lines: readonly string[]): WrittenKeys {
   const byTable = new Map<string, WrittenKeys['tables'][number]>();
-  for (const line of text.split('\n')) {
+  for (const line of lines) {
     if (line === '') continue;
     const [schema, table, key, entry] = JSON.parse(line) as [string, string, string[], string?];
     const id = JSON.stringify([schema, table]);
@@ -45,6 +50,25 @@ export function parseWrittenKeys(text: string | null): WrittenKeys {
     written.keys.push(key);
     if (entry !== undefined) written.entries.push(entry);
     byTable.set(id, written);
+  }
+  return { tables: [...byTable.values()], overflow: false };
+}
+
+/** Both sets of keys, as one. */
+export function bothWritten(a: WrittenKeys, b: WrittenKeys): WrittenKeys {
+  if (a.overflow || b.overflow) return { tables: [], overflow: true };
+  if (b.tables.length === 0) return a;
+  if (a.tables.length === 0) return b;
+  const byTable = new Map<string, WrittenKeys['tables'][number]>();
+  for (const written of [...a.tables, ...b.tables]) {
+    const id = JSON.stringify([written.table.schema, written.table.table]);
+    const into = byTable.get(id);
+    if (into === undefined)
+      byTable.set(id, { ...written, keys: [...written.keys], entries: [...written.entries] });
+    else {
+      into.keys.push(...written.keys);
+      into.entries.push(...written.entries);
+    }
   }
   return { tables: [...byTable.values()], overflow: false };
 }

@@ -34,6 +34,7 @@ import { MirroredEntries } from './forget';
 import { Mirror } from './mirror';
 import { PendingMirrors } from './pending-mirrors';
 import { checkRouterOptions, describeSide, SIDES, type RouterOptions } from './options';
+import { SessionKeys } from './session-keys';
 import { ShadowReads } from './shadow';
 import { stagePlan } from './stage-plan';
 import { StatementRunner } from './statements';
@@ -178,6 +179,7 @@ export class MigrationRouter extends EventEmitter {
       fence: this.fence,
       breaker: this.breaker,
       mirror,
+      keys: new SessionKeys(this.metrics, this.logger),
       pending: this.pendingMirrors,
       awaitMirrors: options.awaitMirrors ?? false,
       shadow: new ShadowReads(options.shadow ?? {}, this.breaker, this.metrics, this.logger),

@@ -7,7 +7,6 @@
 // authoritative, new never fails a request: a failed mirror is queued as a discrepancy, and a read
 // on new that fails is answered by old.
 import type pg from 'pg';
-import { COLLECT_SETTING, WRITTEN_SETTING } from '../db/helper-schema';
 import type { Logger } from '../db/logger';
 import { statementInfo, type StatementInfo } from '../db/statement-info';
 import type { ConnectionName } from '../model/connections';
@@ -17,9 +16,10 @@ import type { CircuitBreaker } from './circuit-breaker';
 import type { RouterClient } from './client';
 import type { WriteFence } from './fence';
 import type { RouterMetrics } from './metrics';
-import { NOTHING_WRITTEN, parseWrittenKeys, type Mirror, type WrittenKeys } from './mirror';
+import type { Mirror } from './mirror';
 import type { RouterOptions } from './options';
 import type { PendingMirrors } from './pending-mirrors';
+import type { SessionKeys } from './session-keys';
 import type { ShadowReads } from './shadow';
 import { readsFromNew, stagePlan, type StagePlan } from './stage-plan';
 
@@ -32,6 +32,8 @@ export interface StatementRunnerParts {
   fence: WriteFence;
   breaker: CircuitBreaker;
   mirror: Mirror;
+  /** The keys each of the router's sessions wrote. */
+  keys: SessionKeys;
   /** Mirrors the application did not wait for. */
   pending: PendingMirrors;
   /** Whether every write waits for its mirror, also when no read can see it yet. */
@@ -43,9 +45,6 @@ export interface StatementRunnerParts {
 }
 
 export class StatementRunner {
-  /** Sessions whose keys the capture trigger already notes. */
-  private readonly collecting = new WeakSet<pg.ClientBase>();
-
   constructor(private readonly parts: StatementRunnerParts) {}
 
   /** Runs one statement for the application, on a pool or on a checked-out client's session. */
@@ -145,11 +144,19 @@ export class StatementRunner {
       metrics.mirror('circuit_open');
       return metrics.time(side, 'write', () => (session ?? pools[side]).query(config));
     }
+    const { keys } = this.parts;
     const client = session ?? (await pools[side].connect());
     let result: pg.QueryResult;
     try {
-      if (client.getTransactionStatus() === 'I') await this.collect(client);
-      result = await metrics.time(side, 'write', () => client.query(config));
+      if (client.getTransactionStatus() === 'I') await keys.collect(client);
+      const mark = keys.beforeStatement(client);
+      try {
+        result = await metrics.time(side, 'write', () => client.query(config));
+      } catch (err) {
+        keys.afterFailure(client);
+        throw err;
+      }
+      keys.afterStatement(client, mark, result);
     } catch (err) {
       if (session === undefined) client.release(err as Error);
       throw err;
@@ -162,7 +169,8 @@ export class StatementRunner {
     // Outside a transaction now (an autocommit write, or the COMMIT of one): mirror what committed.
     // Shadow reads compare new right after the application's read: there the write waits too.
     const waits = this.parts.awaitMirrors || plan.reads !== side || plan.shadow || !pending.hasRoom;
-    // The request for the keys is queued on the session at once, before any later statement of it.
+    // The keys are taken at once (and the setting, when it may hold some, asked for before any later
+    // statement of the session).
     const mirrored = this.mirrorCommitted(client, session === undefined, side, plan.mirrorTo, waits);
     if (waits) await mirrored;
     else pending.track(mirrored, fence.hold());
@@ -170,7 +178,7 @@ export class StatementRunner {
   }
 
   /**
-   * Asks the session for the keys it committed (then hands a session of the router's pool back) and
+   * Takes the keys the session committed (then hands a session of the router's pool back) and
    * mirrors them to `to`; never rejects.
    */
   private async mirrorCommitted(
@@ -180,38 +188,11 @@ export class StatementRunner {
     to: ConnectionName,
     applicationWaits: boolean,
   ): Promise<void> {
-    const written = await this.takeWritten(client);
+    const written = await this.parts.keys.take(client);
     if (pooled) client.release();
     if (written.overflow || written.tables.length > 0) {
       await this.parts.testHooks?.afterAuthoritativeCommit?.(written);
       await this.parts.mirror.mirror(from, to, written, applicationWaits);
-    }
-  }
-
-  /** Asks the capture trigger to note this session's keys (once per session). */
-  private async collect(client: pg.ClientBase): Promise<void> {
-    if (this.collecting.has(client)) return;
-    await client.query(`SET ${COLLECT_SETTING} = on`);
-    this.collecting.add(client);
-  }
-
-  /**
-   * The keys the session committed since the last call, and clears them; never throws. (The change
-   * log entries mirrors covered are deleted in batches off the write's path: forget.ts.)
-   */
-  private async takeWritten(client: pg.ClientBase): Promise<WrittenKeys> {
-    try {
-      const { rows } = await client.query<{ written: string | null }>(
-        `SELECT current_setting('${WRITTEN_SETTING}', true) AS written, set_config('${WRITTEN_SETTING}', '', false)`,
-      );
-      return parseWrittenKeys(rows[0]?.written ?? null);
-    } catch (err) {
-      // The write committed; only the mirror is lost, and the change log still holds the keys.
-      this.parts.logger.warn(
-        { err },
-        'could not read the keys a write committed; reconciliation brings them',
-      );
-      return NOTHING_WRITTEN;
     }
   }
 }

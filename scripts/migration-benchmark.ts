@@ -10,6 +10,8 @@
 //   - the write switch: how long the fence was up and the longest write that met it (goal: 250 ms);
 //   - verification rows/s against backfill rows/s (goal: at least 1×);
 //   - the query benchmark's p50/p95 per query and the ratios new/old.
+//   - the cores each process kept busy per phase (old's and new's PostgreSQL with their backends,
+//     this process: routers, worker and load, the Temporal server), so that what limits the ratios shows;
 //   - a writer that bypasses the routers (2 sessions on old as the application's role, paced at
 //     BENCH_OUTSIDE_WRITES, default 200 writes/s): its rate and latency per phase against `off`;
 //     after the switch old's guard refuses it by design (counted as refused).
@@ -36,6 +38,7 @@ import { percentile } from './benchmark/write-load';
 import { formatCount, formatTable } from './benchmark/report';
 import { writeBenchResults } from './benchmark/results';
 import { toleratingPool } from '../db/pools';
+import { coresBusy, describeCores, sampleCpu, type CpuSeconds } from './benchmark/cpu';
 
 const log = createLogger({ name: 'bench-migration' });
 const TABLE = { schema: 'public', table: 'orders' };
@@ -54,6 +57,13 @@ interface WriteSample {
   failed: boolean;
   /** Refused by old's write guard (after the switch old takes writes from the migration only). */
   refused: boolean;
+}
+
+/** Where a phase starts, and the CPU seconds each process had used by then. */
+interface Mark {
+  at: number;
+  label: string;
+  cpu: CpuSeconds | undefined;
 }
 
 /** Who writes: the routers, or a pool on old that bypasses them. */
@@ -183,7 +193,13 @@ async function main(): Promise<number> {
       );
     }
     const control = new MigrationControl(client, MIGRATION);
-    const marks: Array<{ at: number; label: string }> = [];
+    const marks: Mark[] = [];
+    const cpuNow = () =>
+      sampleCpu({
+        oldPostmaster: stack!.old.postmasterPid,
+        newPostmaster: stack!.new.postmasterPid,
+        temporal: stack!.temporal.pid,
+      });
     let status: MigrationStatus | undefined;
     const load = startLoad(routers, writesPerSecond, rows, {
       loops: ROUTED_LOOPS,
@@ -203,8 +219,9 @@ async function main(): Promise<number> {
       report = await worker.runUntil(
         (async () => {
           const baselineFrom = Date.now();
+          const baselineCpu = cpuNow();
           await new Promise((resolve) => setTimeout(resolve, 5000));
-          marks.push({ at: baselineFrom, label: 'off (peer)' });
+          marks.push({ at: baselineFrom, label: 'off (peer)', cpu: baselineCpu });
           const config = parseMigrationConfig({
             name: MIGRATION,
             tables: ['public.orders'],
@@ -220,21 +237,21 @@ async function main(): Promise<number> {
               runs: 20,
             },
           });
-          marks.push({ at: Date.now(), label: 'migration' });
+          marks.push({ at: Date.now(), label: 'migration', cpu: cpuNow() });
           await startMigration(client, config, worker.taskQueue);
           let lastStep = '';
           for (;;) {
             status = await control.status();
             if (status.error !== null) throw new Error(`the migration failed: ${status.error}`);
             if (status.step !== lastStep) {
-              marks.push({ at: Date.now(), label: status.step });
+              marks.push({ at: Date.now(), label: status.step, cpu: cpuNow() });
               lastStep = status.step;
             }
             if (status.held?.kind === 'retire') break;
             if (status.held !== null) throw new Error(`the migration holds: ${status.held.reason}`);
             await new Promise((resolve) => setTimeout(resolve, 100));
           }
-          marks.push({ at: Date.now(), label: 'end' });
+          marks.push({ at: Date.now(), label: 'end', cpu: cpuNow() });
           await load.stop();
           await outside.stop();
           // Reverse sync brings the load's last writes on new to old; then the sides must be equal.
@@ -280,7 +297,7 @@ function formatReport(
   status: MigrationStatus,
   samples: WriteSample[],
   outsideSamples: WriteSample[],
-  marks: Array<{ at: number; label: string }>,
+  marks: Mark[],
   run: {
     rows: number;
     writesPerSecond: number;
@@ -311,7 +328,9 @@ function formatReport(
     `Migration of ${formatCount(run.rows)} rows (PostgreSQL 15 → 17, fsync on), ${run.writesPerSecond} writes/s asked through 2 routers and ${run.outsideWritesPerSecond} by a writer bypassing them; new equals old at the end: ${run.equal ? 'yes' : 'NO'}`,
   );
   lines.push('');
-  const phases = marks.slice(0, -1).map((mark, i) => ({ ...mark, to: marks[i + 1]!.at }));
+  const phases = marks
+    .slice(0, -1)
+    .map((mark, i) => ({ ...mark, to: marks[i + 1]!.at, cpuTo: marks[i + 1]!.cpu }));
   const peer = summarize(samples, phases[0]!.at, phases[0]!.to);
   lines.push(
     formatTable(
@@ -324,6 +343,7 @@ function formatReport(
           ...figures,
           p50OverOff: figures.p50 / peer.p50,
           p99OverOff: figures.p99 / peer.p99,
+          cpuCores: coresBusy(phase.cpu, phase.cpuTo, (phase.to - phase.at) / 1000) ?? null,
         });
         return [
           phase.label,
@@ -339,6 +359,13 @@ function formatReport(
       }),
     ),
   );
+  lines.push('');
+  lines.push(
+    'Cores each process kept busy per phase (2 on this machine; "worker+load" is this process: routers, worker, load):',
+  );
+  for (const phase of figuresOut.phases) {
+    if (phase.cpuCores !== null) lines.push(`  ${phase.phase}: ${describeCores(phase.cpuCores)}`);
+  }
   lines.push('');
   const outsidePeer = summarize(outsideSamples, phases[0]!.at, phases[0]!.to);
   lines.push(
@@ -427,7 +454,14 @@ interface MigrationBenchFigures {
   writesPerSecondAsked: number;
   newEqualsOld: boolean;
   phases: Array<
-    { phase: string; seconds: number; p50OverOff: number; p99OverOff: number } & ReturnType<typeof summarize>
+    {
+      phase: string;
+      seconds: number;
+      p50OverOff: number;
+      p99OverOff: number;
+      /** Cores each process kept busy on average over the phase (null where /proc cannot tell). */
+      cpuCores: CpuSeconds | null;
+    } & ReturnType<typeof summarize>
   >;
   /** The writer that bypasses the routers, per phase: `rateOverOff` is its goal (at least 0.8 until the switch). */
   outsideWriter: {

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { CircuitBreaker } from '../../router/circuit-breaker';
 import { NO_STATS, statsSince } from '../../model/gate-stats';
 import { forgetSql } from '../../router/forget';
-import { parseWrittenKeys } from '../../router/mirror';
+import { bothWritten, NOTHING_WRITTEN, parseWrittenKeys, writtenKeysOf } from '../../router/mirror';
 import { RouterMetrics } from '../../router/metrics';
 import { sameRows, ShadowReads } from '../../router/shadow';
 import { readsFromNew, routingBucket, stagePlan } from '../../router/stage-plan';
@@ -153,6 +153,23 @@ describe('written keys', () => {
     });
     assert.deepEqual(parseWrittenKeys('*'), { overflow: true, tables: [] });
     assert.deepEqual(parseWrittenKeys(null), { overflow: false, tables: [] });
+  });
+
+  it('joins keys that came by notice with those read from the setting, by table; an overflow wins', () => {
+    const noticed = writtenKeysOf(['["public","a",["1"],"17"]', '["public","b",["5"],"19"]']);
+    const asked = parseWrittenKeys('["public","a",["2"],"18"]\n');
+    assert.deepEqual(bothWritten(noticed, asked), {
+      overflow: false,
+      tables: [
+        { table: { schema: 'public', table: 'a' }, keys: [['1'], ['2']], entries: ['17', '18'] },
+        { table: { schema: 'public', table: 'b' }, keys: [['5']], entries: ['19'] },
+      ],
+    });
+    assert.deepEqual(noticed.tables[0]!.keys, [['1']], 'neither side is changed');
+    assert.equal(bothWritten(noticed, NOTHING_WRITTEN), noticed);
+    assert.equal(bothWritten(NOTHING_WRITTEN, asked), asked);
+    assert.deepEqual(bothWritten(noticed, parseWrittenKeys('*')), { overflow: true, tables: [] });
+    assert.deepEqual(bothWritten({ tables: [], overflow: true }, asked), { overflow: true, tables: [] });
   });
 });
 
