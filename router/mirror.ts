@@ -85,6 +85,11 @@ export interface MirrorDeps {
   logger: Logger;
   /** How long the application waits for a mirror, in ms. */
   timeoutMs: number;
+  /**
+   * How long a mirror no write waits for, with none of its table running, waits for more of its
+   * table to go with it, in ms (0: it runs at once).
+   */
+  delayMs: number;
 }
 
 class MirrorTimeout extends Error {}
@@ -94,6 +99,13 @@ class MirrorTimeout extends Error {}
  * reads them as one VALUES list: db/sync.ts).
  */
 export const MIRROR_BATCH_KEYS = 64;
+
+/**
+ * How long a mirror no write waits for waits for more of its table, by default, in ms: writes that
+ * come one after another (a request's few writes, a burst) then go in one mirror instead of each
+ * in its own, which on a busy machine shares the cores with the writes after it.
+ */
+export const MIRROR_DELAY_MS = 10;
 
 /** Keys of one table to mirror together, from how many writes. */
 interface MirrorKeys {
@@ -106,6 +118,10 @@ interface MirrorKeys {
 interface MirrorBatch extends MirrorKeys {
   done: Promise<void>;
   start: () => void;
+  /** Set while the batch waits out the delay (no batch of its table runs). */
+  delay: NodeJS.Timeout | undefined;
+  /** Starts it now (once). */
+  startNow: () => void;
 }
 
 export class Mirror {
@@ -142,7 +158,10 @@ export class Mirror {
     );
   }
 
-  /** Runs the keys now if no batch of the table runs, else adds them to its next batch. */
+  /**
+   * Adds the keys to the table's next batch: it starts when the running batch ends or, when none
+   * runs, after the delay (or at once when it is full).
+   */
   private batched(
     from: ConnectionName,
     to: ConnectionName,
@@ -155,36 +174,54 @@ export class Mirror {
     const run = (batch: MirrorKeys): Promise<void> => {
       state.running = true;
       return this.mirrorTable(from, to, table, batch, false).finally(() => {
-        const next = state.next;
-        state.next = undefined;
-        if (next !== undefined) next.start();
+        if (state.next !== undefined) startBatch(state.next);
         else state.running = false;
       });
     };
-    if (!state.running) return run(written);
+    const startBatch = (batch: MirrorBatch) => {
+      if (state.next !== batch) return; // started already
+      clearTimeout(batch.delay);
+      batch.delay = undefined;
+      state.next = undefined;
+      batch.start();
+    };
     const next = state.next;
-    if (next === undefined) {
-      let start: () => void = () => undefined;
-      const started = new Promise<void>((resolve) => (start = resolve));
-      const batch: MirrorBatch = {
-        keys: [...written.keys],
-        entries: [...written.entries],
-        writes: written.writes,
-        done: Promise.resolve(),
-        start,
-      };
-      batch.done = started.then(() => run(batch));
-      state.next = batch;
-      return batch.done;
+    if (next !== undefined) {
+      if (next.keys.length + written.keys.length > MIRROR_BATCH_KEYS) {
+        // The next batch is full: these keys go on their own, beside it.
+        return this.mirrorTable(from, to, table, written, false);
+      }
+      next.keys.push(...written.keys);
+      next.entries.push(...written.entries);
+      next.writes += written.writes;
+      if (next.delay !== undefined && next.keys.length === MIRROR_BATCH_KEYS) startBatch(next);
+      return next.done;
     }
-    if (next.keys.length + written.keys.length > MIRROR_BATCH_KEYS) {
-      // The next batch is full: these keys go on their own, beside the running batch.
-      return this.mirrorTable(from, to, table, written, false);
+    if (!state.running && (this.deps.delayMs <= 0 || written.keys.length >= MIRROR_BATCH_KEYS)) {
+      return run(written);
     }
-    next.keys.push(...written.keys);
-    next.entries.push(...written.entries);
-    next.writes += written.writes;
-    return next.done;
+    let start: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (start = resolve));
+    const batch: MirrorBatch = {
+      keys: [...written.keys],
+      entries: [...written.entries],
+      writes: written.writes,
+      done: Promise.resolve(),
+      start,
+      delay: undefined,
+      startNow: () => startBatch(batch),
+    };
+    batch.done = started.then(() => run(batch));
+    state.next = batch;
+    if (!state.running) batch.delay = setTimeout(() => startBatch(batch), this.deps.delayMs);
+    return batch.done;
+  }
+
+  /** Starts every batch that waits out the delay now (the write switch's fence is up: it waits for them). */
+  hurry(): void {
+    for (const state of this.batches.values()) {
+      if (state.next?.delay !== undefined) state.next.startNow();
+    }
   }
 
   /** Mirrors keys of one table; never throws, never waits longer than the timeout. */

@@ -35,6 +35,11 @@ export interface RouterOptions {
    * commit and its mirror follows (router.mirrorsSettled() waits for those running).
    */
   awaitMirrors?: boolean;
+  /**
+   * How long a mirror no write waits for (`dual_write`, and after the switch) waits for more writes
+   * of its table to go with it, in ms, when none of its table runs (default 10; 0: at once).
+   */
+  mirrorDelayMs?: number;
   /** Mirrors that may run without the application waiting for them; beyond, a write waits (default 64). */
   maxPendingMirrors?: number;
   /** Connections per side the mirrors use (default 4). */
@@ -69,6 +74,16 @@ export function checkRouterOptions(options: RouterOptions): void {
     throw new RouterError(
       'BAD_OPTIONS',
       'createRouter: `maxPendingMirrors` must be a whole number of 0 or more (0: every write waits for its mirror)',
+    );
+  }
+  const { mirrorDelayMs } = options;
+  if (
+    mirrorDelayMs !== undefined &&
+    !(Number.isInteger(mirrorDelayMs) && mirrorDelayMs >= 0 && mirrorDelayMs <= 1000)
+  ) {
+    throw new RouterError(
+      'BAD_OPTIONS',
+      'createRouter: `mirrorDelayMs` must be a whole number of milliseconds from 0 to 1000 (0: a mirror runs at once)',
     );
   }
   for (const side of SIDES) {

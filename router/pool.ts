@@ -31,7 +31,7 @@ import { RouterError } from './errors';
 import { FENCE_WAIT_MS, WriteFence } from './fence';
 import { RouterMetrics } from './metrics';
 import { MirroredEntries } from './forget';
-import { Mirror } from './mirror';
+import { MIRROR_DELAY_MS, Mirror } from './mirror';
 import { PendingMirrors } from './pending-mirrors';
 import { checkRouterOptions, describeSide, SIDES, type RouterOptions } from './options';
 import { SessionKeys } from './session-keys';
@@ -74,6 +74,7 @@ export class MigrationRouter extends EventEmitter {
   private readonly queue: DiscrepancyQueue;
   private readonly shapes: TableShapes;
   private readonly mirrored: MirroredEntries;
+  private readonly mirror: Mirror;
   private readonly fence: WriteFence;
   private readonly pendingMirrors: PendingMirrors;
   private readonly statements: StatementRunner;
@@ -159,7 +160,7 @@ export class MigrationRouter extends EventEmitter {
       afterRowsRead: options.testHooks?.afterMirrorRead,
     });
     this.mirrored = new MirroredEntries(options.migration, this.mirrorPools, this.logger);
-    const mirror = new Mirror({
+    const mirror = (this.mirror = new Mirror({
       migration: options.migration,
       mirrorKeys: syncer.mirrorKeys,
       applied: (from, entries) => this.mirrored.applied(from, entries),
@@ -168,7 +169,8 @@ export class MigrationRouter extends EventEmitter {
       metrics: this.metrics,
       logger: this.logger,
       timeoutMs: mirrorTimeoutMs,
-    });
+      delayMs: options.mirrorDelayMs ?? MIRROR_DELAY_MS,
+    }));
     this.pendingMirrors = new PendingMirrors(options.maxPendingMirrors, (count) =>
       this.metrics.pendingMirrors(count),
     );
@@ -208,6 +210,8 @@ export class MigrationRouter extends EventEmitter {
     this.watcher.on('change', (state: StageState) => {
       // A stage change is also when an accepted schema change takes effect: read the tables again.
       this.shapes.forget();
+      // The switch's fence waits for the mirrors no write waits for: none waits out its delay.
+      if (state.fenced) this.mirror.hurry();
       this.fence.stageChanged();
       this.metrics.stage(state.stage, state.version);
       this.logger.info(
@@ -303,6 +307,7 @@ export class MigrationRouter extends EventEmitter {
 
   /** Resolves when every write answered so far has been mirrored (or its mirror failed or timed out). */
   mirrorsSettled(): Promise<void> {
+    this.mirror.hurry();
     return this.pendingMirrors.settled();
   }
 
@@ -316,6 +321,7 @@ export class MigrationRouter extends EventEmitter {
     this.ended ??= (async () => {
       await this.watcher.stop().catch(() => undefined);
       // Mirrors still running finish first (each within its timeout); a failed one queues its keys.
+      this.mirror.hurry();
       await this.pendingMirrors.settled();
       await this.queue.stop();
       await this.mirrored.flush();

@@ -13,7 +13,8 @@
 //           router's own sessions: see main);
 //   router: the same statements through the router.
 // Stages: off, dual_write (read and write; writes also spaced: one operation per turn, so each
-// write's mirror is done before the next), shadow (sample 5%), live at 50% (reads, and writes, which
+// write's mirror is done before the next; and paced at a steady 500 writes/s in blocks of 50, so
+// the mirrors run between the writes as under an application's load), shadow (sample 5%), live at 50% (reads, and writes, which
 // wait for their mirrors), and dual_write
 // with new stopped (writes). It prints p50 and p99 of each and the ratios router/direct, with the
 // goals: off at most 1.05x, a dual write at most 1.5x at p50, with new down at most 1.2x at p99.
@@ -59,7 +60,15 @@ interface Figures {
   p99: number;
 }
 
-/** Runs `ops` operations on each runner, in alternating blocks, one at a time; latencies in ms. */
+/** Writes paced this far apart (ms) in the paced row: a steady 500 writes/s. */
+const PACED_MS = 2;
+/** Writes in a row on one runner in the paced row (100 ms of the steady rate). */
+const PACED_BLOCK = 50;
+
+/**
+ * Runs `ops` operations on each runner, in alternating blocks, one at a time (or, with `pacedMs`,
+ * each started that many ms after the one before it started, if it has ended); latencies in ms.
+ */
 async function measure(
   runners: Runner[],
   operation: Operation,
@@ -67,12 +76,16 @@ async function measure(
   rows: number,
   seed: number,
   block = BLOCK,
+  pacedMs = 0,
 ): Promise<Figures[]> {
   const latencies = runners.map(() => [] as number[]);
   let n = seed;
   for (let round = 0; round < Math.ceil(ops / block); round++) {
     for (const [i, runner] of runners.entries()) {
+      const blockStart = performance.now();
       for (let k = 0; k < block; k++) {
+        const wait = blockStart + k * pacedMs - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         n = (n * 48271) % 2147483647;
         const id = 1 + (n % rows);
         const started = process.hrtime.bigint();
@@ -197,10 +210,19 @@ async function main(): Promise<number> {
       goal: string,
       block?: number,
       baseline: Runner = direct[side],
+      pacedMs?: number,
     ) => {
       // Warm both: connections, plans, the router's statement cache and the mirror's staging tables.
-      await measure([baseline, router!], operation, 200, rows, 7, block);
-      const [d, r] = await measure([baseline, router!], operation, ops, rows, 11 + results.length, block);
+      await measure([baseline, router!], operation, 200, rows, 7, block, pacedMs);
+      const [d, r] = await measure(
+        [baseline, router!],
+        operation,
+        pacedMs === undefined ? ops : Math.min(ops, 5000),
+        rows,
+        11 + results.length,
+        block,
+        pacedMs,
+      );
       results.push({ stage, operation, direct: d!, router: r!, goal });
       log.info(
         `${stage} ${operation}: direct p50 ${d!.p50.toFixed(3)} ms, router p50 ${r!.p50.toFixed(3)} ms`,
@@ -237,6 +259,9 @@ async function main(): Promise<number> {
     // The same writes one by one, each one's mirror done before the next operation: what a write
     // costs when its mirror does not share this machine's two cores with the writes that follow.
     await run('dual_write, spaced', 'write', 'old', '', 1);
+    // A steady 500 writes/s: the mirrors (each waiting up to mirrorDelayMs for company) run between
+    // the writes, as under an application's steady load, not after a block.
+    await run('dual_write, 500/s', 'write', 'old', '', PACED_BLOCK, direct.old, PACED_MS);
     await follow('shadow');
     await run('shadow (5%)', 'read', 'old', '');
     await follow('live', 50);

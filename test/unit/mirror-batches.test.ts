@@ -2,7 +2,9 @@
 // its calls and is released by the test): while one runs, the mirrors of the same table that come
 // go together in the next one, up to MIRROR_BATCH_KEYS keys, and each write's mirror settles only
 // once the batch with its keys committed; beyond that size a mirror runs on its own; another table
-// is not held up; a mirror the write waits for never waits for a batch. Hazards 3 and 4 with real
+// is not held up; a mirror the write waits for never waits for a batch. With a delay, a mirror that
+// finds none of its table running waits for more to go with it, unless its batch is full or the
+// write switch's fence hurries it. Hazards 3 and 4 with real
 // servers and racing writers: deferred-mirror.test.ts, router-hazards.test.ts.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -31,7 +33,7 @@ function heldSync() {
   return { calls, mirrorKeys };
 }
 
-function mirrorWith(mirrorKeys: (input: SyncKeysInput) => Promise<SyncKeysResult>) {
+function mirrorWith(mirrorKeys: (input: SyncKeysInput) => Promise<SyncKeysResult>, delayMs = 0) {
   const applied: string[] = [];
   const queued: string[][] = [];
   const metrics = new RouterMetrics({ migration: 'm', router: 'r' });
@@ -46,6 +48,7 @@ function mirrorWith(mirrorKeys: (input: SyncKeysInput) => Promise<SyncKeysResult
     metrics,
     logger: createLogger({ name: 'test', level: 'silent' }),
     timeoutMs: 60_000,
+    delayMs,
   });
   return { mirror, applied, queued, metrics };
 }
@@ -122,6 +125,52 @@ describe('mirrors no write waits for, in batches', () => {
     assert.equal(sync.calls[3]!.input.keys.length, MIRROR_BATCH_KEYS);
     sync.calls[3]!.release();
     await full;
+  });
+
+  it('with a delay, the first waits for more of its table to go with it; a full batch or the fence starts it at once', async () => {
+    const sync = heldSync();
+    // A delay no test waits out: only a full batch and hurry() start a mirror here.
+    const { mirror, applied } = mirrorWith(sync.mirrorKeys, 600_000);
+    const together = [1, 2, 3].map((id) => watch(mirror.mirror('old', 'new', written(ORDERS, id), false)));
+    await turn();
+    assert.equal(sync.calls.length, 0, 'nothing runs during the delay');
+    const many = Array.from({ length: MIRROR_BATCH_KEYS - 3 }, (_, i) => 100 + i);
+    const filling = watch(mirror.mirror('old', 'new', written(ORDERS, ...many), false));
+    await turn();
+    assert.equal(sync.calls.length, 1, 'a full batch starts at once');
+    assert.equal(sync.calls[0]!.input.keys.length, MIRROR_BATCH_KEYS);
+    assert.deepEqual(
+      sync.calls[0]!.input.keys.slice(0, 3),
+      [['1'], ['2'], ['3']],
+      'with the writes that waited',
+    );
+    // While it runs the next batch waits for it, not for the delay.
+    const next = watch(mirror.mirror('old', 'new', written(ORDERS, 7), false));
+    sync.calls[0]!.release();
+    await Promise.all([...together, filling].map((w) => w.promise));
+    await turn();
+    assert.equal(sync.calls.length, 2, 'the next batch starts when the running one ends');
+    sync.calls[1]!.release();
+    await next.promise;
+
+    // Nothing runs: the next mirror waits out the delay again, unless the fence is up.
+    const delayed = watch(mirror.mirror('old', 'new', written(ORDERS, 8), false));
+    const users = watch(mirror.mirror('old', 'new', written(USERS, 9), false));
+    await turn();
+    assert.equal(sync.calls.length, 2);
+    mirror.hurry();
+    await turn();
+    assert.equal(sync.calls.length, 4, 'hurry() starts every table’s waiting batch');
+    sync.calls[2]!.release();
+    sync.calls[3]!.release();
+    await Promise.all([delayed.promise, users.promise]);
+    assert.equal(applied.length, 3 + many.length + 3);
+    // A write of a full batch's keys or more does not wait at all.
+    const big = watch(mirror.mirror('old', 'new', written(ORDERS, ...many, 1, 2, 3), false));
+    await turn();
+    assert.equal(sync.calls.length, 5);
+    sync.calls[4]!.release();
+    await big.promise;
   });
 
   it('a failed batch queues every key of its writes for reconciliation, and the next batch still runs', async () => {

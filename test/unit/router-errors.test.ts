@@ -57,6 +57,12 @@ describe('createRouter', () => {
         routerError('BAD_OPTIONS', /`maxPendingMirrors` must be a whole number of 0 or more/),
       );
     }
+    for (const mirrorDelayMs of [-1, 2.5, 1001, Number.NaN]) {
+      await assert.rejects(
+        createRouter({ ...sides, migration: 'm', mirrorDelayMs }),
+        routerError('BAD_OPTIONS', /`mirrorDelayMs` must be a whole number of milliseconds from 0 to 1000/),
+      );
+    }
   });
 
   it('does not start when old cannot be read (OLD_UNREADABLE), with the cause kept', async () => {
