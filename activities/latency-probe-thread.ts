@@ -3,6 +3,11 @@
 // loop times nothing but the probe, so a worker busy piping rows does not make the source look slow.
 // A failed run (the source restarting, the session lost) is posted as an error; the session is opened
 // again a second later.
+// Each run's time leaves out what this thread spent waiting for a CPU meanwhile (Linux's schedstat
+// of the thread; elsewhere nothing is left out): on a worker whose cores are busy (piping rows, or
+// sharing a machine with the Temporal server) the thread is often ready before it runs, and the
+// source then looked slower than it was to anyone else. The server's own wait for a CPU stays in.
+import { readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 
@@ -15,12 +20,36 @@ export interface ProbeThreadData {
 
 export type FromProbeThread =
   | { type: 'started'; at: number }
-  | { type: 'run'; at: number; ms: number }
+  /** `ms` leaves out `waitedMs`, the time this thread waited for a CPU during the run. */
+  | { type: 'run'; at: number; ms: number; waitedMs: number }
   | { type: 'error'; at: number; message: string };
 
 export type ToProbeThread = { type: 'stop' };
 
 const RECONNECT_MS = 1000;
+
+/**
+ * Nanoseconds this thread has spent ready to run but waiting for a CPU (the second field of
+ * /proc/thread-self/schedstat); undefined where the system does not tell.
+ */
+export function cpuWaitNs(): bigint | undefined {
+  try {
+    const waited = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1];
+    return waited === undefined || !/^\d+$/.test(waited) ? undefined : BigInt(waited);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A run's time in ms without the thread's wait for a CPU between the two schedstat readings. */
+export function runTime(elapsedNs: bigint, waitedBefore?: bigint, waitedAfter?: bigint) {
+  const waitedNs =
+    waitedBefore === undefined || waitedAfter === undefined || waitedAfter < waitedBefore
+      ? 0n
+      : waitedAfter - waitedBefore;
+  const waited = waitedNs > elapsedNs ? elapsedNs : waitedNs;
+  return { ms: Number(elapsedNs - waited) / 1e6, waitedMs: Number(waited) / 1e6 };
+}
 
 async function probeLoop(data: ProbeThreadData, port: NonNullable<typeof parentPort>): Promise<void> {
   let stopping = false;
@@ -49,10 +78,12 @@ async function probeLoop(data: ProbeThreadData, port: NonNullable<typeof parentP
         session = opening;
       }
       port.postMessage({ type: 'started', at: Date.now() } satisfies FromProbeThread);
+      const waitedBefore = cpuWaitNs();
       const started = process.hrtime.bigint();
       await session.query(data.probeQuery);
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      port.postMessage({ type: 'run', at: Date.now(), ms } satisfies FromProbeThread);
+      const elapsed = process.hrtime.bigint() - started;
+      const run = runTime(elapsed, waitedBefore, cpuWaitNs());
+      port.postMessage({ type: 'run', at: Date.now(), ...run } satisfies FromProbeThread);
       await pause(data.everyMs);
     } catch (err) {
       port.postMessage({

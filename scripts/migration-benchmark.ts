@@ -33,6 +33,8 @@ import { createLogger } from '../db/logger';
 import { installRuntime } from '../worker/runtime';
 import { migrationWorkflowId } from '../model/ids';
 import type { MigrationStatus } from '../model/messages';
+import type { LatencyThrottleState } from '../model/latency-throttle';
+import { backfillProgressQuery } from '../workflows/messages';
 import { wholeNumber } from './benchmark/options';
 import { percentile } from './benchmark/write-load';
 import { formatCount, formatTable } from './benchmark/report';
@@ -262,9 +264,11 @@ async function main(): Promise<number> {
           }
           await control.approve('benchmark');
           await control.result();
-          const backfill = await client.workflow
-            .getHandle(`${migrationWorkflowId(MIGRATION)}/backfill-public.orders`)
-            .describe();
+          const backfillHandle = client.workflow.getHandle(
+            `${migrationWorkflowId(MIGRATION)}/backfill-public.orders`,
+          );
+          const backfill = await backfillHandle.describe();
+          const brake = (await backfillHandle.query(backfillProgressQuery)).latency ?? null;
           const backfillSeconds =
             ((backfill.closeTime?.getTime() ?? Date.now()) - backfill.startTime.getTime()) / 1000;
           return formatReport(status, load.samples, outside.samples, marks, {
@@ -272,6 +276,7 @@ async function main(): Promise<number> {
             writesPerSecond,
             outsideWritesPerSecond,
             backfillSeconds,
+            brake,
             equal: comparison.differenceCount === 0 && comparison.rowsNew === comparison.rowsOld,
           });
         })(),
@@ -303,6 +308,7 @@ function formatReport(
     writesPerSecond: number;
     outsideWritesPerSecond: number;
     backfillSeconds: number;
+    brake: LatencyThrottleState | null;
     equal: boolean;
   },
 ): { text: string; figures: MigrationBenchFigures } {
@@ -321,6 +327,7 @@ function formatReport(
       rowsPerSecond: table.rowsCopied / run.backfillSeconds,
     },
     verification: null,
+    brake: null,
     queries: status.queryBenchmark?.queries ?? [],
   };
   lines.push('');
@@ -429,6 +436,19 @@ function formatReport(
       `Backfill: ${formatCount(table.rowsCopied)} rows in ${fixed(run.backfillSeconds, 1)} s = ${formatCount(backfillRate)} rows/s. Verification: ${formatCount(verification.rowsFrom)} rows at ${formatCount(verification.rowsPerSecond)} rows/s = ${fixed(verification.rowsPerSecond / backfillRate)}× the backfill (goal: at least 1×).`,
     );
   }
+  const { brake } = run;
+  figuresOut.brake = brake;
+  if (brake !== null) {
+    const baseline = [
+      brake.baseline.routersMs === null ? null : `routers' p99 ${fixed(brake.baseline.routersMs)} ms`,
+      `probe p99 ${fixed(brake.baseline.probeMs)} ms`,
+    ].filter((part) => part !== null);
+    lines.push(
+      `Latency brake: baseline ${baseline.join(', ')}; ${brake.decreases} cuts, ${brake.increases} steps up; last reading ${brake.last === null ? 'none' : `${fixed(brake.last.ms)} ms by the ${brake.last.by} against ${fixed(brake.last.targetMs)} ms`}${brake.reason === null ? '' : `; last decision: ${brake.reason}`}`,
+    );
+  } else {
+    lines.push('Latency brake: off, or no baseline.');
+  }
   lines.push('');
   lines.push(
     formatTable(
@@ -476,6 +496,8 @@ interface MigrationBenchFigures {
     stepsMs: Record<string, number>;
   } | null;
   backfill: { rows: number; seconds: number; rowsPerSecond: number };
+  /** The backfill's latency brake at its end: baseline, decisions, last reading (null when off). */
+  brake: LatencyThrottleState | null;
   verification: { rows: number; rowsPerSecond: number; overBackfill: number } | null;
   queries: NonNullable<MigrationStatus['queryBenchmark']>['queries'];
 }
