@@ -4,7 +4,9 @@
 // there (only those that need no parameters). Only statements that provably read run (the router's
 // classifier decides), each inside a READ ONLY transaction with a statement timeout; the two sides
 // take turns, so drift on the machine hits both alike. Reports p50/p95 per query and side and the
-// ratios new/old.
+// ratios new/old. Old is the application's database while this runs: after each run the benchmark
+// waits as long as the run took (a query that scans a table keeps a core of old busy at most half
+// the time), and it beats after every run (a slow query's 40 runs outlast a heartbeat timeout).
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { classifyStatement } from '../db/classify';
@@ -23,6 +25,11 @@ export interface QueryBenchmarkInput {
   /** Per statement, in ms (default 5000). */
   statementTimeoutMs?: number;
 }
+
+/** After each run the benchmark waits this many times as long as the run took. */
+export const PAUSE_PER_RUN = 1;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function figures(latencies: number[]): LatencyFigures {
   const sorted = [...latencies].sort((a, b) => a - b);
@@ -91,7 +98,10 @@ export function createQueryBenchmark(pools: NamedPools) {
           for (const side of ['old', 'new'] as const) await timedRead(pools.get(side), query, timeoutMs);
           for (let run = 0; run < runs; run++) {
             for (const side of run % 2 === 0 ? (['old', 'new'] as const) : (['new', 'old'] as const)) {
-              latencies[side].push(await timedRead(pools.get(side), query, timeoutMs));
+              const ms = await timedRead(pools.get(side), query, timeoutMs);
+              latencies[side].push(ms);
+              Context.current().heartbeat({ query: query.name, side, ms });
+              await sleep(ms * PAUSE_PER_RUN);
             }
           }
         } catch (err) {
@@ -108,7 +118,6 @@ export function createQueryBenchmark(pools: NamedPools) {
           ratioP50: old.p50 > 0 ? onNew.p50 / old.p50 : 1,
           ratioP95: old.p95 > 0 ? onNew.p95 / old.p95 : 1,
         });
-        Context.current().heartbeat(query.name);
       }
       return result;
     },

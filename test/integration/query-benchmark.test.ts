@@ -11,6 +11,8 @@ import { resolveConnections } from '../../config/connections';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { databasePools, testSite } from '../harness/servers';
 import { runActivity } from '../harness/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import type { QueryBenchmarkResult } from '../../model/query-benchmark';
 
 describe('query benchmark', () => {
   const pools = databasePools();
@@ -63,5 +65,28 @@ describe('query benchmark', () => {
     console.log(
       `query benchmark: "${indexed.name}" p50 old ${indexed.old.p50.toFixed(3)} ms, new ${indexed.new.p50.toFixed(3)} ms (no index on new): ratio ${indexed.ratioP50.toFixed(2)}`,
     );
+  });
+
+  it('waits after each run as long as it took, and beats after every run', async () => {
+    const env = new MockActivityEnvironment();
+    const beats: Array<{ at: number; ms: number }> = [];
+    env.on('heartbeat', (details: { ms: number }) => beats.push({ at: performance.now(), ms: details.ms }));
+    const runs = 4;
+    const result: QueryBenchmarkResult = await env.run(activities.benchmarkQueries, {
+      servers: await activities.bindServers({ migration: 'test' }),
+      queries: [{ name: 'series', sql: 'SELECT count(*) FROM generate_series(1, 300000)' }],
+      runs,
+    });
+    assert.equal(result.queries.length, 1, JSON.stringify(result.skipped));
+    assert.equal(beats.length, 2 * runs, 'a beat after every timed run on each side');
+    // Between two beats: the pause after the first run (as long as it took), then the next run.
+    for (let i = 1; i < beats.length; i++) {
+      const gap = beats[i]!.at - beats[i - 1]!.at;
+      const atLeast = beats[i - 1]!.ms + beats[i]!.ms - 1; // timers keep whole milliseconds
+      assert.ok(
+        gap >= atLeast,
+        `run ${i + 1} began ${gap.toFixed(1)} ms after the one before ended (at least ${atLeast.toFixed(1)})`,
+      );
+    }
   });
 });
