@@ -87,9 +87,9 @@ export interface MirrorDeps {
   timeoutMs: number;
   /**
    * How long a mirror no write waits for, with none of its table running, waits for more of its
-   * table to go with it, in ms (0: it runs at once).
+   * table to go with it, in ms (0: it runs at once; asked for each mirror: 0 while a fence is up).
    */
-  delayMs: number;
+  delayMs: () => number;
 }
 
 class MirrorTimeout extends Error {}
@@ -197,7 +197,8 @@ export class Mirror {
       if (next.delay !== undefined && next.keys.length === MIRROR_BATCH_KEYS) startBatch(next);
       return next.done;
     }
-    if (!state.running && (this.deps.delayMs <= 0 || written.keys.length >= MIRROR_BATCH_KEYS)) {
+    const delayMs = this.deps.delayMs();
+    if (!state.running && (delayMs <= 0 || written.keys.length >= MIRROR_BATCH_KEYS)) {
       return run(written);
     }
     let start: () => void = () => undefined;
@@ -213,7 +214,7 @@ export class Mirror {
     };
     batch.done = started.then(() => run(batch));
     state.next = batch;
-    if (!state.running) batch.delay = setTimeout(() => startBatch(batch), this.deps.delayMs);
+    if (!state.running) batch.delay = setTimeout(() => startBatch(batch), delayMs);
     return batch.done;
   }
 

@@ -169,7 +169,8 @@ export class MigrationRouter extends EventEmitter {
       metrics: this.metrics,
       logger: this.logger,
       timeoutMs: mirrorTimeoutMs,
-      delayMs: options.mirrorDelayMs ?? MIRROR_DELAY_MS,
+      // While the switch's fence is up it waits for these mirrors: none waits for company then.
+      delayMs: () => (this.watcher.current.fenced ? 0 : (options.mirrorDelayMs ?? MIRROR_DELAY_MS)),
     }));
     this.pendingMirrors = new PendingMirrors(options.maxPendingMirrors, (count) =>
       this.metrics.pendingMirrors(count),

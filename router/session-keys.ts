@@ -105,7 +105,7 @@ export class SessionKeys {
   async take(client: pg.ClientBase): Promise<WrittenKeys> {
     const notes = this.sessions.get(client);
     if (notes === undefined) return NOTHING_WRITTEN;
-    const noticed: WrittenKeys = notes.overflow ? { tables: [], overflow: true } : writtenKeysOf(notes.lines);
+    const noticed = notes.overflow ? { tables: [], overflow: true } : this.parsed(notes.lines);
     const ask = notes.askSetting;
     notes.lines = [];
     notes.overflow = false;
@@ -116,6 +116,16 @@ export class SessionKeys {
     }
     this.metrics.writtenKeys('asked');
     return bothWritten(noticed, await this.readSetting(client));
+  }
+
+  /** The keys of the lines sent; a line that is not one (never expected) makes it too many to list. */
+  private parsed(lines: readonly string[]): WrittenKeys {
+    try {
+      return writtenKeysOf(lines);
+    } catch (err) {
+      this.logger.warn({ err }, 'could not read the keys a write committed; reconciliation brings them');
+      return { tables: [], overflow: true };
+    }
   }
 
   private async readSetting(client: pg.ClientBase): Promise<WrittenKeys> {

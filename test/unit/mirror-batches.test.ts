@@ -48,7 +48,7 @@ function mirrorWith(mirrorKeys: (input: SyncKeysInput) => Promise<SyncKeysResult
     metrics,
     logger: createLogger({ name: 'test', level: 'silent' }),
     timeoutMs: 60_000,
-    delayMs,
+    delayMs: () => delayMs,
   });
   return { mirror, applied, queued, metrics };
 }
