@@ -7,6 +7,7 @@
 // ratios new/old. Old is the application's database while this runs: after each run the benchmark
 // waits as long as the run took (a query that scans a table keeps a core of old busy at most half
 // the time), and it beats after every run (a slow query's 40 runs outlast a heartbeat timeout).
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { classifyStatement } from '../db/classify';
@@ -28,8 +29,6 @@ export interface QueryBenchmarkInput {
 
 /** After each run the benchmark waits this many times as long as the run took. */
 export const PAUSE_PER_RUN = 1;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function figures(latencies: number[]): LatencyFigures {
   const sorted = [...latencies].sort((a, b) => a - b);

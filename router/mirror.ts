@@ -39,19 +39,32 @@ export function parseWrittenKeys(text: string | null): WrittenKeys {
   return writtenKeysOf(text.split('\n'));
 }
 
+/** Keys gathered by table, in the order the tables first came. */
+class KeysByTable {
+  private readonly byTable = new Map<string, WrittenKeys['tables'][number]>();
+
+  add(table: TableRef, keys: readonly string[][], entries: readonly string[]): void {
+    const id = JSON.stringify([table.schema, table.table]);
+    const into = this.byTable.get(id) ?? { table, keys: [], entries: [] };
+    into.keys.push(...keys);
+    into.entries.push(...entries);
+    this.byTable.set(id, into);
+  }
+
+  written(): WrittenKeys {
+    return { tables: [...this.byTable.values()], overflow: false };
+  }
+}
+
 /** The keys of noted lines (each as in parseWrittenKeys; empty lines are skipped), by table. */
 export function writtenKeysOf(lines: readonly string[]): WrittenKeys {
-  const byTable = new Map<string, WrittenKeys['tables'][number]>();
+  const gathered = new KeysByTable();
   for (const line of lines) {
     if (line === '') continue;
     const [schema, table, key, entry] = JSON.parse(line) as [string, string, string[], string?];
-    const id = JSON.stringify([schema, table]);
-    const written = byTable.get(id) ?? { table: { schema, table }, keys: [], entries: [] };
-    written.keys.push(key);
-    if (entry !== undefined) written.entries.push(entry);
-    byTable.set(id, written);
+    gathered.add({ schema, table }, [key], entry === undefined ? [] : [entry]);
   }
-  return { tables: [...byTable.values()], overflow: false };
+  return gathered.written();
 }
 
 /** Both sets of keys, as one. */
@@ -59,18 +72,9 @@ export function bothWritten(a: WrittenKeys, b: WrittenKeys): WrittenKeys {
   if (a.overflow || b.overflow) return { tables: [], overflow: true };
   if (b.tables.length === 0) return a;
   if (a.tables.length === 0) return b;
-  const byTable = new Map<string, WrittenKeys['tables'][number]>();
-  for (const written of [...a.tables, ...b.tables]) {
-    const id = JSON.stringify([written.table.schema, written.table.table]);
-    const into = byTable.get(id);
-    if (into === undefined)
-      byTable.set(id, { ...written, keys: [...written.keys], entries: [...written.entries] });
-    else {
-      into.keys.push(...written.keys);
-      into.entries.push(...written.entries);
-    }
-  }
-  return { tables: [...byTable.values()], overflow: false };
+  const gathered = new KeysByTable();
+  for (const { table, keys, entries } of [...a.tables, ...b.tables]) gathered.add(table, keys, entries);
+  return gathered.written();
 }
 
 export interface MirrorDeps {
@@ -120,13 +124,26 @@ interface MirrorBatch extends MirrorKeys {
   start: () => void;
   /** Set while the batch waits out the delay (no batch of its table runs). */
   delay: NodeJS.Timeout | undefined;
-  /** Starts it now (once). */
-  startNow: () => void;
+}
+
+/** Of one direction and table: whether a batch runs, and the batch that comes next. */
+interface BatchState {
+  running: boolean;
+  next: MirrorBatch | undefined;
+}
+
+/** Starts the table's next batch (it waits out no delay any more). */
+function startNext(state: BatchState): void {
+  const batch = state.next;
+  if (batch === undefined) return;
+  clearTimeout(batch.delay);
+  state.next = undefined;
+  batch.start();
 }
 
 export class Mirror {
   /** Per direction and table: whether a batch of mirrors no write waits for is running, and the next one. */
-  private readonly batches = new Map<string, { running: boolean; next: MirrorBatch | undefined }>();
+  private readonly batches = new Map<string, BatchState>();
 
   constructor(private readonly deps: MirrorDeps) {}
 
@@ -174,16 +191,9 @@ export class Mirror {
     const run = (batch: MirrorKeys): Promise<void> => {
       state.running = true;
       return this.mirrorTable(from, to, table, batch, false).finally(() => {
-        if (state.next !== undefined) startBatch(state.next);
+        if (state.next !== undefined) startNext(state);
         else state.running = false;
       });
-    };
-    const startBatch = (batch: MirrorBatch) => {
-      if (state.next !== batch) return; // started already
-      clearTimeout(batch.delay);
-      batch.delay = undefined;
-      state.next = undefined;
-      batch.start();
     };
     const next = state.next;
     if (next !== undefined) {
@@ -194,7 +204,7 @@ export class Mirror {
       next.keys.push(...written.keys);
       next.entries.push(...written.entries);
       next.writes += written.writes;
-      if (next.delay !== undefined && next.keys.length === MIRROR_BATCH_KEYS) startBatch(next);
+      if (next.delay !== undefined && next.keys.length === MIRROR_BATCH_KEYS) startNext(state);
       return next.done;
     }
     const delayMs = this.deps.delayMs();
@@ -210,18 +220,17 @@ export class Mirror {
       done: Promise.resolve(),
       start,
       delay: undefined,
-      startNow: () => startBatch(batch),
     };
     batch.done = started.then(() => run(batch));
     state.next = batch;
-    if (!state.running) batch.delay = setTimeout(() => startBatch(batch), delayMs);
+    if (!state.running) batch.delay = setTimeout(() => startNext(state), delayMs);
     return batch.done;
   }
 
   /** Starts every batch that waits out the delay now (the write switch's fence is up: it waits for them). */
   hurry(): void {
     for (const state of this.batches.values()) {
-      if (state.next?.delay !== undefined) state.next.startNow();
+      if (state.next?.delay !== undefined) startNext(state);
     }
   }
 

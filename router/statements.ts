@@ -150,14 +150,10 @@ export class StatementRunner {
     try {
       if (client.getTransactionStatus() === 'I') await keys.collect(client);
       const mark = keys.beforeStatement(client);
-      try {
-        result = await metrics.time(side, 'write', () => client.query(config));
-      } catch (err) {
-        keys.afterFailure(client);
-        throw err;
-      }
+      result = await metrics.time(side, 'write', () => client.query(config));
       keys.afterStatement(client, mark, result);
     } catch (err) {
+      keys.afterFailure(client);
       if (session === undefined) client.release(err as Error);
       throw err;
     }

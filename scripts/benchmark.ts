@@ -84,7 +84,13 @@ import {
   type HistoryStats,
 } from './benchmark/backfill';
 import { copyTableBinary, copyTableInChunks } from './benchmark/copy-pipe';
-import { coresBusy, cpuPerMillionRows, describeCores, sampleCpu, type CpuSeconds } from './benchmark/cpu';
+import {
+  coresBusy,
+  cpuPerMillionRows,
+  describeCores,
+  sampleStackCpu,
+  type CpuSeconds,
+} from './benchmark/cpu';
 import { checkCpuPlacementPossible, placeOldApart, type CpuPlacement } from './benchmark/cpu-placement';
 import {
   checkpoint,
@@ -160,11 +166,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** CPU seconds used so far by old's and new's PostgreSQL, this process and the Temporal server. */
 function cpuNow(bench: Bench): CpuSeconds | undefined {
-  return sampleCpu({
-    oldPostmaster: bench.stack.old.postmasterPid,
-    newPostmaster: bench.stack.new.postmasterPid,
-    temporal: bench.stack.temporal.pid,
-  });
+  return sampleStackCpu(bench.stack);
 }
 
 /** Seeds old with the sample rows, then settles the table so that every method reads the same pages. */

@@ -40,7 +40,7 @@ import { percentile } from './benchmark/write-load';
 import { formatCount, formatTable } from './benchmark/report';
 import { writeBenchResults } from './benchmark/results';
 import { toleratingPool } from '../db/pools';
-import { coresBusy, describeCores, sampleCpu, type CpuSeconds } from './benchmark/cpu';
+import { coresBusy, describeCores, sampleStackCpu, type CpuSeconds } from './benchmark/cpu';
 
 const log = createLogger({ name: 'bench-migration' });
 const TABLE = { schema: 'public', table: 'orders' };
@@ -196,12 +196,8 @@ async function main(): Promise<number> {
     }
     const control = new MigrationControl(client, MIGRATION);
     const marks: Mark[] = [];
-    const cpuNow = () =>
-      sampleCpu({
-        oldPostmaster: stack!.old.postmasterPid,
-        newPostmaster: stack!.new.postmasterPid,
-        temporal: stack!.temporal.pid,
-      });
+    const running = stack;
+    const cpuNow = () => sampleStackCpu(running);
     let status: MigrationStatus | undefined;
     const load = startLoad(routers, writesPerSecond, rows, {
       loops: ROUTED_LOOPS,

@@ -6,6 +6,7 @@
 // and the tools it runs); the servers it started are counted apart, as trees of their own.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import type { LocalStack } from '../../provision/local-stack';
 
 /** CPU seconds (user + system) of each process taking part in a copy. */
 export interface CpuSeconds {
@@ -96,6 +97,15 @@ export function sampleCpu(processes: CpuProcesses): CpuSeconds | undefined {
     worker: seconds(stats.get(process.pid)?.ticks ?? 0),
     temporal: seconds(treeTicks(stats, processes.temporal)),
   };
+}
+
+/** CPU seconds used so far by a local stack's two PostgreSQL servers, this process and its Temporal server. */
+export function sampleStackCpu(stack: Pick<LocalStack, 'old' | 'new' | 'temporal'>): CpuSeconds | undefined {
+  return sampleCpu({
+    oldPostmaster: stack.old.postmasterPid,
+    newPostmaster: stack.new.postmasterPid,
+    temporal: stack.temporal.pid,
+  });
 }
 
 /** CPU seconds between two samples per `units` (rows, seconds). */
