@@ -103,17 +103,26 @@ export function createKeyRanges(pools: ConnectionPools, registry: TableRegistry)
     }): Promise<string[][]> => {
       const shape = await registry.shape(input.connection, input.migration, input.table);
       const keyOrder = quoteList(shape.primaryKey);
-      // Only the bounds' keys are turned into text: the walk passes every key of `count` chunks, on
-      // the application's database.
+      const within = keyRangeWhere(shape, input.range, input.predicate);
+      const next = (after: string) =>
+        `SELECT ${keyOrder} FROM ${quoteTable(input.table)}
+          WHERE ${after}${within} ORDER BY ${keyOrder} OFFSET $1 - 1 LIMIT 1`;
+      // Each bound is found from the one before, by skipping `chunkSize` - 1 keys in the primary key
+      // index: the walk passes every key of `count` chunks on the application's database, so it does
+      // nothing else per key (numbering each key to pick every chunkSize-th cost old about three
+      // times as much CPU). Only the bounds' keys are turned into text.
       const found = await pools.get(input.connection).query<{ key: string[] }>(
-        `SELECT ${keyTextArray(shape.primaryKey, 'numbered')} AS key FROM (
-           SELECT ${keyOrder}, row_number() OVER (ORDER BY ${keyOrder}) AS live_migrate_n
-             FROM (SELECT ${keyOrder} FROM ${quoteTable(input.table)}
-                    WHERE ${keyRangeWhere(shape, input.range, input.predicate)}
-                    ORDER BY ${keyOrder} LIMIT $1) AS walked
-         ) AS numbered
-         WHERE live_migrate_n % $2 = 0 ORDER BY live_migrate_n`,
-        [input.chunkSize * input.count, input.chunkSize],
+        `WITH RECURSIVE live_migrate_bound (live_migrate_n, ${keyOrder}) AS (
+           SELECT 1, * FROM (${next('')}) AS first_bound
+           UNION ALL
+           SELECT live_migrate_bound.live_migrate_n + 1, next_bound.*
+             FROM live_migrate_bound,
+                  LATERAL (${next(`(${keyOrder}) > (${shape.primaryKey.map((column) => `live_migrate_bound.${quoteList([column])}`).join(', ')}) AND `)}) AS next_bound
+            WHERE live_migrate_bound.live_migrate_n < $2
+         )
+         SELECT ${keyTextArray(shape.primaryKey, 'live_migrate_bound')} AS key
+           FROM live_migrate_bound ORDER BY live_migrate_n`,
+        [input.chunkSize, input.count],
       );
       Context.current().heartbeat();
       return found.rows.map((row) => row.key);

@@ -10,7 +10,9 @@ import { quoteTable } from '../../db/sql';
 import { compareTables } from '../../db/verifier';
 import { backfillTableWorkflow, reconciliationWorkflow } from '../../workflows';
 import { drainAndStopSignal } from '../../workflows/messages';
+import { runActivity } from '../harness/activity';
 import { backfillInput, startRunningWorker } from '../harness/backfill';
+import { withMigrationActivities } from '../harness/router';
 import { databasePools, installQuietRuntime } from '../harness/servers';
 
 installQuietRuntime();
@@ -48,7 +50,7 @@ describe('backfill and sync of every key shape and tricky types', () => {
     chunkSize: number,
     changes: string[],
     options: { partitions?: number } = {},
-  ): Promise<{ partitions: number }> {
+  ): Promise<{ partitions: number; migration: string }> {
     const id = `${table.table}-${randomUUID().slice(0, 6)}`;
     const backfill = await testWorker.client.workflow.start(backfillTableWorkflow, {
       taskQueue: testWorker.taskQueue,
@@ -74,7 +76,7 @@ describe('backfill and sync of every key shape and tricky types', () => {
     await reconciliation.result();
     const after = await pools.old.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${quoteTable(table)}`);
     await assertEqual(table, primaryKey, after.rows[0]?.n ?? -1);
-    return { partitions: partitions.length };
+    return { partitions: partitions.length, migration: `shapes-${id}` };
   }
 
   it('composite (text, bigint) key over several partitions', async () => {
@@ -85,7 +87,7 @@ describe('backfill and sync of every key shape and tricky types', () => {
       `INSERT INTO ${name} SELECT (ARRAY['eu','us','ap','Ωmega'])[1 + g % 4], g * 7, repeat('x', 60) || g
          FROM generate_series(1, 40000) g`,
     );
-    const { partitions } = await migrate(table, ['region', 'id'], 997, [
+    const { partitions, migration } = await migrate(table, ['region', 'id'], 997, [
       `UPDATE ${name} SET note = 'changed' WHERE id % 1000 = 0`,
       `DELETE FROM ${name} WHERE id % 1001 = 0`,
       `INSERT INTO ${name} VALUES ('zz', 1, 'new region'), ('eu', 3, 'gap')`,
@@ -93,6 +95,45 @@ describe('backfill and sync of every key shape and tricky types', () => {
       `UPDATE ${name} SET region = 'moved' WHERE id = 14`,
     ]);
     assert.ok(partitions > 1, `${partitions} partitions`);
+
+    // The chunks' bounds are every chunkSize-th key after the range's lower end, within its upper end
+    // (and matching the predicate): fewer than asked once the range ends.
+    const keys = async (where: string, params: unknown[] = []) =>
+      (
+        await pools.old.query<{ key: string[] }>(
+          `SELECT ARRAY[region, id::text] AS key FROM ${name} WHERE ${where} ORDER BY region, id`,
+          params,
+        )
+      ).rows.map((row) => row.key);
+    const all = await keys('true');
+    const range = { lower: all[1500]!, upper: all[30_000]! };
+    await withMigrationActivities(process.env, async (activities) => {
+      const servers = await activities.bindServers({ migration });
+      const bounds = (count: number, predicate?: string) =>
+        runActivity(activities.findChunkBounds, {
+          migration,
+          servers,
+          connection: 'old',
+          table,
+          range,
+          chunkSize: 997,
+          count,
+          ...(predicate !== undefined && { predicate }),
+        });
+      for (const [count, predicate] of [[40], [5], [40, 'id % 3 = 0'], [1, "region = 'us'"]] as const) {
+        const inRange = await keys(
+          `(region, id) > ($1, $2::bigint) AND (region, id) <= ($3, $4::bigint) AND ${predicate ?? 'true'}`,
+          [...range.lower, ...range.upper],
+        );
+        const expected = inRange.filter((_, i) => (i + 1) % 997 === 0).slice(0, count);
+        assert.deepEqual(
+          await bounds(count, predicate),
+          expected,
+          `${count} chunks, ${predicate ?? 'every row'}`,
+        );
+        if (count === 40) assert.ok(expected.length < count, 'the range ends first');
+      }
+    });
   });
 
   it('uuid keys', async () => {
