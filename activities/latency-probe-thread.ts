@@ -3,6 +3,9 @@
 // loop times nothing but the probe, so a worker busy piping rows does not make the source look slow.
 // A failed run (the source restarting, the session lost) is posted as an error; the session is opened
 // again a second later.
+// Every second it also reads, from pg_stat_statements when the source has it, how many statements
+// the application ran and how long they took in all (every role's but the migration's own, in this
+// database): a reading's window takes the difference across it (latency-probes.ts).
 // Each run's time leaves out what this thread spent waiting for a CPU meanwhile (Linux's schedstat
 // of the thread; elsewhere nothing is left out): on a worker whose cores are busy (piping rows, or
 // sharing a machine with the Temporal server) the thread is often ready before it runs, and the
@@ -16,17 +19,35 @@ export interface ProbeThreadData {
   probeQuery: string;
   /** The pause after each run, in ms. */
   everyMs: number;
+  /** How often to read pg_stat_statements, in ms. */
+  statementsEveryMs: number;
 }
 
 export type FromProbeThread =
   | { type: 'started'; at: number }
   /** `ms` leaves out `waitedMs`, the time this thread waited for a CPU during the run. */
   | { type: 'run'; at: number; ms: number; waitedMs: number }
-  | { type: 'error'; at: number; message: string };
+  | { type: 'error'; at: number; message: string }
+  /** The application's statements so far (pg_stat_statements' counters: they only grow, until a reset). */
+  | { type: 'statements'; at: number; calls: number; totalMs: number }
+  /** pg_stat_statements cannot be read here (not installed in this database, not loaded). */
+  | { type: 'statements-unavailable'; at: number; message: string };
 
 export type ToProbeThread = { type: 'stop' };
 
 const RECONNECT_MS = 1000;
+/** After pg_stat_statements could not be read, the next try is this much later, in ms. */
+const STATEMENTS_RETRY_MS = 60_000;
+
+/**
+ * The application's statements in this database so far: every role's but the session's own (the
+ * migration's), top-level statements only (pg_stat_statements' default), without their texts.
+ */
+export const APPLICATION_STATEMENTS_SQL = `SELECT coalesce(sum(calls), 0)::float8 AS calls,
+         coalesce(sum(total_exec_time), 0)::float8 AS total_ms
+    FROM pg_stat_statements(false)
+   WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+     AND userid <> (SELECT oid FROM pg_roles WHERE rolname = session_user)`;
 
 /**
  * Nanoseconds this thread has spent ready to run but waiting for a CPU (the second field of
@@ -68,6 +89,25 @@ async function probeLoop(data: ProbeThreadData, port: NonNullable<typeof parentP
     stopping = true;
     wake?.();
   });
+  let statementsDueAt = 0;
+  /** Reads pg_stat_statements when due; a failure says why once and tries again much later. */
+  const readStatements = async (client: pg.Client) => {
+    if (Date.now() < statementsDueAt) return;
+    statementsDueAt = Date.now() + data.statementsEveryMs;
+    try {
+      const { rows } = await client.query<{ calls: number; total_ms: number }>(APPLICATION_STATEMENTS_SQL);
+      const at = Date.now();
+      const { calls, total_ms: totalMs } = rows[0]!;
+      port.postMessage({ type: 'statements', at, calls, totalMs } satisfies FromProbeThread);
+    } catch (err) {
+      statementsDueAt = Date.now() + STATEMENTS_RETRY_MS;
+      port.postMessage({
+        type: 'statements-unavailable',
+        at: Date.now(),
+        message: (err as Error).message,
+      } satisfies FromProbeThread);
+    }
+  };
   while (!stopping) {
     try {
       if (session === undefined) {
@@ -84,6 +124,7 @@ async function probeLoop(data: ProbeThreadData, port: NonNullable<typeof parentP
       const elapsed = process.hrtime.bigint() - started;
       const run = runTime(elapsed, waitedBefore, cpuWaitNs());
       port.postMessage({ type: 'run', at: Date.now(), ...run } satisfies FromProbeThread);
+      await readStatements(session);
       await pause(data.everyMs);
     } catch (err) {
       port.postMessage({

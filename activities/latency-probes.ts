@@ -7,13 +7,18 @@
 // probes are the process's (LATENCY_PROBES): activities built on other pools of the same database,
 // a worker started again in one process, find the probe running. A probe no reading asked for in
 // IDLE_STOP_MS stops; its thread never keeps the process alive.
+// The thread also reads pg_stat_statements' counters of the application's statements every
+// STATEMENTS_EVERY_MS: a window gives how many ran in it and their mean time.
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type pg from 'pg';
 import type { FromProbeThread, ProbeThreadData, ToProbeThread } from './latency-probe-thread';
+import type { StatementsReading } from '../model/latency-throttle';
 
 /** The pause between two runs of the probe query, in ms. */
 export const PROBE_EVERY_MS = 50;
+/** How often the application's statements are counted (pg_stat_statements), in ms. */
+export const STATEMENTS_EVERY_MS = 1000;
 /** A reading goes by at least this many runs (two seconds' worth): the first one waits for them. */
 export const MIN_RUNS = 40;
 /** A probe that no reading asked for this long stops, in ms. */
@@ -29,10 +34,47 @@ const FIRST_READING_WAIT_MS = 10_000;
 export interface ProbeWindow {
   /** The window's runs, in ms, slowest last. */
   runs: number[];
+  /**
+   * The application's statements in the window (pg_stat_statements): null when it cannot tell (not
+   * available, fewer than two counts yet, or counters reset in the window; `statementsUnavailable`
+   * then says why, when it is the first).
+   */
+  statements: StatementsReading | null;
+  statementsUnavailable?: string;
+}
+
+/** One count of the application's statements so far. */
+export interface StatementsCount {
+  at: number;
+  calls: number;
+  totalMs: number;
+}
+
+/**
+ * The statements between the last count at or before `from` (or the first count, when all are later)
+ * and the last count; null with fewer than two counts, or when the counters went back (a reset).
+ */
+export function statementsSince(counts: readonly StatementsCount[], from: number): StatementsReading | null {
+  const last = counts.at(-1);
+  if (last === undefined) return null;
+  let first = 0;
+  for (let i = 0; i < counts.length && counts[i]!.at <= from; i++) first = i;
+  for (let i = first + 1; i < counts.length; i++) {
+    if (counts[i]!.calls < counts[i - 1]!.calls || counts[i]!.totalMs < counts[i - 1]!.totalMs) return null;
+  }
+  const start = counts[first]!;
+  if (start === last) return null;
+  const calls = last.calls - start.calls;
+  return {
+    calls,
+    meanMs: calls === 0 ? 0 : Math.round(((last.totalMs - start.totalMs) / calls) * 1000) / 1000,
+  };
 }
 
 class RunningProbe {
   private readonly runs: Array<{ at: number; ms: number }> = [];
+  private readonly statementCounts: StatementsCount[] = [];
+  private statementsUnavailable: string | undefined;
   private lastError: string | undefined;
   /** When the run under way started (undefined between runs). */
   private runningSince: number | undefined;
@@ -41,6 +83,16 @@ class RunningProbe {
 
   constructor(private readonly thread: Worker) {
     thread.on('message', (message: FromProbeThread) => {
+      if (message.type === 'statements') {
+        this.statementCounts.push({ at: message.at, calls: message.calls, totalMs: message.totalMs });
+        while (this.statementCounts[0]!.at < message.at - KEPT_MS) this.statementCounts.shift();
+        this.statementsUnavailable = undefined;
+        return;
+      }
+      if (message.type === 'statements-unavailable') {
+        this.statementsUnavailable = message.message;
+        return;
+      }
       if (message.type === 'started') {
         this.runningSince = message.at;
         return;
@@ -73,7 +125,15 @@ class RunningProbe {
       const running = this.runningSince === undefined ? 0 : now - this.runningSince;
       if (running > PROBE_EVERY_MS) inWindow.push(running);
       if (inWindow.length >= MIN_RUNS || (inWindow.length > 0 && this.runs.length >= MIN_RUNS)) {
-        return { runs: inWindow.sort((a, b) => a - b) };
+        const statements = statementsSince(this.statementCounts, now - windowMs);
+        return {
+          runs: inWindow.sort((a, b) => a - b),
+          statements,
+          ...(statements === null &&
+            this.statementsUnavailable !== undefined && {
+              statementsUnavailable: this.statementsUnavailable,
+            }),
+        };
       }
       if (this.lastError !== undefined && this.runs.length === 0) {
         throw new Error(`the probe query failed: ${this.lastError}`);
@@ -114,7 +174,12 @@ export class LatencyProbes {
     const key = JSON.stringify([session.connectionString, session.options, probeQuery]);
     let probe = this.probes.get(key);
     if (probe === undefined) {
-      const data: ProbeThreadData = { session, probeQuery, everyMs: PROBE_EVERY_MS };
+      const data: ProbeThreadData = {
+        session,
+        probeQuery,
+        everyMs: PROBE_EVERY_MS,
+        statementsEveryMs: STATEMENTS_EVERY_MS,
+      };
       probe = new RunningProbe(
         new Worker(path.join(__dirname, 'latency-probe-thread.js'), { workerData: data }),
       );

@@ -6,6 +6,7 @@
 // the application's sessions that ran a statement on the source meanwhile (model/latency-throttle.ts
 // decides what to do with it). The row rate and the operator's throttle are applied by the workflow
 // itself; this activity only looks.
+import { log } from '@temporalio/activity';
 import type pg from 'pg';
 import type { ConnectionName } from '../model/connections';
 import type { ThrottleSettings } from '../model/throttle-settings';
@@ -141,6 +142,9 @@ export function createSourceLooks(pools: ConnectionPools) {
 
 export type SourceLooks = ReturnType<typeof createSourceLooks>;
 
+/** Why pg_stat_statements could not be read, as already logged by this worker (once each). */
+const toldUnavailable = new Set<string>();
+
 export function createThrottler(pools: ConnectionPools) {
   return {
     /** The source's health, looked at now (the verification's gate, and backfills started before copyChunks looked itself). */
@@ -159,11 +163,21 @@ export function createThrottler(pools: ConnectionPools) {
       const samples = counts.reduce((sum, n) => sum + n, 0);
       const p99Ms = latencyQuantile(counts, 0.99);
       const windowMs = input.windowMs ?? DEFAULT_LATENCY_TARGET.intervalMs;
-      const { runs } = await LATENCY_PROBES.window(
+      const { runs, statements, statementsUnavailable } = await LATENCY_PROBES.window(
         pools.sessionConfig(input.source, 'latency probe'),
         input.probeQuery,
         windowMs,
       );
+      if (statementsUnavailable !== undefined && !toldUnavailable.has(statementsUnavailable)) {
+        toldUnavailable.add(statementsUnavailable);
+        log.info(
+          'the latency brake cannot count the application statements on the source (pg_stat_statements)',
+          {
+            source: input.source,
+            reason: statementsUnavailable,
+          },
+        );
+      }
       const sessions = await pools
         .get(input.source)
         .query<{ sessions: number }>(APPLICATION_SESSIONS_SQL, [windowMs]);
@@ -175,6 +189,7 @@ export function createThrottler(pools: ConnectionPools) {
           runs: runs.length,
           applicationSessions: sessions.rows[0]?.sessions ?? 0,
         },
+        statements,
       };
     },
   };

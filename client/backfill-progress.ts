@@ -6,6 +6,7 @@
 import type { Client } from '@temporalio/client';
 import { backfillProgressQuery, partitionProgressQuery } from '../workflows/messages';
 import type { PartitionProgress } from '../model/messages';
+import type { LatencyThrottleState } from '../model/latency-throttle';
 
 export interface BackfillReport {
   table: string;
@@ -35,8 +36,8 @@ export interface BackfillReport {
   brake: {
     limit: number | null;
     reason: string | null;
-    baseline: { routersMs: number | null; probeMs: number };
-    last: { by: 'routers' | 'probe'; ms: number; targetMs: number; applicationIdle?: boolean } | null;
+    baseline: LatencyThrottleState['baseline'];
+    last: LatencyThrottleState['last'];
     decreases: number;
     increases: number;
   } | null;

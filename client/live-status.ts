@@ -13,6 +13,14 @@ import type {
 } from '../model/messages';
 import { reconciliationStatusQuery, verificationReportQuery } from '../workflows/messages';
 import { percentOf, readBackfillProgress, type BackfillReport } from './backfill-progress';
+import type { LatencySignal } from '../model/latency-throttle';
+
+/** How a status line names what the brake's latest reading went by. */
+const SIGNAL_NAMES: Record<LatencySignal, string> = {
+  routers: 'application p99',
+  probe: 'probe',
+  statements: 'application statements mean',
+};
 
 export interface LiveTableProgress extends TableProgress {
   /** Rows copied of the estimate, 0–100; null before the estimate. */
@@ -119,10 +127,10 @@ export function tableLines(table: LiveTableProgress | TableProgress, bars = fals
     if (brake !== null) {
       const reading =
         brake.last === null
-          ? `baseline ${brake.baseline.routersMs !== null ? `p99 ${brake.baseline.routersMs} ms through routers, ` : ''}probe ${brake.baseline.probeMs} ms`
+          ? `baseline ${brake.baseline.routersMs !== null ? `p99 ${brake.baseline.routersMs} ms through routers, ` : ''}probe ${brake.baseline.probeMs} ms${brake.baseline.statementsMs != null ? `, statements mean ${brake.baseline.statementsMs} ms` : ''}`
           : brake.last.applicationIdle === true
             ? `the application ran nothing on the source; probe ${brake.last.ms} ms`
-            : `${brake.last.by === 'routers' ? 'application p99' : 'probe'} ${brake.last.ms} ms, target ${brake.last.targetMs} ms`;
+            : `${SIGNAL_NAMES[brake.last.by]} ${brake.last.ms} ms, target ${brake.last.targetMs} ms`;
       const moves = `${brake.decreases} down, ${brake.increases} up`;
       lines.push(
         brake.limit !== null && brake.reason !== null

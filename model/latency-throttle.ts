@@ -11,8 +11,11 @@
 // the operator may choose, run on the source in the background over the same seconds. Each compares
 // with its own baseline. The probe feels the copy whether or not the application runs anything, so it
 // only counts while some session of the application ran a statement on the source in those seconds:
-// an idle application lifts the limit, and the copy runs at full speed. Plain data and pure
-// functions: the backfill workflow keeps the state, an activity takes the readings.
+// an idle application lifts the limit, and the copy runs at full speed. Where the source has
+// pg_stat_statements, a third reading: the mean time of the application's own statements over the
+// same seconds (every role's but the migration's); without routers, the brake goes by whichever of
+// the probe and the statements is further above its target. Plain data and pure functions: the
+// backfill workflow keeps the state, an activity takes the readings.
 
 /** Upper bounds, in ms, of the latency buckets routers count the application's statements into. */
 export const APP_LATENCY_BUCKETS_MS = [
@@ -97,10 +100,21 @@ interface EarlierProbeReading {
   p90Ms: number;
 }
 
-/** One reading: the routers' p99 (null when too few statements) and the probe query's. */
+/** The application's statements over a reading's window, from pg_stat_statements. */
+export interface StatementsReading {
+  calls: number;
+  meanMs: number;
+}
+
+/**
+ * One reading: the routers' p99 (null when too few statements), the probe query's, and the
+ * application's statements (null when pg_stat_statements cannot tell; absent from readings of
+ * earlier versions, whose histories replay).
+ */
 export interface LatencyReading {
   routers: { p99Ms: number; samples: number; routers: number } | null;
   probe: ProbeReading | EarlierProbeReading;
+  statements?: StatementsReading | null;
 }
 
 function probeMs(probe: LatencyReading['probe']): number {
@@ -112,9 +126,16 @@ export function runsQuantile(runs: readonly number[], quantile: number): number 
   return runs[Math.max(0, Math.ceil(runs.length * quantile) - 1)] ?? 0;
 }
 
+/** What a decision went by: the routers' p99, the probe query's p99, or the statements' mean. */
+export type LatencySignal = 'routers' | 'probe' | 'statements';
+
 export interface LatencyThrottleState {
   target: LatencyTarget;
-  baseline: { routersMs: number | null; probeMs: number };
+  /**
+   * The baselines; `statementsMs` null when the baseline reading had too few of the application's
+   * statements (or none could be counted), absent in runs that started before it was read.
+   */
+  baseline: { routersMs: number | null; probeMs: number; statementsMs?: number | null };
   /** The row limit this brake sets now, rows/s for the table; null = it does not limit. */
   limit: number | null;
   /** The rate the copy ran at when the brake last came on: reaching it again lifts the limit. */
@@ -123,7 +144,7 @@ export interface LatencyThrottleState {
    * The latest reading it went by: which one, its latency and the target it was held to;
    * `applicationIdle` when no session of the application ran a statement (the probe did not count).
    */
-  last: { by: 'routers' | 'probe'; ms: number; targetMs: number; applicationIdle?: boolean } | null;
+  last: { by: LatencySignal; ms: number; targetMs: number; applicationIdle?: boolean } | null;
   /** Why the limit is what it is, in the operator's words; null before the first decision. */
   reason: string | null;
   decreases: number;
@@ -148,7 +169,11 @@ export function startLatencyThrottle(
   return {
     ...(cut === 'by-overshoot' && { cut }),
     target,
-    baseline: { routersMs: baseline.routers?.p99Ms ?? null, probeMs: probeMs(baseline.probe) },
+    baseline: {
+      routersMs: baseline.routers?.p99Ms ?? null,
+      probeMs: probeMs(baseline.probe),
+      statementsMs: usableStatements(baseline, target)?.meanMs ?? null,
+    },
     limit: null,
     ceiling: null,
     last: null,
@@ -159,6 +184,76 @@ export function startLatencyThrottle(
 }
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
+
+/** The reading's statements, when there are at least `minSamples` of them. */
+function usableStatements(reading: LatencyReading, target: LatencyTarget): StatementsReading | null {
+  const { statements } = reading;
+  return statements != null && statements.calls >= target.minSamples ? statements : null;
+}
+
+/** One signal of a reading against its target: what it measured, in the operator's words. */
+interface Signal {
+  by: LatencySignal;
+  ms: number;
+  baselineMs: number;
+  targetMs: number;
+  measured: string;
+}
+
+function signalOf(
+  by: LatencySignal,
+  ms: number,
+  baselineMs: number,
+  target: LatencyTarget,
+  measured: string,
+): Signal {
+  return {
+    by,
+    ms,
+    baselineMs,
+    targetMs: round(Math.max(baselineMs * target.ratio, target.floorMs)),
+    measured,
+  };
+}
+
+/**
+ * The signal a reading is judged by: the routers' when they have a baseline and a reading; else the
+ * probe's, or the application's statements' when they are further above their target.
+ */
+function signalToFollow(state: LatencyThrottleState, reading: LatencyReading): Signal {
+  const { target, baseline } = state;
+  if (reading.routers !== null && baseline.routersMs !== null) {
+    const { p99Ms, samples, routers } = reading.routers;
+    return signalOf(
+      'routers',
+      p99Ms,
+      baseline.routersMs,
+      target,
+      `application p99 ${round(p99Ms)} ms (${samples} statements through ${routers} routers)`,
+    );
+  }
+  const { probe } = reading;
+  const ms = probeMs(probe);
+  const byProbe = signalOf(
+    'probe',
+    ms,
+    baseline.probeMs,
+    target,
+    'p99Ms' in probe
+      ? `probe query p99 ${round(ms)} ms (${probe.runs} runs)`
+      : `probe query p90 ${round(ms)} ms`,
+  );
+  const statements = usableStatements(reading, target);
+  if (statements === null || baseline.statementsMs == null) return byProbe;
+  const byStatements = signalOf(
+    'statements',
+    statements.meanMs,
+    baseline.statementsMs,
+    target,
+    `application statements mean ${round(statements.meanMs)} ms (${statements.calls} calls, pg_stat_statements)`,
+  );
+  return byStatements.ms / byStatements.targetMs > byProbe.ms / byProbe.targetMs ? byStatements : byProbe;
+}
 
 /**
  * The next state after a reading, given the rows/s the copy runs at (null while it is not known yet:
@@ -171,14 +266,12 @@ export function nextLatencyThrottle(
   copiedRowsPerSecond: number | null,
 ): LatencyThrottleState {
   const { target } = state;
-  const byRouters = reading.routers !== null && state.baseline.routersMs !== null;
-  const by = byRouters ? 'routers' : 'probe';
-  const ms = byRouters ? reading.routers!.p99Ms : probeMs(reading.probe);
-  const baselineMs = byRouters ? state.baseline.routersMs! : state.baseline.probeMs;
-  const targetMs = round(Math.max(baselineMs * target.ratio, target.floorMs));
+  const { by, ms, baselineMs, targetMs, measured } = signalToFollow(state, reading);
   const { probe } = reading;
-  if (!byRouters && 'applicationSessions' in probe && probe.applicationSessions === 0) {
-    const last = { by: 'probe' as const, ms, targetMs, applicationIdle: true };
+  if (by !== 'routers' && 'applicationSessions' in probe && probe.applicationSessions === 0) {
+    const probeReading = probeMs(probe);
+    const probeTargetMs = round(Math.max(state.baseline.probeMs * target.ratio, target.floorMs));
+    const last = { by: 'probe' as const, ms: probeReading, targetMs: probeTargetMs, applicationIdle: true };
     if (state.limit === null) return { ...state, last, calm: 0 };
     return {
       ...state,
@@ -187,14 +280,9 @@ export function nextLatencyThrottle(
       ceiling: null,
       increases: state.increases + 1,
       calm: 0,
-      reason: `no session of the application ran a statement on the source (probe query p99 ${round(ms)} ms): copy limit lifted`,
+      reason: `no session of the application ran a statement on the source (probe query p99 ${round(probeReading)} ms): copy limit lifted`,
     };
   }
-  const measured = byRouters
-    ? `application p99 ${round(ms)} ms (${reading.routers!.samples} statements through ${reading.routers!.routers} routers)`
-    : 'p99Ms' in probe
-      ? `probe query p99 ${round(ms)} ms (${probe.runs} runs)`
-      : `probe query p90 ${round(ms)} ms`;
   const next = { ...state, last: { by, ms, targetMs } } satisfies LatencyThrottleState;
   if (ms > targetMs) {
     if (state.limit === null && copiedRowsPerSecond === null) return { ...next, calm: 0 };

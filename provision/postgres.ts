@@ -216,7 +216,14 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
     serverLog.push(String(message));
     if (serverLog.length > 40) serverLog.shift();
   };
-  const settings = { listen_addresses: '127.0.0.1', unix_socket_directories: '', ...options.settings };
+  const settings = {
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: '',
+    // Loaded, so that a database where `CREATE EXTENSION pg_stat_statements` ran counts its statements
+    // (the latency brake reads the application's from it; the query benchmark its top statements).
+    shared_preload_libraries: 'pg_stat_statements',
+    ...options.settings,
+  };
   const serverOn = (at: number) =>
     new EmbeddedPostgresImpl({
       databaseDir: dataDir,

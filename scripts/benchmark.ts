@@ -24,7 +24,8 @@
 //     ratios backfill/COPY, backfill/pgcopydb, backfill/COPY in chunks and COPY in chunks/pgcopydb,
 //     and the largest workflow history of the backfill.
 //   BENCH_MODE=load: runs only the backfill, while a write load (single-row UPDATE/INSERT/DELETE by
-//     primary key at a fixed rate, from a worker thread) runs on old; prints the load's p50/p99
+//     primary key at a fixed rate, from a worker thread, as the application's role; old counts its
+//     statements with pg_stat_statements, which the brake reads) runs on old; prints the load's p50/p99
 //     latency before the backfill (idle), while it starts (capture installs, partitions are planned),
 //     while it copies (from its first committed chunk), and for as long again after the copy (capture
 //     and reconciliation still on, no copy: their cost apart from the copy's), and their ratios, with
@@ -449,8 +450,13 @@ async function backfillUnderLoad(
     ...bench.options,
     probeQuery: 'SELECT pg_current_xact_id()',
   });
+  // The application's statements are counted (pg_stat_statements) for the brake, which tells them
+  // from the migration's by role: the load connects as the application's own.
+  await withClient(bench.stack.old.url, (client) =>
+    client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements'),
+  );
   const load = await WriteLoad.start({
-    url: bench.stack.old.url,
+    url: bench.stack.old.appUrl,
     table: quoteTable(TABLE),
     seededRows: bench.options.rows,
     keyStep: KEY_STEP,
@@ -643,7 +649,7 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
   );
   if (brake !== null) {
     process.stdout.write(
-      `latency brake: baseline probe p99 ${brake.baseline.probeMs} ms; ${brake.decreases} times down, ${brake.increases} up; last: ${brake.reason ?? 'never braked'}\n`,
+      `latency brake: baseline probe p99 ${brake.baseline.probeMs} ms${brake.baseline.statementsMs != null ? `, the load's statements mean ${brake.baseline.statementsMs} ms (pg_stat_statements)` : ''}; ${brake.decreases} times down, ${brake.increases} up; last: ${brake.reason ?? (brake.last === null ? 'never braked' : `never braked; last reading by the ${brake.last.by} ${brake.last.ms} ms against ${brake.last.targetMs} ms`)}\n`,
     );
   }
   process.stdout.write(

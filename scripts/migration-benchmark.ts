@@ -438,6 +438,9 @@ function formatReport(
     const baseline = [
       brake.baseline.routersMs === null ? null : `routers' p99 ${fixed(brake.baseline.routersMs)} ms`,
       `probe p99 ${fixed(brake.baseline.probeMs)} ms`,
+      brake.baseline.statementsMs == null
+        ? null
+        : `the application's statements mean ${fixed(brake.baseline.statementsMs)} ms`,
     ].filter((part) => part !== null);
     lines.push(
       `Latency brake: baseline ${baseline.join(', ')}; ${brake.decreases} cuts, ${brake.increases} steps up; last reading ${brake.last === null ? 'none' : `${fixed(brake.last.ms)} ms by the ${brake.last.by} against ${fixed(brake.last.targetMs)} ms`}${brake.reason === null ? '' : `; last decision: ${brake.reason}`}`,

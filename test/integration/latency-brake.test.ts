@@ -19,9 +19,10 @@ import { backfillTableWorkflow } from '../../workflows';
 import { backfillProgressQuery } from '../../workflows/messages';
 import { readBackfillProgress } from '../../client/backfill-progress';
 import { tableLines } from '../../client/live-status';
-import { drainUntilEmpty } from '../harness/activity';
+import pg from 'pg';
+import { drainUntilEmpty, runActivity } from '../harness/activity';
 import { backfillInput, runBackfill } from '../harness/backfill';
-import { withMigrationActivities } from '../harness/router';
+import { freshDatabases, withMigrationActivities } from '../harness/router';
 import { waitFor } from '../harness/wait';
 import { databasePools, temporalClient } from '../harness/servers';
 import { startWorkerProcess, type WorkerProcess } from '../harness/worker-process';
@@ -42,35 +43,49 @@ async function batchSizes(client: Client, workflowId: string): Promise<number[]>
 describe('the latency brake', () => {
   const pools = databasePools();
   const workers: WorkerProcess[] = [];
+  const ends: Array<() => Promise<unknown>> = [];
 
   after(async () => {
     await Promise.all(workers.map((worker) => worker.kill('SIGKILL')));
-    await pools.end();
+    await Promise.all([pools.end(), ...ends.map((end) => end())]);
   });
 
   /**
-   * A backfill of `rows` rows whose probe is slow on demand, with an application writing old directly
-   * (capture carries its writes) until `stopWriting`; `finish` checks new equals old row by row.
+   * A backfill of `rows` rows whose application is slow on demand (an "application" table says so),
+   * with the application writing old directly (capture carries its writes) until `stopWriting`;
+   * `finish` checks new equals old row by row. `slowness: 'probe'` makes the probe query slow;
+   * `'statements'` keeps the probe fast and makes a query the application runs after each write slow,
+   * in databases of their own whose old counts statements (pg_stat_statements).
    */
-  async function brakedCopy(rows: number) {
+  async function brakedCopy(rows: number, slowness: 'probe' | 'statements' = 'probe') {
     const suffix = randomUUID().slice(0, 8);
     const table = { schema: 'public', table: `braked_${suffix}` };
     const health = `public.app_health_${suffix}`;
     const migration = `test-brake-${suffix}`;
-    await pools.old.query(sampleTableDdl(table));
-    await pools.new.query(sampleTableDdl(table));
-    await seedSampleRows(pools.old, table, rows);
-    await pools.old.query(`CREATE TABLE ${health} (slow boolean NOT NULL)`);
-    await pools.old.query(`INSERT INTO ${health} VALUES (false)`);
+    const own = slowness === 'statements' ? await freshDatabases('brake_statements') : undefined;
+    if (own !== undefined) ends.push(own.end);
+    const db = own?.pools ?? pools;
+    const env = own?.env ?? process.env;
+    if (own !== undefined) await db.old.query('CREATE EXTENSION pg_stat_statements');
+    await db.old.query(sampleTableDdl(table));
+    await db.new.query(sampleTableDdl(table));
+    await seedSampleRows(db.old, table, rows);
+    await db.old.query(`CREATE TABLE ${health} (slow boolean NOT NULL)`);
+    await db.old.query(`INSERT INTO ${health} VALUES (false)`);
+    // The application's slow statements are far slower than the probe's: on a busy machine the
+    // fast probe's p99 must not be further above its target than the statements' mean is.
+    const slowSeconds = slowness === 'probe' ? 0.03 : 0.1;
+    const slowQuery = `SELECT pg_sleep(CASE WHEN slow THEN ${slowSeconds} ELSE 0 END) FROM ${health}`;
 
     let writing = true;
     let written = 0;
     const writer = (async () => {
       for (let i = 0; writing; i++) {
-        await pools.old.query(`UPDATE public.${table.table} SET note = $2 WHERE id = $1`, [
+        await db.old.query(`UPDATE public.${table.table} SET note = $2 WHERE id = $1`, [
           1 + (i % 500),
           `write ${i}`,
         ]);
+        if (slowness === 'statements') await db.old.query(slowQuery);
         written++;
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
@@ -82,7 +97,12 @@ describe('the latency brake', () => {
     };
 
     const taskQueue = `test-brake-${suffix}`;
-    const worker = startWorkerProcess(taskQueue);
+    const worker = startWorkerProcess(
+      taskQueue,
+      own === undefined
+        ? {}
+        : { OLD_DATABASE_URL: own.migratorUrls.old, NEW_DATABASE_URL: own.migratorUrls.new },
+    );
     workers.push(worker);
     const client = await temporalClient();
     const handle = await client.workflow.start(backfillTableWorkflow, {
@@ -102,7 +122,9 @@ describe('the latency brake', () => {
               // The fast probe's p99 over a second (its slowest of about twenty runs) must be calm
               // on a busy test machine: a floor well above its hiccups, well below the slow probe.
               floorMs: 10,
-              probeQuery: `SELECT pg_sleep(CASE WHEN slow THEN 0.03 ELSE 0 END) FROM ${health}`,
+              probeQuery: slowness === 'probe' ? slowQuery : 'SELECT 1',
+              // Slowed down, the application runs about twenty statements a second.
+              ...(slowness === 'statements' && { minSamples: 5 }),
             },
           },
         }),
@@ -116,13 +138,27 @@ describe('the latency brake', () => {
       started.baseline.probeMs < 20,
       `the baseline is the fast probe: ${started.baseline.probeMs} ms`,
     );
+    if (slowness === 'statements') {
+      const { statementsMs } = started.baseline;
+      assert.ok(
+        statementsMs != null && statementsMs < 10,
+        `the baseline is the application's fast statements: ${statementsMs} ms`,
+      );
+    } else {
+      assert.equal(started.baseline.statementsMs, null, 'the test database does not count statements');
+    }
 
     return {
       table,
       client,
       handle,
       progress,
-      slow: (on: boolean) => pools.old.query(`UPDATE ${health} SET slow = $1`, [on]),
+      slow: () => db.old.query(`UPDATE ${health} SET slow = true`),
+      /** Makes the application fast again; the progress once the limit is lifted, or the copy ended. */
+      fastAgain: async () => {
+        await db.old.query(`UPDATE ${health} SET slow = false`);
+        return waitFor('the limit lifted', progress, (p) => p.latency?.limit === null || p.phase === 'done');
+      },
       stopWriting,
       braked: async () => {
         const braked = await waitFor(
@@ -148,11 +184,11 @@ describe('the latency brake', () => {
           await client.connection.close();
         }
         // Reconciliation is the migration's; a backfill on its own only installs capture.
-        await withMigrationActivities(process.env, async (activities) => {
+        await withMigrationActivities(env, async (activities) => {
           const servers = await activities.bindServers({ migration });
           await drainUntilEmpty(activities, { migration, servers, from: 'old', to: 'new' });
         });
-        const comparison = await compareTables(pools.old, pools.new, table, ['id']);
+        const comparison = await compareTables(db.old, db.new, table, ['id']);
         assert.deepEqual(comparison.differences, []);
         return { brake: final, written };
       },
@@ -163,7 +199,7 @@ describe('the latency brake', () => {
     const rows = 60_000;
     const copy = await brakedCopy(rows);
     try {
-      await copy.slow(true);
+      await copy.slow();
       const brake = await copy.braked();
       assert.ok(
         brake.limit! >= 300 && brake.limit! <= 2000,
@@ -206,12 +242,7 @@ describe('the latency brake', () => {
         );
       }
 
-      await copy.slow(false);
-      const lifted = await waitFor(
-        'the limit lifted',
-        copy.progress,
-        (p) => p.latency?.limit === null || p.phase === 'done',
-      );
+      const lifted = await copy.fastAgain();
       if (lifted.phase !== 'done') {
         assert.ok(lifted.latency!.increases >= 1);
         assert.match(lifted.latency!.reason ?? '', /within its target [\d.]+ ms again: copy limit lifted$/);
@@ -225,11 +256,81 @@ describe('the latency brake', () => {
     }
   });
 
+  it("follows the application's own statements (pg_stat_statements) where the probe stays fast", async () => {
+    const copy = await brakedCopy(40_000, 'statements');
+    try {
+      await copy.slow();
+      const brake = await copy.braked();
+      assert.equal(brake.last?.by, 'statements');
+      assert.match(
+        brake.reason ?? '',
+        /^application statements mean [\d.]+ ms \(\d+ calls, pg_stat_statements\) above its target [\d.]+ ms \(2× baseline [\d.]+ ms\): copy limited to \d+ rows\/s$/,
+      );
+      console.log(`  ${brake.reason}`);
+      const lifted = await copy.fastAgain();
+      if (lifted.phase !== 'done') {
+        assert.match(
+          lifted.latency!.reason ?? '',
+          /^application statements mean [\d.]+ ms .* within its target [\d.]+ ms again: copy limit lifted$|^probe query p99 .* within its target [\d.]+ ms again: copy limit lifted$/,
+        );
+      }
+    } finally {
+      const { brake: final } = await copy.finish();
+      assert.ok(final.decreases >= 1);
+    }
+  });
+
+  it("counts the application's statements, not the migration's own (pg_stat_statements)", async () => {
+    const own = await freshDatabases('brake_counts');
+    ends.push(own.end);
+    await own.pools.old.query('CREATE EXTENSION pg_stat_statements');
+    const migrator = new pg.Pool({ connectionString: own.migratorUrls.old, max: 2 });
+    ends.push(() => migrator.end());
+    let running = true;
+    const loop = async (run: () => Promise<unknown>, pauseMs: number) => {
+      while (running) {
+        await run();
+        await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      }
+    };
+    // The application: statements of 2 ms. The migration's role: statements of 200 ms, two at once,
+    // which would lift the mean far above 10 ms if they counted.
+    const loops = [
+      loop(() => own.pools.old.query('SELECT pg_sleep(0.002)'), 20),
+      loop(() => migrator.query('SELECT pg_sleep(0.2)'), 0),
+      loop(() => migrator.query('SELECT pg_sleep(0.2)'), 0),
+    ];
+    try {
+      const reading = await withMigrationActivities(own.env, async (activities) => {
+        const migration = `test-counts-${randomUUID().slice(0, 8)}`;
+        const servers = await activities.bindServers({ migration });
+        return runActivity(activities.measureApplicationLatency, {
+          migration,
+          servers,
+          source: 'old',
+          probeQuery: 'SELECT 1',
+          minSamples: 20,
+          windowMs: 2000,
+        });
+      });
+      const { statements } = reading;
+      assert.ok(statements != null && statements.calls >= 20, `counted: ${JSON.stringify(statements)}`);
+      assert.ok(
+        statements.meanMs >= 2 && statements.meanMs < 10,
+        `the application's 2 ms statements alone: mean ${statements.meanMs} ms`,
+      );
+      console.log(`  ${statements.calls} statements of the application, mean ${statements.meanMs} ms`);
+    } finally {
+      running = false;
+      await Promise.all(loops);
+    }
+  });
+
   it('lifts the limit once the application stops, though the probe stays slow', async () => {
     const rows = 40_000;
     const copy = await brakedCopy(rows);
     try {
-      await copy.slow(true);
+      await copy.slow();
       await copy.braked();
       const written = await copy.stopWriting();
       const lifted = await waitFor(

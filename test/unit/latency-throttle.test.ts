@@ -16,6 +16,7 @@ import {
   startLatencyThrottle,
   type LatencyReading,
 } from '../../model/latency-throttle';
+import { statementsSince } from '../../activities/latency-probes';
 
 const probe = (ms: number, applicationSessions = 3): LatencyReading => ({
   routers: null,
@@ -222,5 +223,89 @@ describe('the latency brake (AIMD)', () => {
     assert.equal(effectiveRowLimit(null, 400), 400);
     assert.equal(effectiveRowLimit(1000, 400), 400);
     assert.equal(effectiveRowLimit(300, 400), 300);
+  });
+
+  it('goes by the application statements when they are further above their target than the probe', () => {
+    const withStatements = (probeMs: number, meanMs: number, calls = 400): LatencyReading => ({
+      ...probe(probeMs),
+      statements: { calls, meanMs },
+    });
+    let state = startLatencyThrottle(DEFAULT_LATENCY_TARGET, withStatements(0.4, 1.5));
+    assert.deepEqual(state.baseline, { routersMs: null, probeMs: 0.4, statementsMs: 1.5 });
+    // The probe calm, the statements' mean at 2.6× their baseline: the statements cut.
+    state = nextLatencyThrottle(state, withStatements(0.5, 3.9), 8000);
+    assert.equal(state.limit, 4000);
+    assert.deepEqual(state.last, { by: 'statements', ms: 3.9, targetMs: 3 });
+    assert.match(
+      state.reason ?? '',
+      /^application statements mean 3.9 ms \(400 calls, pg_stat_statements\) above its target 3 ms \(2× baseline 1.5 ms\): copy limited to 4000 rows\/s$/,
+    );
+    // The probe further above its target (×2 against ×1.1): the probe.
+    state = nextLatencyThrottle(state, withStatements(4, 3.3), 4000);
+    assert.equal(state.last?.by, 'probe');
+    // Too few statements to go by: the probe alone.
+    assert.equal(nextLatencyThrottle(state, withStatements(0.5, 50, 19), 2000).last?.by, 'probe');
+    // Routers with a baseline go first.
+    const routedState = startLatencyThrottle(DEFAULT_LATENCY_TARGET, {
+      ...routed(4),
+      statements: { calls: 400, meanMs: 1 },
+    });
+    assert.equal(
+      nextLatencyThrottle(routedState, { ...routed(5), statements: { calls: 400, meanMs: 30 } }, 9000).last
+        ?.by,
+      'routers',
+    );
+  });
+
+  it('has no statements baseline without enough statements, and keeps to the probe in runs that started without one', () => {
+    const fewStatements = { ...probe(0.4), statements: { calls: 5, meanMs: 1 } };
+    assert.equal(startLatencyThrottle(DEFAULT_LATENCY_TARGET, fewStatements).baseline.statementsMs, null);
+    assert.equal(
+      startLatencyThrottle(DEFAULT_LATENCY_TARGET, { ...probe(0.4), statements: null }).baseline.statementsMs,
+      null,
+    );
+    // A run that took its baseline before statements were read (its state has no statementsMs).
+    const earlier = startLatencyThrottle(DEFAULT_LATENCY_TARGET, probe(0.4));
+    const { statementsMs: _, ...baseline } = earlier.baseline;
+    const state = nextLatencyThrottle(
+      { ...earlier, baseline },
+      { ...probe(0.5), statements: { calls: 400, meanMs: 80 } },
+      8000,
+    );
+    assert.equal(state.limit, null);
+    assert.deepEqual(state.last, { by: 'probe', ms: 0.5, targetMs: 2 });
+  });
+});
+
+describe('the application statements over a window (pg_stat_statements)', () => {
+  const counts = [
+    { at: 1000, calls: 100, totalMs: 50 },
+    { at: 2000, calls: 300, totalMs: 150 },
+    { at: 3000, calls: 500, totalMs: 650 },
+    { at: 4000, calls: 600, totalMs: 750 },
+  ];
+
+  it('takes the difference from the last count at or before the window start to the last count', () => {
+    assert.deepEqual(statementsSince(counts, 2500), { calls: 300, meanMs: 2 });
+    assert.deepEqual(statementsSince(counts, 2000), { calls: 300, meanMs: 2 });
+    // A window longer than the counts: from the first.
+    assert.deepEqual(statementsSince(counts, 0), { calls: 500, meanMs: 1.4 });
+    // No statements ran: none to take a mean of.
+    assert.deepEqual(statementsSince([...counts, { at: 5000, calls: 600, totalMs: 750 }], 4500), {
+      calls: 0,
+      meanMs: 0,
+    });
+  });
+
+  it('cannot tell from fewer than two counts, or across a reset of the counters', () => {
+    assert.equal(statementsSince([], 0), null);
+    assert.equal(statementsSince(counts.slice(0, 1), 0), null);
+    assert.equal(statementsSince(counts, 4000), null, 'the window starts at the last count');
+    assert.equal(statementsSince([...counts, { at: 5000, calls: 20, totalMs: 10 }], 2500), null);
+    // A reset before the window start does not matter.
+    assert.deepEqual(statementsSince([{ at: 0, calls: 900, totalMs: 900 }, ...counts], 2500), {
+      calls: 300,
+      meanMs: 2,
+    });
   });
 });
