@@ -2,7 +2,7 @@
 // probe query on one session every few tens of milliseconds and posts each run's time. Its own event
 // loop times nothing but the probe, so a worker busy piping rows does not make the source look slow.
 // A failed run (the source restarting, the session lost) is posted as an error; the session is opened
-// again a second later.
+// again a second later. Each session runs the probe once untimed first.
 // Every second it also reads, from pg_stat_statements when the source has it, how many statements
 // the application ran and how long they took in all (every role's but the migration's own, in this
 // database): a reading's window takes the difference across it (latency-probes.ts).
@@ -116,6 +116,10 @@ async function probeLoop(data: ProbeThreadData, port: NonNullable<typeof parentP
         opening.on('error', () => undefined);
         await opening.connect();
         session = opening;
+        // A new session's first statement fills its server process's caches and warms this thread's
+        // code: three to five times a later run, it was the slowest of a first reading's 40 runs,
+        // so the baseline's p99. It runs once untimed.
+        await session.query(data.probeQuery);
       }
       port.postMessage({ type: 'started', at: Date.now() } satisfies FromProbeThread);
       const waitedBefore = cpuWaitNs();

@@ -24,7 +24,8 @@ import { drainUntilEmpty, runActivity } from '../harness/activity';
 import { backfillInput, runBackfill } from '../harness/backfill';
 import { freshDatabases, withMigrationActivities } from '../harness/router';
 import { waitFor } from '../harness/wait';
-import { databasePools, temporalClient } from '../harness/servers';
+import { databasePools, servers, temporalClient } from '../harness/servers';
+import { LATENCY_PROBES, MIN_RUNS } from '../../activities/latency-probes';
 import { startWorkerProcess, type WorkerProcess } from '../harness/worker-process';
 
 /** The chunks of each copyChunks activity a partition workflow scheduled, in order. */
@@ -324,6 +325,21 @@ describe('the latency brake', () => {
       running = false;
       await Promise.all(loops);
     }
+  });
+
+  it("leaves out a probe session's first statement, which warms the session", async () => {
+    const setting = `lm_test.warm_${randomUUID().slice(0, 8)}`;
+    // The first run on each session sleeps 300 ms (a new session's first statement is the slowest).
+    const probeQuery = `SELECT 1 FROM (SELECT CASE WHEN current_setting('${setting}', true) IS DISTINCT FROM 'on' THEN pg_sleep(0.3) END, set_config('${setting}', 'on', false)) AS first_run`;
+    // Named as the migration's sessions are, so that the other tests' brakes do not count this
+    // process's probe, which runs on for a while, as the application.
+    const session = {
+      connectionString: servers.oldUrl,
+      application_name: 'pg-live-migrate latency probe test',
+    };
+    const { runs } = await LATENCY_PROBES.window(session, probeQuery, 60_000);
+    assert.ok(runs.length >= MIN_RUNS, `${runs.length} runs`);
+    assert.ok(runs.at(-1)! < 300, `the slowest of ${runs.length} runs took ${runs.at(-1)} ms`);
   });
 
   it('lifts the limit once the application stops, though the probe stays slow', async () => {
