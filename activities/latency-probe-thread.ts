@@ -39,11 +39,14 @@ const RECONNECT_MS = 1000;
 /** After pg_stat_statements could not be read, the next try is this much later, in ms. */
 const STATEMENTS_RETRY_MS = 60_000;
 
+/** Whether this session finds pg_stat_statements (its function, by the session's search_path). */
+const FIND_STATEMENTS_SQL = `SELECT to_regprocedure('pg_stat_statements(boolean)') IS NOT NULL AS found`;
+
 /**
  * The application's statements in this database so far: every role's but the session's own (the
  * migration's), top-level statements only (pg_stat_statements' default), without their texts.
  */
-export const APPLICATION_STATEMENTS_SQL = `SELECT coalesce(sum(calls), 0)::float8 AS calls,
+const APPLICATION_STATEMENTS_SQL = `SELECT coalesce(sum(calls), 0)::float8 AS calls,
          coalesce(sum(total_exec_time), 0)::float8 AS total_ms
     FROM pg_stat_statements(false)
    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -90,16 +93,30 @@ async function probeLoop(data: ProbeThreadData, port: NonNullable<typeof parentP
     wake?.();
   });
   let statementsDueAt = 0;
-  /** Reads pg_stat_statements when due; a failure says why once and tries again much later. */
+  let statementsFound = false;
+  /**
+   * Reads pg_stat_statements when due; when it cannot (first looked for, so that a database without it
+   * gets no error in its log), says why and tries again much later.
+   */
   const readStatements = async (client: pg.Client) => {
     if (Date.now() < statementsDueAt) return;
     statementsDueAt = Date.now() + data.statementsEveryMs;
     try {
+      if (!statementsFound) {
+        const found = await client.query<{ found: boolean }>(FIND_STATEMENTS_SQL);
+        if (found.rows[0]?.found !== true) {
+          throw new Error(
+            'pg_stat_statements is not installed in this database (CREATE EXTENSION pg_stat_statements, with the library in shared_preload_libraries)',
+          );
+        }
+        statementsFound = true;
+      }
       const { rows } = await client.query<{ calls: number; total_ms: number }>(APPLICATION_STATEMENTS_SQL);
       const at = Date.now();
       const { calls, total_ms: totalMs } = rows[0]!;
       port.postMessage({ type: 'statements', at, calls, totalMs } satisfies FromProbeThread);
     } catch (err) {
+      statementsFound = false;
       statementsDueAt = Date.now() + STATEMENTS_RETRY_MS;
       port.postMessage({
         type: 'statements-unavailable',

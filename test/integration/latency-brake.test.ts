@@ -327,7 +327,7 @@ describe('the latency brake', () => {
     }
   });
 
-  it("leaves out a probe session's first statement, which warms the session", async () => {
+  it("leaves out a probe session's first statement, which warms the session, and says why it counts no statements", async () => {
     const setting = `lm_test.warm_${randomUUID().slice(0, 8)}`;
     // The first run on each session sleeps 300 ms (a new session's first statement is the slowest).
     const probeQuery = `SELECT 1 FROM (SELECT CASE WHEN current_setting('${setting}', true) IS DISTINCT FROM 'on' THEN pg_sleep(0.3) END, set_config('${setting}', 'on', false)) AS first_run`;
@@ -337,9 +337,16 @@ describe('the latency brake', () => {
       connectionString: servers.oldUrl,
       application_name: 'pg-live-migrate latency probe test',
     };
-    const { runs } = await LATENCY_PROBES.window(session, probeQuery, 60_000);
+    const { runs, statements, statementsUnavailable } = await LATENCY_PROBES.window(
+      session,
+      probeQuery,
+      60_000,
+    );
     assert.ok(runs.length >= MIN_RUNS, `${runs.length} runs`);
     assert.ok(runs.at(-1)! < 300, `the slowest of ${runs.length} runs took ${runs.at(-1)} ms`);
+    // The test database has no pg_stat_statements: the reading says so, and counts none.
+    assert.equal(statements, null);
+    assert.match(statementsUnavailable ?? '', /^pg_stat_statements is not installed in this database/);
   });
 
   it('lifts the limit once the application stops, though the probe stays slow', async () => {
