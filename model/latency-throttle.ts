@@ -216,6 +216,17 @@ function signalOf(
   };
 }
 
+/** The probe's reading against its target. */
+function probeSignal(state: LatencyThrottleState, reading: LatencyReading): Signal {
+  const { probe } = reading;
+  const ms = probeMs(probe);
+  const measured =
+    'p99Ms' in probe
+      ? `probe query p99 ${round(ms)} ms (${probe.runs} runs)`
+      : `probe query p90 ${round(ms)} ms`;
+  return signalOf('probe', ms, state.baseline.probeMs, state.target, measured);
+}
+
 /**
  * The signal a reading is judged by: the routers' when they have a baseline and a reading; else the
  * probe's, or the application's statements' when they are further above their target.
@@ -232,17 +243,7 @@ function signalToFollow(state: LatencyThrottleState, reading: LatencyReading): S
       `application p99 ${round(p99Ms)} ms (${samples} statements through ${routers} routers)`,
     );
   }
-  const { probe } = reading;
-  const ms = probeMs(probe);
-  const byProbe = signalOf(
-    'probe',
-    ms,
-    baseline.probeMs,
-    target,
-    'p99Ms' in probe
-      ? `probe query p99 ${round(ms)} ms (${probe.runs} runs)`
-      : `probe query p90 ${round(ms)} ms`,
-  );
+  const byProbe = probeSignal(state, reading);
   const statements = usableStatements(reading, target);
   if (statements === null || baseline.statementsMs == null) return byProbe;
   const byStatements = signalOf(
@@ -269,9 +270,8 @@ export function nextLatencyThrottle(
   const { by, ms, baselineMs, targetMs, measured } = signalToFollow(state, reading);
   const { probe } = reading;
   if (by !== 'routers' && 'applicationSessions' in probe && probe.applicationSessions === 0) {
-    const probeReading = probeMs(probe);
-    const probeTargetMs = round(Math.max(state.baseline.probeMs * target.ratio, target.floorMs));
-    const last = { by: 'probe' as const, ms: probeReading, targetMs: probeTargetMs, applicationIdle: true };
+    const byProbe = probeSignal(state, reading);
+    const last = { by: 'probe' as const, ms: byProbe.ms, targetMs: byProbe.targetMs, applicationIdle: true };
     if (state.limit === null) return { ...state, last, calm: 0 };
     return {
       ...state,
@@ -280,7 +280,7 @@ export function nextLatencyThrottle(
       ceiling: null,
       increases: state.increases + 1,
       calm: 0,
-      reason: `no session of the application ran a statement on the source (probe query p99 ${round(probeReading)} ms): copy limit lifted`,
+      reason: `no session of the application ran a statement on the source (probe query p99 ${round(byProbe.ms)} ms): copy limit lifted`,
     };
   }
   const next = { ...state, last: { by, ms, targetMs } } satisfies LatencyThrottleState;
