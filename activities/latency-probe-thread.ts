@@ -10,9 +10,9 @@
 // of the thread; elsewhere nothing is left out): on a worker whose cores are busy (piping rows, or
 // sharing a machine with the Temporal server) the thread is often ready before it runs, and the
 // source then looked slower than it was to anyone else. The server's own wait for a CPU stays in.
-import { readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
+import { cpuWaitNs, runTime } from './thread-cpu-wait';
 
 export interface ProbeThreadData {
   session: pg.ClientConfig;
@@ -51,29 +51,6 @@ const APPLICATION_STATEMENTS_SQL = `SELECT coalesce(sum(calls), 0)::float8 AS ca
     FROM pg_stat_statements(false)
    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
      AND userid <> (SELECT oid FROM pg_roles WHERE rolname = session_user)`;
-
-/**
- * Nanoseconds this thread has spent ready to run but waiting for a CPU (the second field of
- * /proc/thread-self/schedstat); undefined where the system does not tell.
- */
-export function cpuWaitNs(): bigint | undefined {
-  try {
-    const waited = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1];
-    return waited === undefined || !/^\d+$/.test(waited) ? undefined : BigInt(waited);
-  } catch {
-    return undefined;
-  }
-}
-
-/** A run's time in ms without the thread's wait for a CPU between the two schedstat readings. */
-export function runTime(elapsedNs: bigint, waitedBefore?: bigint, waitedAfter?: bigint) {
-  const waitedNs =
-    waitedBefore === undefined || waitedAfter === undefined || waitedAfter < waitedBefore
-      ? 0n
-      : waitedAfter - waitedBefore;
-  const waited = waitedNs > elapsedNs ? elapsedNs : waitedNs;
-  return { ms: Number(elapsedNs - waited) / 1e6, waitedMs: Number(waited) / 1e6 };
-}
 
 async function probeLoop(data: ProbeThreadData, port: NonNullable<typeof parentPort>): Promise<void> {
   let stopping = false;

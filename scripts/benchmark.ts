@@ -28,7 +28,8 @@
 //     statements with pg_stat_statements, which the brake reads) runs on old; prints the load's p50/p99
 //     latency before the backfill (idle), while it starts (capture installs, partitions are planned),
 //     while it copies (from its first committed chunk), and for as long again after the copy (capture
-//     and reconciliation still on, no copy: their cost apart from the copy's), and their ratios, with
+//     and reconciliation still on, no copy: their cost apart from the copy's), and their ratios (also
+//     with each write less what the load's own thread waited for a CPU meanwhile), with
 //     the p99 of each 5 s of the copy. After a minute of copying the load pauses until the copy is
 //     done: the copy's rate under the load and with the application idle are printed. The
 //     reconciliation workflow runs alongside; once the load stops it drains the change log, and new
@@ -683,6 +684,11 @@ async function runUnderLoad(bench: Bench, source: SourceDescription): Promise<nu
     ratios: {
       p50DuringOverBefore: ratioOf(during?.p50Ms, idle?.p50Ms),
       p99DuringOverBefore: ratioOf(during?.p99Ms, idle?.p99Ms),
+      /** The same, each write less what the load's own thread waited for a CPU meanwhile. */
+      p99WithoutOwnCpuWaitDuringOverBefore: ratioOf(
+        during?.p99WithoutOwnCpuWaitMs,
+        idle?.p99WithoutOwnCpuWaitMs,
+      ),
       writesPerSecondDuringOverBefore: ratioOf(during?.perSecond, idle?.perSecond),
       /** While the backfill starts (capture installs, partitions are planned), before its first rows. */
       p50StartingOverBefore: ratioOf(load.phases.starting?.p50Ms, idle?.p50Ms),

@@ -198,6 +198,7 @@ export function loadReport(
     table,
     '',
     `during / before: p50 x${ratio(during?.p50Ms, idle?.p50Ms)}, p99 x${ratio(during?.p99Ms, idle?.p99Ms)}`,
+    `  each write less what the load's own thread waited for a CPU meanwhile: p99 ${fixed(idle?.p99WithoutOwnCpuWaitMs, 2)} ms before, ${fixed(during?.p99WithoutOwnCpuWaitMs, 2)} ms copying, x${ratio(during?.p99WithoutOwnCpuWaitMs, idle?.p99WithoutOwnCpuWaitMs)}`,
     `starting / before: p50 x${ratio(phases.starting?.p50Ms, idle?.p50Ms)}, p99 x${ratio(phases.starting?.p99Ms, idle?.p99Ms)}`,
     `after the copy / before: p50 x${ratio(phases.after?.p50Ms, idle?.p50Ms)}, p99 x${ratio(phases.after?.p99Ms, idle?.p99Ms)} (capture and reconciliation without the copy)`,
     `during backfill, p99 ms of each ${TIMELINE_SECONDS} s: ${copying.length === 0 ? '-' : copying.map((window) => fixed(window.p99Ms, 1)).join(' ')}`,

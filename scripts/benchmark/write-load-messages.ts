@@ -25,6 +25,8 @@ export type FromLoadThread =
       latencies: Record<string, number[]>;
       /** When each write of `latencies` ended, in ms since the epoch (threads' clocks differ). */
       endedAt: Record<string, number[]>;
+      /** How long the load's thread waited for a CPU during each write of `latencies`, in ms. */
+      ownCpuWaits: Record<string, number[]>;
       errors: Record<string, number>;
       lastError?: string;
     };

@@ -4,10 +4,14 @@
 // fixed schedule (open loop): 70% UPDATE of an existing row, 20% INSERT of a new key, 10% DELETE.
 // A write that starts late because the previous one overran is timed from its scheduled start,
 // so a stall shows in the latency instead of silently lowering the rate. In the `paused` phase it
-// writes nothing (an idle application).
+// writes nothing (an idle application). With each write it also keeps how long this thread waited for
+// a CPU meanwhile (Linux's schedstat; nothing elsewhere): on the machine the copy shares, part of a
+// write's time is the load's own client waiting to run, which an application on machines of its
+// own would not wait.
 import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
+import { cpuWaitNs } from '../../activities/thread-cpu-wait';
 import { seededRandom } from '../../provision/write-load';
 import {
   PAUSED_PHASE,
@@ -22,6 +26,7 @@ let phase = 'warmup';
 let stopping = false;
 const latencies: Record<string, number[]> = {};
 const endedAt: Record<string, number[]> = {};
+const ownCpuWaits: Record<string, number[]> = {};
 const errors: Record<string, number> = {};
 let lastError: string | undefined;
 
@@ -62,9 +67,16 @@ async function runClient(connection: pg.Client, client: number): Promise<void> {
     const started = wait > 0 ? performance.now() : scheduled;
     const current = phase;
     try {
+      const waitedBefore = cpuWaitNs();
       await connection.query(writeOperation(client, sequence, next));
       const ended = performance.now();
+      const waitedAfter = cpuWaitNs();
       (latencies[current] ??= []).push(ended - started);
+      (ownCpuWaits[current] ??= []).push(
+        waitedBefore === undefined || waitedAfter === undefined
+          ? 0
+          : Number(waitedAfter - waitedBefore) / 1e6,
+      );
       (endedAt[current] ??= []).push(performance.timeOrigin + ended);
     } catch (err) {
       errors[current] = (errors[current] ?? 0) + 1;
@@ -108,6 +120,7 @@ async function main(): Promise<void> {
     type: 'done',
     latencies,
     endedAt,
+    ownCpuWaits,
     errors,
     ...(lastError !== undefined && { lastError }),
   } satisfies FromLoadThread);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { describe, it } from 'node:test';
-import { cpuWaitNs, runTime } from '../../activities/latency-probe-thread';
+import { cpuWaitNs, runTime } from '../../activities/thread-cpu-wait';
 
 describe('the probe’s own wait for a CPU', () => {
   it('is left out of the run’s time, never below zero, and nothing is left out without readings', () => {
