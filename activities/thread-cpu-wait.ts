@@ -17,12 +17,16 @@ export function cpuWaitNs(): bigint | undefined {
   }
 }
 
+/** The thread's wait for a CPU between two cpuWaitNs readings, in ns (0 when either is unknown). */
+export function waitedNsBetween(waitedBefore?: bigint, waitedAfter?: bigint): bigint {
+  return waitedBefore === undefined || waitedAfter === undefined || waitedAfter < waitedBefore
+    ? 0n
+    : waitedAfter - waitedBefore;
+}
+
 /** A run's time in ms without the thread's wait for a CPU between the two schedstat readings. */
 export function runTime(elapsedNs: bigint, waitedBefore?: bigint, waitedAfter?: bigint) {
-  const waitedNs =
-    waitedBefore === undefined || waitedAfter === undefined || waitedAfter < waitedBefore
-      ? 0n
-      : waitedAfter - waitedBefore;
+  const waitedNs = waitedNsBetween(waitedBefore, waitedAfter);
   const waited = waitedNs > elapsedNs ? elapsedNs : waitedNs;
   return { ms: Number(elapsedNs - waited) / 1e6, waitedMs: Number(waited) / 1e6 };
 }

@@ -11,7 +11,7 @@
 import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
-import { cpuWaitNs } from '../../activities/thread-cpu-wait';
+import { cpuWaitNs, waitedNsBetween } from '../../activities/thread-cpu-wait';
 import { seededRandom } from '../../provision/write-load';
 import {
   PAUSED_PHASE,
@@ -72,11 +72,7 @@ async function runClient(connection: pg.Client, client: number): Promise<void> {
       const ended = performance.now();
       const waitedAfter = cpuWaitNs();
       (latencies[current] ??= []).push(ended - started);
-      (ownCpuWaits[current] ??= []).push(
-        waitedBefore === undefined || waitedAfter === undefined
-          ? 0
-          : Number(waitedAfter - waitedBefore) / 1e6,
-      );
+      (ownCpuWaits[current] ??= []).push(Number(waitedNsBetween(waitedBefore, waitedAfter)) / 1e6);
       (endedAt[current] ??= []).push(performance.timeOrigin + ended);
     } catch (err) {
       errors[current] = (errors[current] ?? 0) + 1;

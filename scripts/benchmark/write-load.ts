@@ -66,7 +66,7 @@ export function summarize(
 ): LatencySummary {
   const sorted = [...samples].sort((a, b) => a - b);
   const withoutOwnWait = samples
-    .map((ms, i) => Math.max(0, ms - Math.min(ms, ownCpuWaits[i] ?? 0)))
+    .map((ms, i) => Math.max(0, ms - (ownCpuWaits[i] ?? 0)))
     .sort((a, b) => a - b);
   return {
     operations: sorted.length,
