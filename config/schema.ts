@@ -160,6 +160,16 @@ const latencyTargetSchema = z.strictObject({
     )
     .default(DEFAULT_LATENCY_TARGET.probeQuery),
   minSamples: z.number().int('must be a whole number').min(1).default(DEFAULT_LATENCY_TARGET.minSamples),
+  startRowsPerSecond: z
+    .number()
+    .positive('must be above 0 (or null: every copy starts at full speed)')
+    .nullable()
+    .default(DEFAULT_LATENCY_TARGET.startRowsPerSecond!),
+  slowStartMinRows: z
+    .number()
+    .int('must be a whole number')
+    .min(0)
+    .default(DEFAULT_LATENCY_TARGET.slowStartMinRows!),
 });
 
 /** When the backfill slows down or waits; null switches a limit off. */

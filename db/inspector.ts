@@ -14,7 +14,18 @@ async function findTable(
   table: TableRef,
 ): Promise<{ oid: number; estimated_rows: string; total_bytes: string } | undefined> {
   const found = await pool.query<{ oid: number; estimated_rows: string; total_bytes: string }>(
-    `SELECT c.oid, greatest(c.reltuples, 0)::bigint AS estimated_rows, pg_total_relation_size(c.oid) AS total_bytes
+    // The planner's estimate (reltuples) of the table, or of each leaf of a partitioned one (whose
+    // own autovacuum never sets). A table never analyzed (reltuples -1: just loaded) counts its live
+    // rows as the statistics collector has them, rather than none.
+    `SELECT c.oid,
+            (SELECT coalesce(sum(CASE WHEN leaf.reltuples >= 0 THEN leaf.reltuples
+                                      ELSE coalesce(stats.n_live_tup, 0) END), 0)
+               FROM (SELECT c.oid AS relid WHERE c.relkind = 'r'
+                     UNION ALL
+                     SELECT relid FROM pg_partition_tree(c.oid) WHERE isleaf) leaves
+               JOIN pg_class leaf ON leaf.oid = leaves.relid
+               LEFT JOIN pg_stat_all_tables stats ON stats.relid = leaf.oid)::bigint AS estimated_rows,
+            pg_total_relation_size(c.oid) AS total_bytes
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
     [table.schema, table.table],

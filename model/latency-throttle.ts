@@ -14,8 +14,10 @@
 // an idle application lifts the limit, and the copy runs at full speed. Where the source has
 // pg_stat_statements, a third reading: the mean time of the application's own statements over the
 // same seconds (every role's but the migration's); without routers, the brake goes by whichever of
-// the probe and the statements is further above its target. Plain data and pure functions: the
-// backfill workflow keeps the state, an activity takes the readings.
+// the probe and the statements is further above its target. A large table whose application is
+// busy starts slowly (as TCP's slow start): at a low limit doubled at each calm reading, so the copy
+// never hits the application at full speed before a first reading. Plain data and pure functions:
+// the backfill workflow keeps the state, an activity takes the readings.
 
 /** Upper bounds, in ms, of the latency buckets routers count the application's statements into. */
 export const APP_LATENCY_BUCKETS_MS = [
@@ -73,6 +75,14 @@ export interface LatencyTarget {
   probeQuery: string;
   /** Router readings with fewer statements than this are not used (default 20). */
   minSamples: number;
+  /**
+   * Slow start: a table of at least `slowStartMinRows` rows whose application is busy at the
+   * baseline starts copying at this many rows/s, doubled at each reading within the target (default
+   * 2000; null: every copy starts at full speed). Absent in runs that started before it.
+   */
+  startRowsPerSecond?: number | null;
+  /** Tables under this many rows (the planner's estimate) start at full speed (default 100,000). */
+  slowStartMinRows?: number;
 }
 
 /** Readings in a row well below the target before the limit rises a step. */
@@ -85,6 +95,8 @@ export const DEFAULT_LATENCY_TARGET: LatencyTarget = {
   minRowsPerSecond: 200,
   probeQuery: 'SELECT 1',
   minSamples: 20,
+  startRowsPerSecond: 2000,
+  slowStartMinRows: 100_000,
 };
 
 /** The probe over a reading's window: its p99, its runs, and the application sessions that ran a statement. */
@@ -156,17 +168,32 @@ export interface LatencyThrottleState {
    * an eighth and a half), or by half (runs that started before: absent).
    */
   cut?: 'by-overshoot' | 'half';
+  /**
+   * True while the copy starts slowly: its limit doubles at each reading well within the target,
+   * until a reading above it cuts it, or an idle application or a copy that cannot use the limit
+   * lifts it. False after that cut: AIMD as usual, except that the ceiling is the limit where
+   * trouble began, so the limit rises past it and goes only once the copy cannot use it. Absent
+   * when the copy started at full speed, and after a lift.
+   */
+  slowStart?: boolean;
 }
 
 /** A reading above the target cuts the limit at least to half, and at most to an eighth. */
 export const MIN_CUT = 0.125;
 
+/**
+ * The brake before the first row moves. `table` (the table's estimated rows; absent in runs that
+ * started before slow start) lets a large table whose application is busy start slowly: a copy at
+ * full speed hurts the application most in its first seconds, before any reading can cut it (a
+ * first reading that missed that moment left a copy at 41,900 rows/s uncut).
+ */
 export function startLatencyThrottle(
   target: LatencyTarget,
   baseline: LatencyReading,
   cut: 'by-overshoot' | 'half' = 'by-overshoot',
+  table?: { estimatedRows: number },
 ): LatencyThrottleState {
-  return {
+  const state: LatencyThrottleState = {
     ...(cut === 'by-overshoot' && { cut }),
     target,
     baseline: {
@@ -181,7 +208,31 @@ export function startLatencyThrottle(
     decreases: 0,
     increases: 0,
   };
+  const start = target.startRowsPerSecond ?? null;
+  const minRows = target.slowStartMinRows ?? DEFAULT_LATENCY_TARGET.slowStartMinRows!;
+  if (table === undefined || start === null || table.estimatedRows < minRows) return state;
+  if (!applicationBusy(baseline, target)) return state;
+  const limit = Math.max(target.minRowsPerSecond, Math.round(start));
+  return {
+    ...state,
+    limit,
+    slowStart: true,
+    reason: `slow start: the application is busy and the table has ~${table.estimatedRows} rows, so the copy starts at ${limit} rows/s and doubles at each reading within the target`,
+  };
 }
+
+/** Whether the application ran statements in a reading's window (through routers, or on the source). */
+function applicationBusy(reading: LatencyReading, target: LatencyTarget): boolean {
+  const { probe } = reading;
+  return (
+    reading.routers !== null ||
+    usableStatements(reading, target) !== null ||
+    ('applicationSessions' in probe && probe.applicationSessions > 0)
+  );
+}
+
+/** Below this share of its limit, a copy that started slowly is held back by something else: the limit goes. */
+export const SLOW_START_UNUSED = 0.25;
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
@@ -274,7 +325,7 @@ export function nextLatencyThrottle(
     const last = { by: 'probe' as const, ms: byProbe.ms, targetMs: byProbe.targetMs, applicationIdle: true };
     if (state.limit === null) return { ...state, last, calm: 0 };
     return {
-      ...state,
+      ...withoutSlowStart(state),
       last,
       limit: null,
       ceiling: null,
@@ -293,6 +344,7 @@ export function nextLatencyThrottle(
     const limit = Math.max(target.minRowsPerSecond, Math.floor(from * cut));
     return {
       ...next,
+      ...endSlowStart(state),
       limit,
       ceiling: state.limit === null ? from : (state.ceiling ?? from),
       decreases: state.decreases + 1,
@@ -301,6 +353,7 @@ export function nextLatencyThrottle(
     };
   }
   if (state.limit === null || ms > targetMs * 0.8) return { ...next, calm: 0 };
+  if (state.slowStart === true) return slowStartStep(next, measured, targetMs, copiedRowsPerSecond);
   const calm = (state.calm ?? 0) + 1;
   if (calm < CALM_READINGS) return { ...next, calm };
   const tenth = Math.round((state.ceiling ?? state.limit) / 10);
@@ -311,7 +364,12 @@ export function nextLatencyThrottle(
     state.cut === 'by-overshoot' ? Math.min(tenth, Math.round(state.limit / 2)) : tenth,
   );
   const raised = state.limit + step;
-  if (state.ceiling === null || raised >= state.ceiling) {
+  // After a slow start the ceiling is the limit where trouble began, not the copy's full rate: the
+  // limit goes on rising past it, and goes once the copy cannot use it.
+  if (state.slowStart === false) {
+    if (copyFarBelow(copiedRowsPerSecond, state.limit))
+      return liftUnused(next, measured, targetMs, copiedRowsPerSecond!);
+  } else if (state.ceiling === null || raised >= state.ceiling) {
     return {
       ...next,
       limit: null,
@@ -327,6 +385,71 @@ export function nextLatencyThrottle(
     increases: state.increases + 1,
     calm: 0,
     reason: `${measured} below its target ${targetMs} ms: copy limit raised to ${raised} rows/s`,
+  };
+}
+
+/** Whether the copy runs far below its limit (something else holds it back); false when not known. */
+function copyFarBelow(copiedRowsPerSecond: number | null, limit: number): boolean {
+  return (
+    copiedRowsPerSecond !== null && copiedRowsPerSecond > 0 && copiedRowsPerSecond < limit * SLOW_START_UNUSED
+  );
+}
+
+/** Lifts a limit the copy cannot use. */
+function liftUnused(
+  state: LatencyThrottleState,
+  measured: string,
+  targetMs: number,
+  copiedRowsPerSecond: number,
+): LatencyThrottleState {
+  return {
+    ...withoutSlowStart(state),
+    limit: null,
+    ceiling: null,
+    increases: state.increases + 1,
+    calm: 0,
+    reason: `${measured} within its target ${targetMs} ms, and the copy runs at ${Math.round(copiedRowsPerSecond)} rows/s, far below its limit of ${state.limit} rows/s: copy limit lifted`,
+  };
+}
+
+/**
+ * A cut ends a slow start with `slowStart: false`: its ceiling is then the limit where trouble began,
+ * not the copy's full rate. Nothing otherwise.
+ */
+function endSlowStart(state: LatencyThrottleState): { slowStart?: boolean } {
+  return state.slowStart === true ? { slowStart: false } : {};
+}
+
+/** The state as a copy with no slow start behind it: a lifted limit starts AIMD afresh. */
+function withoutSlowStart(state: LatencyThrottleState): LatencyThrottleState {
+  const { slowStart: _ended, ...rest } = state;
+  return rest;
+}
+
+/**
+ * A reading well within the target while the copy starts slowly: the limit doubles, unless the copy
+ * already runs far below it (its chunks, the operator's row limit or the source hold it back), when
+ * the limit is lifted and the copy goes on as any other. Not at the start rate: the partitions' first
+ * small batches report less than the copy can do.
+ */
+function slowStartStep(
+  state: LatencyThrottleState,
+  measured: string,
+  targetMs: number,
+  copiedRowsPerSecond: number | null,
+): LatencyThrottleState {
+  const limit = state.limit!;
+  const start = Math.max(state.target.minRowsPerSecond, Math.round(state.target.startRowsPerSecond ?? 0));
+  if (limit > start && copyFarBelow(copiedRowsPerSecond, limit)) {
+    return liftUnused(state, measured, targetMs, copiedRowsPerSecond!);
+  }
+  const doubled = limit * 2;
+  return {
+    ...state,
+    limit: doubled,
+    increases: state.increases + 1,
+    calm: 0,
+    reason: `${measured} below its target ${targetMs} ms: slow start, copy limit doubled to ${doubled} rows/s`,
   };
 }
 

@@ -123,6 +123,11 @@ const BRAKE_READS_SOONER = 'brake-reads-sooner';
  * 4,000 left the copy at 2,082, not half. The copy cannot keep to more than the operator's limit.
  */
 const BRAKE_CUTS_WITHIN_ROW_LIMIT = 'brake-cuts-within-row-limit';
+/**
+ * Runs started before started every copy at full speed: a large table whose application is busy now
+ * starts slowly, its limit doubled at each calm reading (model/latency-throttle.ts).
+ */
+const BRAKE_SLOW_START = 'brake-slow-start';
 /** When the brake first reads the application's latency after the copy starts, in ms (at most an interval). */
 const FIRST_READING_MS = 1000;
 /**
@@ -417,7 +422,11 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
       return;
     }
     delete progress.latencyUnread;
-    progress.latency = startLatencyThrottle(target, baseline, cut);
+    const table = patched(BRAKE_SLOW_START) ? { estimatedRows: progress.estimatedRows } : undefined;
+    progress.latency = startLatencyThrottle(target, baseline, cut, table);
+    if (progress.latency.limit !== null) {
+      log.info('copy brake', { reason: progress.latency.reason, limit: progress.latency.limit });
+    }
     braking = brake();
   };
 

@@ -6,6 +6,7 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
+import pg from 'pg';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { ConnectionPools } from '../../db/pools';
 import { quoteTable } from '../../db/sql';
@@ -58,6 +59,15 @@ async function main(): Promise<void> {
           workflowId: 'reconcile-record',
           args: [{ migration: 'record', from: 'old', to: 'new', idlePollMs: 200 }],
         });
+        // An application writing old through the copy, so the brake finds it busy and starts slowly.
+        const application = new pg.Pool({ connectionString: env.OLD_DATABASE_URL, max: 1 });
+        let writing = true;
+        const writer = (async () => {
+          for (let i = 0; writing; i++) {
+            await application.query(`UPDATE ${quoteTable(table)} SET note = $1 WHERE id = 1`, [`app ${i}`]);
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        })();
         const backfill = await client.workflow.start(backfillTableWorkflow, {
           taskQueue: worker.taskQueue,
           workflowId: 'backfill-orders',
@@ -72,8 +82,13 @@ async function main(): Promise<void> {
               // One chunk per activity: enough events for the partitions to continue as new.
               chunksPerActivity: 1,
               hotRowsWhere: `status = 'paid'`,
-              // The latency brake reads every second; the nice ratio rests after each batch.
-              throttle: { maxRowsPerSecond: 5000, latencyTarget: { intervalMs: 1000 }, niceRatio: 0.1 },
+              // The latency brake reads every second, and starts slowly whatever the table's size
+              // when the application is busy; the nice ratio rests after each batch.
+              throttle: {
+                maxRowsPerSecond: 5000,
+                latencyTarget: { intervalMs: 1000, slowStartMinRows: 0 },
+                niceRatio: 0.1,
+              },
             },
           ],
         });
@@ -84,6 +99,9 @@ async function main(): Promise<void> {
         await pools.get('old').query(`UPDATE ${quoteTable(table)} SET status = 'live' WHERE id % 10 = 0`);
         await pools.get('old').query(`DELETE FROM ${quoteTable(table)} WHERE id % 15 = 0`);
         await backfill.result();
+        writing = false;
+        await writer;
+        await application.end();
         // A few writes, less than a batch: a drain that catches up, then waits for entries to gather.
         await pools.get('old').query(`UPDATE ${quoteTable(table)} SET status = 'late' WHERE id % 97 = 0`);
         await new Promise((resolve) => setTimeout(resolve, 1000));

@@ -17,6 +17,7 @@ import { compareTables } from '../../db/verifier';
 import { sampleTableDdl, seedSampleRows } from '../../provision/sample-table';
 import { backfillTableWorkflow } from '../../workflows';
 import { backfillProgressQuery } from '../../workflows/messages';
+import { MESSAGE } from '../../model/messages';
 import { readBackfillProgress } from '../../client/backfill-progress';
 import { tableLines } from '../../client/live-status';
 import pg from 'pg';
@@ -27,6 +28,23 @@ import { waitFor } from '../harness/wait';
 import { databasePools, servers, temporalClient } from '../harness/servers';
 import { LATENCY_PROBES, MIN_RUNS } from '../../activities/latency-probes';
 import { startWorkerProcess, type WorkerProcess } from '../harness/worker-process';
+import type { LatencyTarget } from '../../model/latency-throttle';
+
+/** The row rate a partition workflow started with, then each it was told (throttle signals), in order. */
+async function partitionRates(client: Client, workflowId: string): Promise<Array<number | null>> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  return (history.events ?? []).flatMap((event) => {
+    const started = event.workflowExecutionStartedEventAttributes;
+    const signaled = event.workflowExecutionSignaledEventAttributes;
+    const payload =
+      started?.input?.payloads?.[0] ??
+      (signaled?.signalName === MESSAGE.throttle ? signaled.input?.payloads?.[0] : undefined);
+    if (payload === undefined) return [];
+    return [
+      defaultPayloadConverter.fromPayload<{ maxRowsPerSecond: number | null }>(payload).maxRowsPerSecond,
+    ];
+  });
+}
 
 /** The chunks of each copyChunks activity a partition workflow scheduled, in order. */
 async function batchSizes(client: Client, workflowId: string): Promise<number[]> {
@@ -58,7 +76,11 @@ describe('the latency brake', () => {
    * `'statements'` keeps the probe fast and makes a query the application runs after each write slow,
    * in databases of their own whose old counts statements (pg_stat_statements).
    */
-  async function brakedCopy(rows: number, slowness: 'probe' | 'statements' = 'probe') {
+  async function brakedCopy(
+    rows: number,
+    slowness: 'probe' | 'statements' = 'probe',
+    settings: { maxRowsPerSecond?: number | null; latencyTarget?: Partial<LatencyTarget> } = {},
+  ) {
     const suffix = randomUUID().slice(0, 8);
     const table = { schema: 'public', table: `braked_${suffix}` };
     const health = `public.app_health_${suffix}`;
@@ -71,6 +93,8 @@ describe('the latency brake', () => {
     await db.old.query(sampleTableDdl(table));
     await db.new.query(sampleTableDdl(table));
     await seedSampleRows(db.old, table, rows);
+    // The estimate slow start goes by is the planner's, as on a table autovacuum has analyzed.
+    await db.old.query(`ANALYZE public.${table.table}`);
     await db.old.query(`CREATE TABLE ${health} (slow boolean NOT NULL)`);
     await db.old.query(`INSERT INTO ${health} VALUES (false)`);
     // The application's slow statements are far slower than the probe's: on a busy machine the
@@ -116,7 +140,7 @@ describe('the latency brake', () => {
           chunksInFlight: 2,
           throttle: {
             // A slow copy to start with, so the brake has time to act before it ends.
-            maxRowsPerSecond: 4000,
+            maxRowsPerSecond: settings.maxRowsPerSecond === undefined ? 4000 : settings.maxRowsPerSecond,
             latencyTarget: {
               intervalMs: 1000,
               minRowsPerSecond: 300,
@@ -126,6 +150,7 @@ describe('the latency brake', () => {
               probeQuery: slowness === 'probe' ? slowQuery : 'SELECT 1',
               // Slowed down, the application runs about twenty statements a second.
               ...(slowness === 'statements' && { minSamples: 5 }),
+              ...settings.latencyTarget,
             },
           },
         }),
@@ -154,6 +179,7 @@ describe('the latency brake', () => {
       client,
       handle,
       progress,
+      started,
       slow: () => db.old.query(`UPDATE ${health} SET slow = true`),
       /** Makes the application fast again; the progress once the limit is lifted, or the copy ended. */
       fastAgain: async () => {
@@ -200,6 +226,7 @@ describe('the latency brake', () => {
     const rows = 60_000;
     const copy = await brakedCopy(rows);
     try {
+      assert.equal(copy.started.limit, null, 'a table under slowStartMinRows starts at full speed');
       await copy.slow();
       const brake = await copy.braked();
       assert.ok(
@@ -254,6 +281,48 @@ describe('the latency brake', () => {
         `  brake: ${final.decreases} down, ${final.increases} up; ${written} application writes during the copy`,
       );
       assert.ok(final.decreases >= 1);
+    }
+  });
+
+  it('starts a large table slowly while the application is busy, and doubles the limit while it stays calm', async () => {
+    const rows = 40_000;
+    const copy = await brakedCopy(rows, 'probe', {
+      maxRowsPerSecond: null,
+      latencyTarget: { slowStartMinRows: 20_000, startRowsPerSecond: 1000 },
+    });
+    try {
+      assert.equal(copy.started.limit, 1000);
+      assert.equal(copy.started.slowStart, true);
+      assert.match(
+        copy.started.reason ?? '',
+        /^slow start: the application is busy and the table has ~\d+ rows, so the copy starts at 1000 rows\/s and doubles at each reading within the target$/,
+      );
+      const copying = await waitFor(
+        'both partitions',
+        copy.progress,
+        (p) => p.partitions.length === 2 || p.phase === 'done',
+      );
+      // Each partition started at its share of the slow start, and was then told the doubled share:
+      // the first reading (one second in, the application calm) doubles the limit.
+      for (const partition of copying.partitions) {
+        await waitFor(
+          'a first throttle signal',
+          () => partitionRates(copy.client, partition.workflowId),
+          (rates) => rates.length >= 2,
+        );
+        const rates = await partitionRates(copy.client, partition.workflowId);
+        assert.deepEqual(
+          rates.slice(0, 2),
+          [500, 1000],
+          `${partition.workflowId}: rates ${rates.join(', ')}`,
+        );
+      }
+    } finally {
+      const { brake: final, written } = await copy.finish();
+      console.log(
+        `  brake: ${final.increases} up, ${final.decreases} down, last: ${final.reason}; ${written} application writes during the copy`,
+      );
+      assert.ok(final.increases >= 1, 'the limit rose');
     }
   });
 

@@ -31,6 +31,8 @@ describe('migration config', () => {
         minRowsPerSecond: 200,
         probeQuery: 'SELECT 1',
         minSamples: 20,
+        startRowsPerSecond: 2000,
+        slowStartMinRows: 100_000,
       },
       niceRatio: 0,
     });
@@ -61,6 +63,21 @@ describe('migration config', () => {
         /throttle\.latencyTarget\.probeQuery.*must be one SELECT statement/,
       );
     }
+    const fullSpeed = parseMigrationConfig({
+      name: 'm',
+      tables: ['t'],
+      throttle: { latencyTarget: { startRowsPerSecond: null } },
+    });
+    assert.equal(fullSpeed.throttle.latencyTarget?.startRowsPerSecond, null, 'slow start off');
+    assert.throws(
+      () =>
+        parseMigrationConfig({
+          name: 'm',
+          tables: ['t'],
+          throttle: { latencyTarget: { startRowsPerSecond: 0 } },
+        }),
+      /throttle\.latencyTarget\.startRowsPerSecond.*must be above 0 \(or null: every copy starts at full speed\)/,
+    );
     assert.throws(
       () => parseMigrationConfig({ name: 'm', tables: ['t'], throttle: { latencyTarget: { ratio: 1 } } }),
       /throttle\.latencyTarget\.ratio.*must be at least 1\.1/,

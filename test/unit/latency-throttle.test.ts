@@ -277,6 +277,107 @@ describe('the latency brake (AIMD)', () => {
   });
 });
 
+describe('the latency brake: slow start', () => {
+  const large = { estimatedRows: 400_000 };
+  const calm = probe(1);
+  const started = () => startLatencyThrottle(DEFAULT_LATENCY_TARGET, probe(1), 'by-overshoot', large);
+
+  it('starts a large table slowly while the application is busy, and says why', () => {
+    const state = started();
+    assert.equal(state.limit, 2000);
+    assert.equal(state.slowStart, true);
+    assert.equal(state.ceiling, null);
+    assert.match(state.reason!, /^slow start: .* ~400000 rows, so the copy starts at 2000 rows\/s/);
+    const routedStart = startLatencyThrottle(DEFAULT_LATENCY_TARGET, routed(4), 'by-overshoot', large);
+    assert.equal(routedStart.limit, 2000, 'busy through routers');
+  });
+
+  it('starts at full speed a small table, an idle application, a run without it, or when switched off', () => {
+    const full = [
+      startLatencyThrottle(DEFAULT_LATENCY_TARGET, probe(1), 'by-overshoot', { estimatedRows: 99_999 }),
+      startLatencyThrottle(DEFAULT_LATENCY_TARGET, probe(1, 0), 'by-overshoot', large),
+      startLatencyThrottle(DEFAULT_LATENCY_TARGET, probe(1)),
+      startLatencyThrottle(
+        { ...DEFAULT_LATENCY_TARGET, startRowsPerSecond: null },
+        probe(1),
+        'by-overshoot',
+        large,
+      ),
+    ];
+    for (const state of full) {
+      assert.equal(state.limit, null);
+      assert.equal(state.slowStart, undefined);
+      assert.equal(state.reason, null);
+    }
+    const floor = { ...DEFAULT_LATENCY_TARGET, startRowsPerSecond: 50, minRowsPerSecond: 300 };
+    assert.equal(startLatencyThrottle(floor, probe(1), 'by-overshoot', large).limit, 300);
+  });
+
+  it('doubles the limit at each calm reading, and holds it at a reading near the target', () => {
+    let state = started();
+    state = nextLatencyThrottle(state, calm, null);
+    assert.equal(state.limit, 4000);
+    state = nextLatencyThrottle(state, calm, 3900);
+    assert.equal(state.limit, 8000);
+    assert.match(state.reason!, /below its target 2 ms: slow start, copy limit doubled to 8000 rows\/s$/);
+    const held = nextLatencyThrottle(state, probe(1.9), 7800);
+    assert.equal(held.limit, 8000);
+    assert.equal(held.slowStart, true);
+    assert.equal(held.increases, state.increases);
+  });
+
+  it('ends at the first reading above the target: cut from the limit, which rises past that ceiling afterwards', () => {
+    let state = started();
+    state = nextLatencyThrottle(state, calm, null);
+    state = nextLatencyThrottle(state, calm, 3950);
+    state = nextLatencyThrottle(state, probe(4), 7900);
+    assert.equal(state.limit, 4000, 'halved from the limit: target 2 ms ÷ 4 ms');
+    assert.equal(state.ceiling, 8000);
+    assert.equal(state.slowStart, false);
+    assert.equal(state.decreases, 1);
+    for (let i = 0; i < 30; i++) state = nextLatencyThrottle(state, calm, state.limit);
+    assert.ok(state.limit !== null && state.limit > 8000, `rose past the ceiling: ${state.limit}`);
+    const limit = state.limit;
+    const lifted = nextLatencyThrottle(
+      nextLatencyThrottle(nextLatencyThrottle(state, calm, 1000), calm, 1000),
+      calm,
+      1000,
+    );
+    assert.equal(lifted.limit, null, 'the copy cannot use the limit');
+    assert.equal(lifted.slowStart, undefined);
+    assert.match(
+      lifted.reason!,
+      new RegExp(`runs at 1000 rows/s, far below its limit of ${limit} rows/s: copy limit lifted$`),
+    );
+  });
+
+  it('lifts the limit when the copy cannot use it, but not at the start rate (first batches are small)', () => {
+    let state = started();
+    state = nextLatencyThrottle(state, calm, 100);
+    assert.equal(state.limit, 4000, 'at the start rate: doubled, not lifted');
+    state = nextLatencyThrottle(state, calm, 900);
+    assert.equal(state.limit, null);
+    assert.equal(state.slowStart, undefined);
+    assert.match(
+      state.reason!,
+      /the copy runs at 900 rows\/s, far below its limit of 4000 rows\/s: copy limit lifted$/,
+    );
+  });
+
+  it('lifts the limit when the application goes idle, and starts AIMD afresh after', () => {
+    let state = started();
+    state = nextLatencyThrottle(state, probe(1, 0), 1900);
+    assert.equal(state.limit, null);
+    assert.equal(state.slowStart, undefined);
+    state = nextLatencyThrottle(state, probe(4), 30_000);
+    assert.equal(state.limit, 15_000);
+    assert.equal(state.ceiling, 30_000);
+    for (let i = 0; i < 60 && state.limit !== null; i++)
+      state = nextLatencyThrottle(state, calm, state.limit);
+    assert.equal(state.limit, null, 'lifted at the ceiling, as a copy that started at full speed');
+  });
+});
+
 describe('the application statements over a window (pg_stat_statements)', () => {
   const counts = [
     { at: 1000, calls: 100, totalMs: 50 },
