@@ -453,6 +453,19 @@ function slowStartStep(
   };
 }
 
+/**
+ * The brake an operator switched off (`migrate throttle --latency-ratio off`): no limit, and no slow
+ * start left to resume when it is switched on again.
+ */
+export function latencyBrakeSwitchedOff(state: LatencyThrottleState): LatencyThrottleState {
+  return {
+    ...withoutSlowStart(state),
+    limit: null,
+    ceiling: null,
+    reason: 'the latency brake was switched off by an operator',
+  };
+}
+
 /** The limit the copy keeps: the lower of the operator's and the brake's (null = none). */
 export function effectiveRowLimit(operator: number | null, brake: number | null): number | null {
   if (operator === null) return brake;

@@ -43,6 +43,7 @@ import {
   effectiveRowLimit,
   nextLatencyThrottle,
   startLatencyThrottle,
+  latencyBrakeSwitchedOff,
   type LatencyTarget,
 } from '../model/latency-throttle';
 import {
@@ -284,12 +285,7 @@ export async function backfillTableWorkflow(input: BackfillTableInput): Promise<
     if (progress.latency === undefined) return;
     const braking = progress.latency.limit !== null;
     progress.latency = brakeOff
-      ? {
-          ...progress.latency,
-          limit: null,
-          ceiling: null,
-          reason: 'the latency brake was switched off by an operator',
-        }
+      ? latencyBrakeSwitchedOff(progress.latency)
       : { ...progress.latency, target: { ...progress.latency.target, ratio: latencyRatio! } };
     if (braking && brakeOff) tellShares();
   });

@@ -9,6 +9,7 @@ import {
   DEFAULT_LATENCY_TARGET,
   effectiveRowLimit,
   emptyLatencyCounts,
+  latencyBrakeSwitchedOff,
   latencyQuantile,
   mergeLatencyCounts,
   nextLatencyThrottle,
@@ -362,6 +363,20 @@ describe('the latency brake: slow start', () => {
       state.reason!,
       /the copy runs at 900 rows\/s, far below its limit of 4000 rows\/s: copy limit lifted$/,
     );
+  });
+
+  it('leaves no slow start behind when an operator switches the brake off', () => {
+    const off = latencyBrakeSwitchedOff(nextLatencyThrottle(started(), calm, null));
+    assert.equal(off.limit, null);
+    assert.equal(off.slowStart, undefined);
+    assert.equal(off.reason, 'the latency brake was switched off by an operator');
+    // Switched on again, a reading above the target cuts from the copy's rate, and the limit is
+    // lifted once back at that rate, as for a copy that started at full speed.
+    let state = nextLatencyThrottle(off, probe(4), 30_000);
+    assert.equal(state.ceiling, 30_000);
+    for (let i = 0; i < 60 && state.limit !== null; i++)
+      state = nextLatencyThrottle(state, calm, state.limit);
+    assert.equal(state.limit, null);
   });
 
   it('lifts the limit when the application goes idle, and starts AIMD afresh after', () => {
