@@ -367,7 +367,7 @@ export function nextLatencyThrottle(
   // After a slow start the ceiling is the limit where trouble began, not the copy's full rate: the
   // limit goes on rising past it, and goes once the copy cannot use it.
   if (state.slowStart === false) {
-    if (copyFarBelow(copiedRowsPerSecond, state.limit))
+    if (copyFarBelow(copiedRowsPerSecond, state.limit, target))
       return liftUnused(next, measured, targetMs, copiedRowsPerSecond!);
   } else if (state.ceiling === null || raised >= state.ceiling) {
     return {
@@ -388,10 +388,18 @@ export function nextLatencyThrottle(
   };
 }
 
-/** Whether the copy runs far below its limit (something else holds it back); false when not known. */
-function copyFarBelow(copiedRowsPerSecond: number | null, limit: number): boolean {
+/**
+ * Whether the copy runs far below its limit (something else holds it back); false when not known,
+ * and at the start rate or below: there the partitions' first small batches, or chunks of a
+ * thousand rows shared by partitions at a few hundred rows/s, report less than the copy can do.
+ */
+function copyFarBelow(copiedRowsPerSecond: number | null, limit: number, target: LatencyTarget): boolean {
+  const start = Math.max(target.minRowsPerSecond, Math.round(target.startRowsPerSecond ?? 0));
   return (
-    copiedRowsPerSecond !== null && copiedRowsPerSecond > 0 && copiedRowsPerSecond < limit * SLOW_START_UNUSED
+    limit > start &&
+    copiedRowsPerSecond !== null &&
+    copiedRowsPerSecond > 0 &&
+    copiedRowsPerSecond < limit * SLOW_START_UNUSED
   );
 }
 
@@ -439,8 +447,7 @@ function slowStartStep(
   copiedRowsPerSecond: number | null,
 ): LatencyThrottleState {
   const limit = state.limit!;
-  const start = Math.max(state.target.minRowsPerSecond, Math.round(state.target.startRowsPerSecond ?? 0));
-  if (limit > start && copyFarBelow(copiedRowsPerSecond, limit)) {
+  if (copyFarBelow(copiedRowsPerSecond, limit, state.target)) {
     return liftUnused(state, measured, targetMs, copiedRowsPerSecond!);
   }
   const doubled = limit * 2;

@@ -352,6 +352,13 @@ describe('the latency brake: slow start', () => {
     );
   });
 
+  it('keeps a limit at or below the start rate however little the copy reports (chunks of a thousand rows)', () => {
+    let state = nextLatencyThrottle(started(), probe(40), 1900);
+    assert.equal(state.limit, 250, 'an eighth of 2000');
+    for (let i = 0; i < 3; i++) state = nextLatencyThrottle(state, calm, 20);
+    assert.equal(state.limit, 450, 'raised a step, not lifted: 20 rows/s is a chunk now and then');
+  });
+
   it('lifts the limit when the copy cannot use it, but not at the start rate (first batches are small)', () => {
     let state = started();
     state = nextLatencyThrottle(state, calm, 100);
