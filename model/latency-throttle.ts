@@ -461,7 +461,7 @@ function slowStartStep(
 }
 
 /**
- * The brake an operator switched off (`migrate throttle --latency-ratio off`): no limit, and no slow
+ * The brake an operator switched off (`migrate throttle --latency-target off`): no limit, and no slow
  * start left to resume when it is switched on again.
  */
 export function latencyBrakeSwitchedOff(state: LatencyThrottleState): LatencyThrottleState {
