@@ -12,7 +12,49 @@ export function isPortFree(port: number, host = '127.0.0.1'): Promise<boolean> {
   });
 }
 
-export function freePort(host = '127.0.0.1'): Promise<number> {
+/**
+ * The ports the system hands to outgoing connections (Linux's ip_local_port_range; elsewhere the
+ * IANA dynamic range).
+ */
+export function ephemeralPortRange(): { low: number; high: number } {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return { low: low!, high: high! };
+  } catch {
+    // Not Linux.
+  }
+  return { low: 49152, high: 65535 };
+}
+
+/** The lowest port freePort picks: below it sit the well-known services' ports. */
+const LOWEST_CHOSEN_PORT = 10_000;
+
+/** Ports this process has handed out: two servers started side by side never get the same one. */
+const handedOut = new Set<number>();
+
+/**
+ * A port nothing listens on, for one of our servers. Chosen below the ephemeral range: a port the
+ * kernel picks (listen on port 0) is one it also gives to outgoing connections, and between the
+ * pick and the server's start a client's connection took one (a dev stack refused its Web UI port
+ * 36035 in CI). Falls back to the kernel's pick when there is no room below that range.
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const { low } = ephemeralPortRange();
+  if (low - LOWEST_CHOSEN_PORT >= 1000) {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const port = LOWEST_CHOSEN_PORT + Math.floor(Math.random() * (low - LOWEST_CHOSEN_PORT));
+      if (handedOut.has(port) || !(await isPortFree(port, host))) continue;
+      handedOut.add(port);
+      return port;
+    }
+  }
+  return kernelPickedPort(host);
+}
+
+function kernelPickedPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

@@ -5,8 +5,28 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, it } from 'node:test';
-import { freePort, groupListensOn, portInUseIn, PortTakenError } from '../../provision/ports';
+import {
+  ephemeralPortRange,
+  freePort,
+  groupListensOn,
+  portInUseIn,
+  PortTakenError,
+} from '../../provision/ports';
 import { bannerShows } from '../../provision/temporal-server';
+
+describe('freePort', () => {
+  it('picks a free port below the range the system gives outgoing connections', async () => {
+    const { low } = ephemeralPortRange();
+    const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
+    for (const port of ports) {
+      assert.ok(port >= 10_000 && port < low, `${port} is below the ephemeral range from ${low}`);
+    }
+    assert.equal(new Set(ports).size, ports.length, 'never the same port twice');
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(ports[0], '127.0.0.1', resolve));
+    await new Promise((resolve) => server.close(resolve));
+  });
+});
 
 describe('portInUseIn', () => {
   it('finds the port in each way the dev server reports a bind failure', () => {
