@@ -208,11 +208,10 @@ export function startLatencyThrottle(
     decreases: 0,
     increases: 0,
   };
-  const start = target.startRowsPerSecond ?? null;
+  const limit = slowStartRate(target);
   const minRows = target.slowStartMinRows ?? DEFAULT_LATENCY_TARGET.slowStartMinRows!;
-  if (table === undefined || start === null || table.estimatedRows < minRows) return state;
+  if (table === undefined || limit === null || table.estimatedRows < minRows) return state;
   if (!applicationBusy(baseline, target)) return state;
-  const limit = Math.max(target.minRowsPerSecond, Math.round(start));
   return {
     ...state,
     limit,
@@ -231,8 +230,14 @@ function applicationBusy(reading: LatencyReading, target: LatencyTarget): boolea
   );
 }
 
+/** The rows/s a slow start begins at (never below the brake's floor); null when copies start at full speed. */
+function slowStartRate(target: LatencyTarget): number | null {
+  const start = target.startRowsPerSecond ?? null;
+  return start === null ? null : Math.max(target.minRowsPerSecond, Math.round(start));
+}
+
 /** Below this share of its limit, a copy that started slowly is held back by something else: the limit goes. */
-export const SLOW_START_UNUSED = 0.25;
+const SLOW_START_UNUSED = 0.25;
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
@@ -394,7 +399,7 @@ export function nextLatencyThrottle(
  * thousand rows shared by partitions at a few hundred rows/s, report less than the copy can do.
  */
 function copyFarBelow(copiedRowsPerSecond: number | null, limit: number, target: LatencyTarget): boolean {
-  const start = Math.max(target.minRowsPerSecond, Math.round(target.startRowsPerSecond ?? 0));
+  const start = slowStartRate(target) ?? target.minRowsPerSecond;
   return (
     limit > start &&
     copiedRowsPerSecond !== null &&

@@ -13,20 +13,17 @@ export function isPortFree(port: number, host = '127.0.0.1'): Promise<boolean> {
 }
 
 /**
- * The ports the system hands to outgoing connections (Linux's ip_local_port_range; elsewhere the
- * IANA dynamic range).
+ * The lowest of the ports the system hands to outgoing connections (Linux's ip_local_port_range;
+ * elsewhere the IANA dynamic range's, 49152).
  */
-export function ephemeralPortRange(): { low: number; high: number } {
+export function ephemeralPortsFrom(): number {
   try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
-      .trim()
-      .split(/\s+/)
-      .map(Number);
-    if (Number.isInteger(low) && Number.isInteger(high)) return { low: low!, high: high! };
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(low) && low > 0) return low;
   } catch {
     // Not Linux.
   }
-  return { low: 49152, high: 65535 };
+  return 49152;
 }
 
 /** The lowest port freePort picks: below it sit the well-known services' ports. */
@@ -42,7 +39,7 @@ const handedOut = new Set<number>();
  * 36035 in CI). Falls back to the kernel's pick when there is no room below that range.
  */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const { low } = ephemeralPortRange();
+  const low = ephemeralPortsFrom();
   if (low - LOWEST_CHOSEN_PORT >= 1000) {
     for (let attempt = 0; attempt < 50; attempt++) {
       const port = LOWEST_CHOSEN_PORT + Math.floor(Math.random() * (low - LOWEST_CHOSEN_PORT));

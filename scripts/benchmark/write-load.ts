@@ -124,8 +124,9 @@ export class WriteLoad {
   async stop(): Promise<LoadResult> {
     const stoppedAt = performance.now();
     const done = new Promise<Extract<FromLoadThread, { type: 'done' }>>((resolve, reject) => {
-      if (this.failure !== undefined) reject(new Error(`the write load failed: ${this.failure.message}`));
-      this.thread.once('error', (err) => reject(new Error(`the write load failed: ${err.message}`)));
+      const fail = (err: Error) => reject(new Error(`the write load failed: ${err.message}`));
+      if (this.failure !== undefined) fail(this.failure);
+      this.thread.once('error', fail);
       this.thread.on('message', (message: FromLoadThread) => {
         if (message.type === 'done') resolve(message);
       });

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import {
-  ephemeralPortRange,
+  ephemeralPortsFrom,
   freePort,
   groupListensOn,
   portInUseIn,
@@ -16,7 +16,7 @@ import { bannerShows } from '../../provision/temporal-server';
 
 describe('freePort', () => {
   it('picks a free port below the range the system gives outgoing connections', async () => {
-    const { low } = ephemeralPortRange();
+    const low = ephemeralPortsFrom();
     const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
     for (const port of ports) {
       assert.ok(port >= 10_000 && port < low, `${port} is below the ephemeral range from ${low}`);
