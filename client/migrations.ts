@@ -254,6 +254,7 @@ const RELEASED_BY: Record<MigrationHold['kind'], string> = {
   gate: 'migrate resume measures again; approve goes on',
   rollback: 'migrate resume goes forward again',
   'switch-failed': 'migrate resume tries again',
+  fence: 'migrate resume tries again',
   retire: 'migrate approve retires it',
   failure: 'mend the cause, then migrate resume',
   sync: 'ends by itself once the table syncs; resume tries now; approve goes on regardless',

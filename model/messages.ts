@@ -296,7 +296,16 @@ export interface GateReport {
  *   verifies again, approve accepts them.
  */
 export interface MigrationHold {
-  kind: 'approval' | 'gate' | 'rollback' | 'switch-failed' | 'retire' | 'failure' | 'sync' | 'verification';
+  kind:
+    | 'approval'
+    | 'gate'
+    | 'rollback'
+    | 'switch-failed'
+    | 'fence'
+    | 'retire'
+    | 'failure'
+    | 'sync'
+    | 'verification';
   reason: string;
   since: number;
   /** For `failure` and `sync`: what failed, as the database or the check put it. */
@@ -327,6 +336,12 @@ export interface MigrationStatus {
   lastGate: GateReport | null;
   queryBenchmark: QueryBenchmarkResult | null;
   switches: Array<{ direction: 'to-new' | 'to-old'; at: number } & WriteSwitchResult>;
+  /**
+   * Each step into `live` from a step whose mirrors may trail their writes: when reads went to new
+   * and how long the write fence was up before, until every router's trailing mirrors landed.
+   * Absent in runs carried over from before it was kept.
+   */
+  liveFences?: Array<{ at: number; fencedMs: number }>;
   rollbacks: Array<{ from: string; to: string; at: number; by: string }>;
   /** When the soak after `complete` ends (workflow time, ms since epoch). */
   soakUntil: number | null;

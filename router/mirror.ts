@@ -1,10 +1,10 @@
 // The second half of a dual write: right after the authoritative commit, the keys that commit wrote
 // (noted by the capture trigger for the router's session) are synced to the other side, re-read from
 // the authoritative side under the mirror locks, so two racing writes of a row cannot land out of
-// order (hazard 3). Once reads go to new (`shadow`, `live`) the application waits for it, so a read on new
-// sees its own write, but never longer than the timeout (before then it runs off the request's
-// path: pending-mirrors.ts, and the mirrors of one table that come while one runs go together in the
-// next), and never fails because of it: a failed, slow or skipped mirror queues
+// order (hazard 3). Once reads go to new (`live`) the application waits for it, so a read on new
+// sees its own write, but never longer than the timeout (before then, in `dual_write` and `shadow`,
+// it runs off the request's path: pending-mirrors.ts, and the mirrors of one table that come while
+// one runs go together in the next), and never fails because of it: a failed, slow or skipped mirror queues
 // its keys as discrepancies and the user's request succeeds. If the process dies before the mirror,
 // the change log entry that capture wrote in the same transaction brings the keys (hazard 4); once
 // a mirror committed, it has those entries deleted (forget.ts), so reconciliation does not sync the

@@ -2,7 +2,9 @@
 // its answer from old and off its path. The two results are compared (row order ignored unless the
 // statement orders its rows); a mismatch is counted and logged with the statement's fingerprint and
 // normalized text, never with values. What the application receives is always old's result.
-// A write committed between the two reads makes equal sides look different, so a mismatch is read
+// The read on new waits for the mirrors its router had running when old answered (writes answer
+// before their mirrors in `shadow`). A write of another router or of an outside writer committed
+// between the two reads can still make equal sides look different, so a mismatch is read
 // again on both sides by turns, over about a second (SETTLE_WAITS_MS); when two neighbouring reads
 // agree, a write was in flight and the comparison counts as `settled`, not as a mismatch. The rate,
 // not a single mismatch, is the signal (the migration's gates read it).

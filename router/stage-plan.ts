@@ -4,7 +4,7 @@
 // migration's own role may write it (activities/write-guard.ts), so the router does not mirror there;
 // reconciliation carries new's writes back to old (the reverse sync) from new's change log.
 import type { ConnectionName } from '../model/connections';
-import type { Stage } from '../model/stages';
+import { mirrorsMayTrail, STAGES, type Stage } from '../model/stages';
 
 export interface StagePlan {
   authoritative: ConnectionName;
@@ -13,9 +13,11 @@ export interface StagePlan {
   /** Where reads go: one side, or new for the stage's read percentage. */
   reads: ConnectionName | 'percent';
   shadow: boolean;
+  /** A write may answer before its mirror lands (model/stages.ts). */
+  mirrorsMayTrail: boolean;
 }
 
-const PLANS: Record<Stage, StagePlan> = {
+const ROUTES: Record<Stage, Omit<StagePlan, 'mirrorsMayTrail'>> = {
   off: { authoritative: 'old', mirrorTo: null, reads: 'old', shadow: false },
   dual_write: { authoritative: 'old', mirrorTo: 'new', reads: 'old', shadow: false },
   shadow: { authoritative: 'old', mirrorTo: 'new', reads: 'old', shadow: true },
@@ -23,6 +25,10 @@ const PLANS: Record<Stage, StagePlan> = {
   switched: { authoritative: 'new', mirrorTo: null, reads: 'new', shadow: false },
   complete: { authoritative: 'new', mirrorTo: null, reads: 'new', shadow: false },
 };
+
+const PLANS = Object.fromEntries(
+  STAGES.map((stage) => [stage, { ...ROUTES[stage], mirrorsMayTrail: mirrorsMayTrail(stage) }]),
+) as Record<Stage, StagePlan>;
 
 export function stagePlan(stage: Stage): StagePlan {
   return PLANS[stage];

@@ -1,9 +1,10 @@
 // Runs one statement of the application where the stage says. Reads and writes are told apart
 // (db/classify.ts, or the application's explicit intent); writes and transactions run on the
 // authoritative side, behind the write fence, and are then mirrored to the other side (mirror.ts):
-// the application waits for the mirror while reads may go to that side (`shadow`, `live`), and in
-// `dual_write` the mirror follows off its path (pending-mirrors.ts); reads go where the stage says, with a sample
-// compared on new in `shadow` (shadow.ts) and a sticky share served by new in `live`. While old is
+// the application waits for the mirror while reads may go to that side (`live`), and in `dual_write`
+// and `shadow` the mirror follows off its path (pending-mirrors.ts); reads go where the stage says,
+// with a sample compared on new in `shadow` once the mirrors before it landed (shadow.ts) and a
+// sticky share served by new in `live`. While old is
 // authoritative, new never fails a request: a failed mirror is queued as a discrepancy, and a read
 // on new that fails is answered by old.
 import type pg from 'pg';
@@ -116,10 +117,15 @@ export class StatementRunner {
     }
     const result = await metrics.time(plan.authoritative, 'read', () => onAuthoritative().query(config));
     if (plan.shadow) {
+      // The comparison reads new once the mirrors this router had running at the read landed.
+      const landed = this.parts.pending.landed();
       this.parts.shadow.sample(
         info,
         result,
-        () => metrics.time('new', 'shadow', () => pools.new.query(config)),
+        async () => {
+          await landed;
+          return metrics.time('new', 'shadow', () => pools.new.query(config));
+        },
         () => pools.old.query(config),
       );
     }
@@ -163,8 +169,7 @@ export class StatementRunner {
       return result;
     }
     // Outside a transaction now (an autocommit write, or the COMMIT of one): mirror what committed.
-    // Shadow reads compare new right after the application's read: there the write waits too.
-    const waits = this.parts.awaitMirrors || plan.reads !== side || plan.shadow || !pending.hasRoom;
+    const waits = this.parts.awaitMirrors || !plan.mirrorsMayTrail || !pending.hasRoom;
     // The keys are taken at once (and the setting, when it may hold some, asked for before any later
     // statement of the session).
     const mirrored = this.mirrorCommitted(client, session === undefined, side, plan.mirrorTo, waits);

@@ -316,6 +316,7 @@ function formatReport(
     newEqualsOld: run.equal,
     phases: [],
     outsideWriter: { writesPerSecondAsked: run.outsideWritesPerSecond, phases: [] },
+    liveFence: null,
     writeSwitch: null,
     backfill: {
       rows: table.rowsCopied,
@@ -399,11 +400,23 @@ function formatReport(
     ),
   );
   lines.push('');
+  /** The routed writes that were under way while a fence was up from `from` to `to`, and the longest. */
+  const metFence = (from: number, to: number) => {
+    const met = samples.filter((s) => s.startedAt <= to && s.startedAt + s.ms >= from);
+    return { met, longest: Math.max(0, ...met.map((s) => s.ms)) };
+  };
+  const intoLive = status.liveFences?.[0];
+  if (intoLive !== undefined) {
+    const { fencedMs } = intoLive;
+    const { met, longest } = metFence(intoLive.at - fencedMs, intoLive.at);
+    figuresOut.liveFence = { fencedMs, writesMet: met.length, longestWriteMs: longest };
+    lines.push(
+      `Into live: fence up ${fencedMs} ms (workflow time) until every router's trailing mirrors landed; ${met.length} writes met it, the longest took ${fixed(longest)} ms.`,
+    );
+  }
   const forward = status.switches.find((s) => s.direction === 'to-new' && s.switched);
   if (forward !== undefined) {
-    const fenceFrom = forward.at - forward.fencedMs;
-    const met = samples.filter((s) => s.startedAt <= forward.at && s.startedAt + s.ms >= fenceFrom);
-    const longest = Math.max(...met.map((s) => s.ms));
+    const { met, longest } = metFence(forward.at - forward.fencedMs, forward.at);
     figuresOut.writeSwitch = {
       fencedMs: forward.fencedMs,
       changesDrained: forward.changesDrained,
@@ -487,6 +500,8 @@ interface MigrationBenchFigures {
     writesPerSecondAsked: number;
     phases: Array<{ phase: string; rateOverOff: number; p50OverOff: number } & ReturnType<typeof summarize>>;
   };
+  /** The fence before reads went to new, until the mirrors that trailed their writes landed. */
+  liveFence: { fencedMs: number; writesMet: number; longestWriteMs: number } | null;
   writeSwitch: {
     fencedMs: number;
     changesDrained: number;

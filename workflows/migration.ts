@@ -6,7 +6,8 @@
 //         reconciliation
 //   dual_write ─ routers write old then new; backfill every table; verify new equals old
 //   shadow ─ a sample of reads also runs on new and is compared; the query benchmark runs
-//   live p% ─ for each read step: p% of reads from new
+//   live p% ─ for each read step: p% of reads from new (entered from shadow once the mirrors that
+//         trailed their writes landed, behind the write fence)
 //   switched ─ the write switch (write-switch.ts): new takes writes, old is reverse-synced
 //   complete ─ writes on new only; old read-only and reverse-synced for the soak (a durable timer)
 //   retire ─ on approval: capture, guards, flags and helper tables go; old's data stays

@@ -80,17 +80,54 @@ const { awaitRouterFence, moveWriteAuthority, stopReconciliation } = proxyActivi
   retry: { initialInterval: '200 milliseconds', maximumInterval: '5 seconds', maximumAttempts: 5 },
 });
 
+/** Where the fence goes up, and how long routers get to acknowledge it. */
+export interface WriteFenceInput {
+  migration: string;
+  servers: ServerBinding;
+  /** The stage the fence goes up on. */
+  at: StagePosition;
+  /** In ms (default 10,000). */
+  timeoutMs?: number;
+  /** A router not heard from for longer is not waited for, in s (default SILENT_AFTER_SECONDS, 15). */
+  silentAfterSeconds?: number;
+}
+
+/**
+ * Raises the write fence on `at` and waits until every live router acknowledged it: none has a
+ * write, or a mirror that trails one, in flight. The routers that did not in time; the next stage
+ * set lifts the fence, whether the caller goes on or goes back to `at`.
+ */
+export async function raiseWriteFence(input: WriteFenceInput): Promise<string[]> {
+  const { migration, servers, at } = input;
+  const fence = await setMigrationStage({
+    servers,
+    connection: 'old',
+    migration,
+    stage: at.stage,
+    readPercent: at.readPercent,
+    fenced: true,
+  });
+  const acks = await awaitRouterFence({
+    servers,
+    connection: 'old',
+    migration,
+    version: fence.version,
+    timeoutMs: input.timeoutMs ?? 10_000,
+    silentAfterSeconds: input.silentAfterSeconds,
+  });
+  return acks.missing;
+}
+
 /** Moves write authority from `input.from.side` to `input.to.side`; see the steps above. */
 export async function switchAuthority(input: AuthoritySwitchInput): Promise<WriteSwitchResult> {
   const { from, to, migration, tables, servers } = input;
-  const setStage = (position: StagePosition, fenced?: boolean) =>
+  const setStage = (position: StagePosition) =>
     setMigrationStage({
       servers,
       connection: 'old',
       migration,
       stage: position.stage,
       readPercent: position.readPercent,
-      ...(fenced !== undefined && { fenced }),
     });
   const reconcile = async (source: ConnectionName, target: ConnectionName) => {
     if (input.reconciliationWorkflowId === undefined) return;
@@ -114,22 +151,20 @@ export async function switchAuthority(input: AuthoritySwitchInput): Promise<Writ
     }
   }
   const fencedAt = Date.now();
-  const fence = await setStage(from, true);
-  const acks = await awaitRouterFence({
-    servers,
-    connection: 'old',
+  const missing = await raiseWriteFence({
     migration,
-    version: fence.version,
-    timeoutMs: input.fenceTimeoutMs ?? 10_000,
+    servers,
+    at: from,
+    timeoutMs: input.fenceTimeoutMs,
     silentAfterSeconds: input.silentAfterSeconds,
   });
-  if (acks.missing.length > 0) {
+  if (missing.length > 0) {
     await setStage(from);
     const fencedMs = Date.now() - fencedAt;
     await reconcile(from.side, to.side);
-    const reason = `routers did not acknowledge the write fence in time: ${acks.missing.join(', ')}`;
+    const reason = `routers did not acknowledge the write fence in time: ${missing.join(', ')}`;
     log.warn(`write switch aborted: ${reason}`);
-    return { switched: false, missing: acks.missing, fencedMs, changesDrained: 0, reason };
+    return { switched: false, missing, fencedMs, changesDrained: 0, reason };
   }
   const acknowledgedMs = Date.now() - fencedAt;
   try {

@@ -38,7 +38,8 @@ export async function startLoadProcess(
     }
     notify();
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': the last line of a long report may still be in the pipe when the process exits.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   const next = async (key: string): Promise<Record<string, unknown>> => {
     for (;;) {
       const found = messages.find((message) => key in message);

@@ -1,5 +1,6 @@
-// A write answers the application after the authoritative commit while no read can see the other
-// side (`dual_write`, `shadow`); its mirror follows off the request's path. On real PostgreSQL:
+// A write answers the application after the authoritative commit while no read of the application
+// can see the other side (`dual_write`, `shadow`); its mirror follows off the request's path, and a
+// shadow read compares new once it landed. On real PostgreSQL:
 // - the write returned while its mirror was held, the mirror still counted as a write in flight, so
 //   a raised write fence was acknowledged only after it landed, and new then equals old;
 // - beyond `maxPendingMirrors`, and in `live` (reads on new must see their own writes), and with
@@ -163,11 +164,58 @@ describe('deferred mirrors', { timeout: 180_000 }, () => {
     await moveStage(db.pools.old, migration, [router], 'dual_write');
   });
 
-  it('shadow: a write waits for its mirror, so a shadow read compares new after it landed', async () => {
-    await moveStage(db.pools.old, migration, [router], 'shadow');
-    await writeThatWaitsForItsMirror(`UPDATE ${name} SET note = 'shadowed' WHERE id = 9`);
-    assert.equal(await noteOn('new', 9), 'shadowed');
-    await moveStage(db.pools.old, migration, [router], 'dual_write');
+  it('shadow: the write answers before its mirror, which holds the fence the step into live raises, and a shadow read compares new once it landed', async () => {
+    const shadowGate = new MirrorGate();
+    const { router: comparing } = await startRouter('deferred', {
+      migration,
+      old: { connectionString: db.urls.old, max: 4 },
+      new: { connectionString: db.urls.new, max: 4 },
+      mirrorTimeoutMs: 30_000,
+      shadow: { sampleRate: 1 },
+      testHooks: { afterAuthoritativeCommit: shadowGate.hook },
+    });
+    try {
+      await moveStage(db.pools.old, migration, [router, comparing], 'shadow');
+      shadowGate.close();
+      await comparing.query(`UPDATE ${name} SET note = 'shadowed' WHERE id = 9`);
+      assert.equal(comparing.pendingMirrorCount, 1, 'the write answered, its mirror is under way');
+      assert.notEqual(await noteOn('new', 9), 'shadowed');
+      const read = await comparing.query<{ note: string }>(`SELECT note FROM ${name} WHERE id = 9`);
+      assert.equal(read.rows[0]?.note, 'shadowed', 'the application reads old');
+      // Before reads go to new the migration raises the fence on shadow: this router acknowledges
+      // only once its trailing mirror landed.
+      const fenced = await setStage(db.pools.old, migration, { stage: 'shadow', fenced: true });
+      await waitFor('the routers to see the fence', () =>
+        Promise.resolve(router.stage.version >= fenced.version && comparing.stage.version >= fenced.version),
+      );
+      const acknowledged = async () =>
+        (await listRouters(db.pools.old, migration)).filter((r) => r.fenceAcknowledged === fenced.version);
+      await waitFor('the idle router to acknowledge', async () =>
+        (await acknowledged()).some((r) => r.routerId === router.routerId),
+      );
+      assert.equal(
+        (await acknowledged()).some((r) => r.routerId === comparing.routerId),
+        false,
+        'no acknowledgement while a mirror trails',
+      );
+      shadowGate.lift();
+      await comparing.mirrorsSettled();
+      assert.equal(await noteOn('new', 9), 'shadowed');
+      await waitFor('the fence to be acknowledged once the mirror landed', async () =>
+        (await acknowledged()).some((r) => r.routerId === comparing.routerId),
+      );
+      const count = (result: string) => comparing.metrics.count('shadow', result);
+      const compared = async () =>
+        (await count('match')) + (await count('settled')) + (await count('mismatch'));
+      await waitFor('the shadow comparison', async () => (await compared()) === 1);
+      // Compared before the mirror landed, it would have found new different and settled on a later
+      // round (or counted a mismatch).
+      assert.equal(await count('match'), 1);
+    } finally {
+      shadowGate.lift();
+      await comparing.end();
+      await moveStage(db.pools.old, migration, [router], 'dual_write');
+    }
   });
 
   it('awaitMirrors: every write waits for its mirror, also in dual_write', async () => {

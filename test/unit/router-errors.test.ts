@@ -227,7 +227,7 @@ describe('write fence', () => {
 });
 
 describe('pending mirrors', () => {
-  it('makes room up to the limit, waits for mirrors started meanwhile, and never rejects', async () => {
+  it('makes room up to the limit, waits for mirrors started meanwhile (settled) or not (landed), and never rejects', async () => {
     const pending = new PendingMirrors(2);
     const done: string[] = [];
     const release: Array<() => void> = [];
@@ -245,6 +245,8 @@ describe('pending mirrors', () => {
     assert.equal(pending.hasRoom, false, 'at the limit a write waits for its own mirror');
     let settled = false;
     const all = pending.settled().then(() => (settled = true));
+    let landed = false;
+    const before = pending.landed().then(() => (landed = true));
     release[0]!();
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(done, ['a']);
@@ -253,6 +255,8 @@ describe('pending mirrors', () => {
     release[1]!();
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(done, ['a', 'b'], 'a rejected mirror is done too');
+    await before;
+    assert.equal(landed, true, 'landed waits only for the mirrors running when it was asked');
     assert.equal(settled, false, 'settled waits for the mirror started meanwhile');
     release[2]!();
     await all;

@@ -77,18 +77,25 @@ describe('stage plan and sticky reads', () => {
         const plan = stagePlan(stage);
         return [
           stage,
-          `${plan.authoritative} ${plan.mirrorTo ?? '-'} ${plan.reads}${plan.shadow ? ' shadow' : ''}`,
+          `${plan.authoritative} ${plan.mirrorTo ?? '-'} ${plan.reads}${plan.shadow ? ' shadow' : ''}${plan.mirrorsMayTrail ? ' trailing' : ''}`,
         ];
       }),
     );
     assert.deepEqual(table, {
       off: 'old - old',
-      dual_write: 'old new old',
-      shadow: 'old new old shadow',
+      dual_write: 'old new old trailing',
+      shadow: 'old new old shadow trailing',
       live: 'old new percent',
       switched: 'new - new',
       complete: 'new - new',
     });
+  });
+
+  it('a mirror may trail its write only where no read of the application goes to the side it is mirrored to', () => {
+    for (const stage of STAGES) {
+      const plan = stagePlan(stage);
+      assert.equal(plan.mirrorsMayTrail, plan.mirrorTo !== null && plan.reads === plan.authoritative, stage);
+    }
   });
 
   it('a routing key keeps its side, and stays on new as the percentage grows', () => {

@@ -56,9 +56,12 @@ describe('the migration workflow, step by step', () => {
     const held = await migration.heldFor('retire', 'complete');
     assert.match(held.held!.reason, /^the soak is over: approve to retire/);
     assert.equal(held.phase, 'held');
+    // Reads go to new from live 25%: first the fence on shadow, until the mirrors writes answered
+    // without waiting for have landed.
     assert.deepEqual(fakes.stagesSet(), [
       'dual_write 0',
       'shadow 0',
+      'shadow 0 +fence',
       'live 25',
       'live 100',
       'live 100 +fence',
@@ -415,6 +418,34 @@ describe('the gates', () => {
   });
 });
 
+describe('reads going to new', () => {
+  it('routers that do not acknowledge the fence before live keep the migration at shadow: it holds, and resume tries again', async () => {
+    fakes.on('awaitRouterFence', () => ({ acknowledged: ['router-a'], missing: ['router-b'] }));
+    const input = migrationInput('live-fence');
+    const migration = await MigrationUnderTest.start(ts(), {
+      ...input,
+      resume: carriedAt(input, 'shadow', { stepPassed: true }),
+    });
+    const held = await migration.heldFor('fence', 'shadow');
+    assert.equal(
+      held.held!.reason,
+      'reads did not move to new, everyone stays at shadow: routers did not acknowledge the write fence in time (their mirrors in flight must land first): router-b; resume or approve to try again',
+    );
+    assert.deepEqual(fakes.stagesSet(), ['shadow 0 +fence', 'shadow 0']);
+
+    fakes.on('awaitRouterFence', () => ({ acknowledged: ['router-a', 'router-b'], missing: [] }));
+    await migration.resume();
+    const live = await migration.until('live 25%', (status) => status.step === 'live 25%');
+    assert.deepEqual(fakes.stagesSet(), ['shadow 0 +fence', 'shadow 0', 'shadow 0 +fence', 'live 25']);
+    assert.equal(live.liveFences?.length, 1, 'the fence that let reads go to new is recorded once');
+    assert.ok(
+      live.events.some((event) =>
+        /^writes waited at most \d+ ms for the mirrors in flight before reads went to new$/.test(event.text),
+      ),
+    );
+  });
+});
+
 describe('the forward write switch', () => {
   it('routers that do not acknowledge the fence stop the switch: everyone stays on old, it holds, and resume tries again', async () => {
     fakes.on('awaitRouterFence', () => ({ acknowledged: ['router-a'], missing: ['router-b'] }));
@@ -700,6 +731,7 @@ describe('continue-as-new', () => {
     assert.deepEqual(fakes.stagesSet(), [
       'dual_write 0',
       'shadow 0',
+      'shadow 0 +fence',
       'live 100',
       'live 100 +fence',
       'complete 100',

@@ -134,6 +134,7 @@ export function initialMemory(input: MigrationInput): MigrationMemory {
       lastGate: null,
       queryBenchmark: null,
       switches: [],
+      liveFences: [],
       rollbacks: [],
       soakUntil: null,
       events: [],

@@ -4,12 +4,14 @@
 //   dual_write ─ backfill every table; complete the tables created on new; verify new equals old;
 //         gates, without a soak
 //   shadow ─ the query benchmark once; then, like every later step: soak, then gates
-// A failed gate holds the migration with its reason, or in `live` steps back one read step first
-// when so configured.
-import { condition, ParentClosePolicy, startChild, workflowInfo } from '@temporalio/workflow';
+// Entering the first `live` step from `shadow` raises the write fence until every router's trailing
+// mirrors landed (transitions.ts). A failed gate holds the migration with its reason, or in `live`
+// steps back one read step first when so configured.
+import { condition, ParentClosePolicy, patched, startChild, workflowInfo } from '@temporalio/workflow';
 import type { GateReport, VerificationReport } from '../../model/messages';
 import type { ThrottleSettings } from '../../model/throttle-settings';
 import { newIsAuthoritative, stepLabel, type StagePosition } from '../../model/migration-plan';
+import { mirrorsMayTrail } from '../../model/stages';
 import { backfillTableWorkflow } from '../backfill';
 import { pauseSignal, throttleSignal } from '../messages';
 import { verificationWorkflow } from '../verification';
@@ -24,7 +26,7 @@ import {
 } from './activities';
 import { failedChecks, gateChecks } from './gates';
 import type { MigrationState } from './state';
-import { setStage, switchWrites } from './transitions';
+import { enterPastTrailingMirrors, setStage, switchWrites } from './transitions';
 import { removeOwnObjects } from './way-back';
 
 /**
@@ -342,16 +344,35 @@ export async function runStep(state: MigrationState): Promise<boolean> {
   return runSoakedStep(state, step);
 }
 
-/** Enters the step at `position`, through the write switch when it is `switched`; false when that failed. */
+/**
+ * Runs started before entered `live` from `shadow` with one stage change: in `shadow` every write
+ * waited for its mirror then, so none could still be landing.
+ */
+const FENCE_BEFORE_READS_ON_NEW = 'fence-before-reads-on-new';
+
+/**
+ * Enters the step at `position`: through the write switch when it is `switched`, past the fence that
+ * lets trailing mirrors land when its reads go to new; false when that failed (the migration holds).
+ */
 export async function enter(state: MigrationState, position: number): Promise<boolean> {
   const { steps, status } = state;
   const step = steps[position]!;
-  if (step.stage === 'switched' && !newIsAuthoritative(steps[status.position]!)) {
+  const current = steps[status.position]!;
+  if (step.stage === 'switched' && !newIsAuthoritative(current)) {
     const result = await switchWrites(state, status.position, position);
     if (!result.switched) {
       state.hold(
         'switch-failed',
         `the write switch did not happen, everyone stays on old: ${result.reason}; resume or approve to try again`,
+      );
+      return false;
+    }
+  } else if (step.stage === 'live' && mirrorsMayTrail(current.stage) && patched(FENCE_BEFORE_READS_ON_NEW)) {
+    const missing = await enterPastTrailingMirrors(state, status.position, position);
+    if (missing.length > 0) {
+      state.hold(
+        'fence',
+        `reads did not move to new, everyone stays at ${status.step}: routers did not acknowledge the write fence in time (their mirrors in flight must land first): ${missing.join(', ')}; resume or approve to try again`,
       );
       return false;
     }
